@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from tenants.fields import EncryptedJSONField
+from tenants.models import Tenant
+
+from .platforms import adapter_class, platform_choices
+
+
+class Bot(models.Model):
+    """One bot on one platform; the platform calls us at /callbacks/<platform>/<public_id>/."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bots")
+    platform = models.CharField(_("platform"), max_length=32, choices=platform_choices)
+    name = models.CharField(_("name"), max_length=100)
+    public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
+    credentials = EncryptedJSONField(_("credentials"), blank=True, default=dict)
+    system_prompt = models.TextField(
+        _("system prompt override"),
+        blank=True,
+        help_text=_("Empty: the tenant's system prompt."),
+    )
+    shared_group_session = models.BooleanField(
+        _("one shared context per group"),
+        default=False,
+        help_text=_("Off: every member of a group has their own conversation with the bot."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    last_error = models.TextField(_("last error"), blank=True, editable=False)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="unique_bot_name_per_tenant"),
+        ]
+        verbose_name = _("bot")
+        verbose_name_plural = _("bots")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def callback_path(self) -> str:
+        return reverse("callback", args=[self.platform, self.public_id])
+
+    @property
+    def callback_url(self) -> str:
+        return settings.PUBLIC_BASE_URL + self.callback_path
+
+    @property
+    def adapter(self):  # noqa: ANN201 - the platform's PlatformAdapter subclass
+        return adapter_class(self.platform)(self)
+
+    def record_error(self, error: str) -> None:
+        """Keep the latest failure on the row so the admin can filter on it."""
+        now = timezone.now()
+        Bot.objects.filter(pk=self.pk).update(last_error=error[:2000], last_error_at=now)
+        self.last_error, self.last_error_at = error, now

@@ -1,0 +1,33 @@
+"""Registry of platform modules: one line per platform key.
+
+Adding a platform is one new module and one line here; `Bot.platform` choices follow.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from channels_im.models import Bot
+
+    from .base import PlatformAdapter
+
+PLATFORMS: dict[str, str] = {
+    "wecom": "channels_im.platforms.wecom.WeComAppAdapter",
+}
+
+
+@cache
+def adapter_class(platform: str) -> type[PlatformAdapter]:
+    return import_string(PLATFORMS[platform])
+
+
+def platform_choices() -> list[tuple[str, str]]:
+    return [(key, adapter_class(key).label) for key in PLATFORMS]
+
+
+def get_adapter(bot: Bot) -> PlatformAdapter:
+    return adapter_class(bot.platform)(bot)

@@ -1,0 +1,188 @@
+"""The contract every IM platform module implements, and the one door for outbound HTTP.
+
+A platform module turns a callback request into a platform-neutral result and sends a
+reply back. It knows nothing of Celery, the database or the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import requests
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from channels_im.models import Bot
+
+logger = logging.getLogger(__name__)
+
+
+class SignatureInvalid(Exception):
+    """The request is forged, stale or signed with another key: answer 401/403."""
+
+
+class BadPayload(Exception):
+    """The body cannot be decrypted or parsed: answer 400."""
+
+
+class DeliveryError(Exception):
+    """Sending failed. Transient errors are retried; permanent ones are recorded on the bot."""
+
+    def __init__(self, message: str, *, permanent: bool = False, code: str | int | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A URL-verification handshake; `body` is answered as is."""
+
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A genuine callback we choose not to act on (an image, an event): answer 200."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One user message, whatever platform it came from."""
+
+    external_id: str  # the platform's message id: the dedupe key
+    sender: str  # the platform's user id
+    chat: str  # the group id; for 1:1 chats the sender's id
+    text: str
+    is_group: bool = False
+    # What send() needs later to answer this message (a message id, a webhook URL …).
+    reply_context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboundReply:
+    """One answer to deliver; `key` is stable across retries (an idempotency key)."""
+
+    key: str
+    text: str
+    recipient: str
+    chat: str
+    is_group: bool
+    reply_context: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    name: str
+    required: bool = True
+    secret: bool = True
+
+
+CallbackResult = Challenge | Ignored | InboundMessage
+
+
+class PlatformAdapter:
+    """Base class of the platform modules; one instance serves one bot."""
+
+    key: ClassVar[str]
+    label: ClassVar[str]
+    credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
+    # Longest text one outbound message may carry, and how it is measured.
+    max_message_bytes: ClassVar[int] = 2048
+
+    def __init__(self, bot: Bot):
+        self.bot = bot
+        self.credentials: dict[str, Any] = bot.credentials or {}
+
+    @classmethod
+    def missing_credentials(cls, credentials: dict[str, Any]) -> list[str]:
+        return [f.name for f in cls.credential_fields if f.required and not credentials.get(f.name)]
+
+    def verify(self, request: HttpRequest) -> None:
+        """Check the request's signature and timestamp; raise SignatureInvalid if they fail."""
+        raise NotImplementedError
+
+    def parse(self, request: HttpRequest) -> CallbackResult:
+        """Decrypt and parse a verified request; raise BadPayload if it cannot be read."""
+        raise NotImplementedError
+
+    def ack(self, result: CallbackResult) -> HttpResponse:
+        """The response body the platform expects for this result."""
+        raise NotImplementedError
+
+    def send(self, reply: OutboundReply) -> None:
+        """Deliver the reply through the platform's API; raise DeliveryError on failure."""
+        raise NotImplementedError
+
+
+def http_json(
+    method: str,
+    url: str,
+    *,
+    params: dict[str, Any] | None = None,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Every platform API call goes through here: one timeout, one error taxonomy.
+
+    Connection errors, timeouts, 429 and 5xx are transient; other 4xx are permanent.
+    Platform-level error codes inside a 200 body are the caller's to interpret.
+    """
+    try:
+        response = requests.request(
+            method, url, params=params, json=json, headers=headers, timeout=settings.IM_HTTP_TIMEOUT
+        )
+    except requests.RequestException as exc:
+        raise DeliveryError(f"{method} {_path(url)}: {type(exc).__name__}") from exc
+    if response.status_code == 429 or response.status_code >= 500:
+        raise DeliveryError(f"{method} {_path(url)}: HTTP {response.status_code}")
+    if response.status_code >= 400:
+        raise DeliveryError(
+            f"{method} {_path(url)}: HTTP {response.status_code}",
+            permanent=True,
+            code=response.status_code,
+        )
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise DeliveryError(f"{method} {_path(url)}: response is not JSON") from exc
+
+
+def _path(url: str) -> str:
+    """The URL without its query string, which may carry an access token."""
+    return url.split("?", 1)[0]
+
+
+def secret_id(secret: str) -> str:
+    """A short, non-reversible name for a secret: cache keys change when it rotates."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
+class TokenCache:
+    """An access token shared by every process through the cache, refreshed before expiry."""
+
+    # Refresh this many seconds before the platform's stated expiry.
+    EARLY_SECONDS = 300
+
+    def __init__(self, key: str, fetch: Callable[[], tuple[str, int]]):
+        self.key = f"im:token:{key}"
+        self.fetch = fetch
+
+    def get(self) -> str:
+        token = cache.get(self.key)
+        if token is None:
+            token, expires_in = self.fetch()
+            cache.set(self.key, token, max(expires_in - self.EARLY_SECONDS, 60))
+        return token
+
+    def invalidate(self) -> None:
+        cache.delete(self.key)

@@ -1,0 +1,58 @@
+"""Sending an assistant row through its bot's platform module, exactly once."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+
+from channels_im.platforms.base import DeliveryError, OutboundReply
+
+from .claims import RetryLater, backoff, claim, release
+from .models import Message
+
+logger = logging.getLogger(__name__)
+
+DELIVERY_BACKOFF_SECONDS = 2.0
+
+
+def deliver(reply_id: int) -> None:
+    """Send one stored reply, or do nothing if it was sent or another worker owns it."""
+    reply = claim(reply_id, Message.Role.ASSISTANT)
+    if reply is None:
+        logger.info("reply %s is not claimable (sent or owned); skipping", reply_id)
+        return
+    try:
+        reply.bot.adapter.send(outbound(reply))
+    except DeliveryError as exc:
+        handle_failure(reply, exc)
+        return
+    Message.objects.filter(pk=reply.pk).update(
+        status=Message.Status.ANSWERED, delivered_at=timezone.now(), claimed_until=None, error=""
+    )
+
+
+def outbound(reply: Message) -> OutboundReply:
+    question = reply.reply_to
+    context = question.reply_context if question else {}
+    return OutboundReply(
+        key=str(reply.pk),
+        text=reply.content,
+        recipient=question.sender if question else "",
+        chat=reply.conversation.chat_id,
+        is_group=bool(context.get("is_group")),
+        reply_context=context,
+    )
+
+
+def handle_failure(reply: Message, exc: DeliveryError) -> None:
+    if not exc.permanent and reply.attempts <= settings.IM_DELIVERY_MAX_RETRIES:
+        countdown = backoff(reply.attempts, DELIVERY_BACKOFF_SECONDS)
+        release(reply, after=countdown, error=str(exc))
+        raise RetryLater(countdown) from exc
+    logger.warning("reply %s could not be delivered: %s", reply.pk, exc)
+    Message.objects.filter(pk=reply.pk).update(
+        status=Message.Status.FAILED, claimed_until=None, error=str(exc)
+    )
+    reply.bot.record_error(f"delivery: {exc}")

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from channels_im.models import Bot
+from tenants.models import Tenant
+
+
+class Conversation(models.Model):
+    """A session: one user's (or one group's) thread with a bot, until it goes quiet."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="conversations")
+    chat_id = models.CharField(_("chat"), max_length=200)
+    # Empty when the bot shares one context per group.
+    user_id = models.CharField(_("user"), max_length=200, blank=True)
+    started_at = models.DateTimeField(_("started"), auto_now_add=True)
+    last_activity_at = models.DateTimeField(_("last activity"))
+
+    class Meta:
+        indexes = [
+            # Finding the open session of (bot, chat, user) is one index probe.
+            models.Index(
+                fields=["bot", "chat_id", "user_id", "-last_activity_at"], name="conv_session_idx"
+            ),
+            models.Index(fields=["tenant", "-last_activity_at"], name="conv_tenant_recent_idx"),
+        ]
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+
+    def __str__(self) -> str:
+        return f"{self.bot} · {self.chat_id} · {self.user_id or '*'}"
+
+
+class Message(models.Model):
+    """One line of the conversation log, and the unit of work of the reply pipeline.
+
+    A user row carries the whole exchange's status, timings and token counts; the
+    assistant row answering it carries the text and its delivery.
+    """
+
+    class Role(models.TextChoices):
+        USER = "user", _("User")
+        ASSISTANT = "assistant", _("Assistant")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        ANSWERING = "answering", _("Answering")
+        ANSWERED = "answered", _("Answered")
+        FAILED = "failed", _("Failed")
+        RATE_LIMITED = "rate_limited", _("Rate limited")
+        IGNORED = "ignored", _("Ignored")
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="messages")
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    reply_to = models.OneToOneField(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="reply"
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    content = models.TextField(_("content"))
+    sender = models.CharField(_("sender"), max_length=200, blank=True)
+    external_id = models.CharField(_("platform message id"), max_length=200, null=True, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices)
+    error = models.TextField(_("error"), blank=True)
+    model = models.CharField(_("model"), max_length=200, blank=True)
+    # What the platform module needs to answer (a message id, a webhook URL …).
+    reply_context = models.JSONField(default=dict, blank=True)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    # A worker owns the row until then; past it the sweep may hand the row to another.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+
+    queue_wait_ms = models.PositiveIntegerField(_("queue wait (ms)"), null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(_("time to first token (ms)"), null=True, blank=True)
+    total_ms = models.PositiveIntegerField(_("total time (ms)"), null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # Platforms retry callbacks; the second copy hits this and is dropped.
+            models.UniqueConstraint(
+                fields=["bot", "external_id"],
+                condition=models.Q(external_id__isnull=False),
+                name="unique_inbound_message_per_bot",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "-id"], name="msg_context_idx"),
+            models.Index(fields=["tenant", "-created_at"], name="msg_tenant_recent_idx"),
+            models.Index(
+                fields=["status", "claimed_until"],
+                condition=models.Q(status__in=["queued", "answering"]),
+                name="msg_pending_idx",
+            ),
+        ]
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()}: {self.content[:60]}"

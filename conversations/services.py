@@ -1,0 +1,84 @@
+"""Intake: what happens to an inbound message inside the callback's request.
+
+One transaction: drop duplicates, apply rate limits, find or open the session, store
+the message, and enqueue the reply once the row is committed. No model or platform
+call happens here.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from channels_im.models import Bot
+from channels_im.platforms.base import InboundMessage
+
+from . import ratelimit, texts
+from .models import Conversation, Message
+from .replies import add_reply
+
+logger = logging.getLogger(__name__)
+
+
+def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
+    """Store an inbound message and enqueue its answer; None for a duplicate."""
+    if Message.objects.filter(bot=bot, external_id=inbound.external_id).exists():
+        return None
+    verdict = ratelimit.check(bot.tenant, inbound.sender)
+    with transaction.atomic():
+        conversation = open_conversation(bot, inbound)
+        try:
+            with transaction.atomic():
+                message = Message.objects.create(
+                    tenant_id=bot.tenant_id,
+                    bot=bot,
+                    conversation=conversation,
+                    role=Message.Role.USER,
+                    content=inbound.text,
+                    sender=inbound.sender,
+                    external_id=inbound.external_id,
+                    status=Message.Status.RATE_LIMITED if verdict.limited else Message.Status.QUEUED,
+                    reply_context={"is_group": inbound.is_group, **inbound.reply_context},
+                )
+        except IntegrityError:
+            return None  # the same callback, delivered twice at once
+        if verdict.limited:
+            if verdict.notify:
+                add_reply(message, texts.rate_limited(bot.tenant))
+        else:
+            transaction.on_commit(lambda: enqueue_answer(message.pk))
+    return message
+
+
+def open_conversation(bot: Bot, inbound: InboundMessage) -> Conversation:
+    """The session this message belongs to; a new one after the tenant's timeout."""
+    user_id = "" if (inbound.is_group and bot.shared_group_session) else inbound.sender
+    now = timezone.now()
+    fresh_after = now - timedelta(seconds=bot.tenant.session_timeout_seconds)
+    conversation = (
+        Conversation.objects.filter(
+            bot=bot, chat_id=inbound.chat, user_id=user_id, last_activity_at__gte=fresh_after
+        )
+        .order_by("-last_activity_at")
+        .first()
+    )
+    if conversation is None:
+        return Conversation.objects.create(
+            tenant_id=bot.tenant_id, bot=bot, chat_id=inbound.chat, user_id=user_id,
+            last_activity_at=now,
+        )
+    Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now)
+    return conversation
+
+
+def enqueue_answer(message_id: int) -> None:
+    from .tasks import generate_reply
+
+    try:
+        generate_reply.delay(message_id)
+    except Exception:
+        # The broker is down: the row stays queued and the sweep enqueues it later.
+        logger.exception("could not enqueue message %s; the sweep will retry", message_id)

@@ -1,0 +1,29 @@
+"""Model fields whose values are encrypted at rest (see tenants.encryption)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import models
+
+from . import encryption
+
+
+class EncryptedJSONField(models.TextField):
+    """A dict stored as one AES-GCM ciphertext; the database never sees the plaintext."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        if value is None or value == "":
+            return {}
+        return json.loads(encryption.decrypt(value))
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return value
+        if not value:
+            return {}
+        return json.loads(value)
+
+    def get_prep_value(self, value: Any) -> str:
+        return encryption.encrypt(json.dumps(value or {}, ensure_ascii=False, sort_keys=True))

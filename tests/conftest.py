@@ -1,0 +1,91 @@
+import pytest
+
+from tests.factories import BotFactory, MembershipFactory, TenantFactory, UserFactory
+from tests.fakes.platforms import FakePlatforms
+
+
+@pytest.fixture(scope="session")
+def platform_server():
+    with FakePlatforms() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_platforms(platform_server, settings):
+    """The platforms' APIs, a real HTTP server; every *_API_BASE points at it."""
+    platform_server.reset()
+    for name in ("WECOM_API_BASE", "DINGTALK_API_BASE", "DINGTALK_OAPI_BASE", "FEISHU_API_BASE"):
+        setattr(settings, name, platform_server.url)
+    return platform_server
+
+
+@pytest.fixture(scope="session")
+def ollama_server():
+    from tests.fakes.ollama import FakeOllama
+
+    with FakeOllama() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_ollama(ollama_server, settings):
+    ollama_server.reset()
+    settings.OLLAMA_URL = ollama_server.url
+    return ollama_server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run in-process when enqueued (unit tests; the e2e tests use a real worker)."""
+    from assistant.celery import app
+
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def tenant_a(db):
+    return TenantFactory(slug="tenant-a", name="Tenant A")
+
+
+@pytest.fixture
+def tenant_b(db):
+    return TenantFactory(slug="tenant-b", name="Tenant B")
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(username="root", is_superuser=True)
+
+
+@pytest.fixture
+def admin_a(tenant_a):
+    """A tenant admin of tenant A only."""
+    return MembershipFactory(user__username="alice", tenant=tenant_a).user
+
+
+@pytest.fixture
+def auditor_a(tenant_a):
+    return MembershipFactory(user__username="audrey", tenant=tenant_a, role="auditor").user
+
+
+@pytest.fixture
+def outsider(tenant_b):
+    """Charlie: a tenant admin of tenant B, who must never see tenant A's data."""
+    return MembershipFactory(user__username="charlie", tenant=tenant_b).user
+
+
+@pytest.fixture
+def wecom_bot(tenant_a, fake_ollama):
+    tenant_a.model_endpoint = fake_ollama.url
+    tenant_a.save()
+    return BotFactory(tenant=tenant_a, platform="wecom", name="helpdesk")

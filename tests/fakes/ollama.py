@@ -1,0 +1,411 @@
+"""A fake Ollama that speaks real HTTP, so tests exercise the client's request code.
+
+It streams like Ollama v0.11 (NDJSON on /api/chat, SSE on /v1/chat/completions), with knobs
+for latency and the failures a client must survive. Tests change the knobs between requests.
+Run it by hand to drive the product without a model:
+
+    python -m tests.fakes.ollama --port 11434 --first-token-delay 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_REPLY = "Hello from the fake model"
+VERSION = "0.11.10"
+# The texts of Ollama v0.3–v0.11, for statuses a test asks for by number.
+FAILURE_TEXTS = {
+    400: "registry.ollama.ai/library/{model} does not support tools",
+    404: 'model "{model}" not found, try pulling it first',
+    500: "model runner has unexpectedly stopped, this may be due to resource limitations or an "
+    "internal error, check ollama server logs for details",
+    503: "server busy, please try again.  maximum pending requests exceeded",
+}
+MIDSTREAM_ERROR = "an error was encountered while running the model: unexpected EOF"
+
+
+@dataclass
+class Reply:
+    """What one admitted chat request streams back."""
+
+    model: str
+    pieces: list[str]
+    done_reason: str
+    prompt_tokens: int
+    first_token_delay: float
+    chunk_delay: float
+    error: str | None = None  # sent as a final line after `pieces`, instead of the done line
+    arrived_ns: int = field(default_factory=time.monotonic_ns)
+    first_token_ns: int = 0
+
+    def paced(self) -> Iterator[str]:
+        """The pieces, spaced out in time like a model generating them."""
+        time.sleep(self.first_token_delay)
+        self.first_token_ns = time.monotonic_ns()
+        for index, piece in enumerate(self.pieces):
+            if index:
+                time.sleep(self.chunk_delay)
+            yield piece
+
+    def metrics(self) -> dict[str, int]:
+        """The done line's counters, in nanoseconds; zeros are omitted, as Go's omitempty does."""
+        now = time.monotonic_ns()
+        values = {
+            "total_duration": now - self.arrived_ns,
+            "load_duration": 1_334_875,
+            "prompt_eval_count": self.prompt_tokens,
+            "prompt_eval_duration": int(self.first_token_delay * 1e9),
+            "eval_count": len(self.pieces),
+            "eval_duration": now - self.first_token_ns,
+        }
+        return {key: value for key, value in values.items() if value}
+
+
+class FakeOllama:
+    """A threaded HTTP server on 127.0.0.1; use as a context manager or start()/stop().
+
+    `requests` holds every parsed chat request body, native and /v1, in arrival order.
+    The knobs below are read per request; reset() restores their defaults.
+    """
+
+    reply: str  # streamed a word at a time
+    first_token_delay: float  # seconds before the first chunk (and the response headers)
+    chunk_delay: float  # seconds between chunks
+    fail_status: int | None  # answer with this status and Ollama's error text for it
+    fail_times: int | None  # fail only the first N chat requests, then succeed; None = all
+    midstream_error: str | None  # stream half the reply, then this error line (status 200)
+    known_models: set[str] | None  # other models get 404; None = every model exists
+    raw_stream: list[str] | None  # if set, sent verbatim as the 200 body's chunks
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server = _Server((host, port), _Handler)
+        self._server.fake = self
+        self._thread: threading.Thread | None = None
+        self.reset()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def reset(self) -> None:
+        """Forget past requests and restore every knob to its default."""
+        self.reply = DEFAULT_REPLY
+        self.first_token_delay = 0.0
+        self.chunk_delay = 0.0
+        self.fail_status = None
+        self.fail_times = None
+        self.midstream_error = None
+        self.known_models = None
+        self.raw_stream = None
+        with self._lock:
+            self.requests.clear()
+            self._failures = 0
+
+    def start(self) -> FakeOllama:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:  # shutdown() would wait forever for a loop never started
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> FakeOllama:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def admit(self, body: dict[str, Any]) -> Reply | tuple[int, str]:
+        """Record a chat request and decide its fate: a Reply, or an error (status, text).
+
+        fail_status wins over midstream_error when both are set.
+        """
+        with self._lock:
+            self.requests.append(body)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return 400, "model is required"
+        if body.get("stream") is not True:
+            return 400, "the fake Ollama only streams: send stream: true"
+        if self.known_models is not None and model not in self.known_models:
+            return 404, FAILURE_TEXTS[404].format(model=model)
+        if (self.fail_status or self.midstream_error) and self._take_failure():
+            if self.fail_status:
+                text = FAILURE_TEXTS.get(self.fail_status, "fake failure (HTTP {status})")
+                return self.fail_status, text.format(model=model, status=self.fail_status)
+            return self._reply(body, model, error=self.midstream_error)
+        return self._reply(body, model, error=None)
+
+    def _take_failure(self) -> bool:
+        with self._lock:
+            if self.fail_times is not None and self._failures >= self.fail_times:
+                return False
+            self._failures += 1
+            return True
+
+    def _reply(self, body: dict[str, Any], model: str, error: str | None) -> Reply:
+        pieces = re.findall(r"\s*\S+|\s+", self.reply)
+        limit = _requested_limit(body)
+        done_reason = "stop"
+        if 0 < limit < len(pieces):
+            pieces, done_reason = pieces[:limit], "length"
+        if error is not None:
+            pieces = pieces[: max(1, len(pieces) // 2)]
+        prompt = " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        return Reply(
+            model=model,
+            pieces=pieces,
+            done_reason=done_reason,
+            prompt_tokens=max(1, len(prompt.split())),
+            first_token_delay=self.first_token_delay,
+            chunk_delay=self.chunk_delay,
+            error=error,
+        )
+
+
+def _requested_limit(body: dict[str, Any]) -> int:
+    """num_predict (native) or max_tokens (/v1); 0 when the request sets no bound."""
+    limit = (body.get("options") or {}).get("num_predict", body.get("max_tokens"))
+    return limit if isinstance(limit, int) else 0
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _native_stream(reply: Reply) -> Iterator[str]:
+    """NDJSON lines as /api/chat sends them."""
+
+    def line(obj: dict[str, Any]) -> str:
+        return json.dumps(obj) + "\n"
+
+    for piece in reply.paced():
+        message = {"role": "assistant", "content": piece}
+        yield line({"model": reply.model, "created_at": _now(), "message": message, "done": False})
+    if reply.error is not None:
+        yield line({"error": reply.error})
+        return
+    yield line(
+        {
+            "model": reply.model,
+            "created_at": _now(),
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": reply.done_reason,
+            **reply.metrics(),
+        }
+    )
+
+
+def _openai_stream(reply: Reply) -> Iterator[str]:
+    """SSE events in the v0.3–v0.11 framing: `role` in every delta, finish on an empty one."""
+    created = int(time.time())
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        chunk = {
+            "id": "chatcmpl-42",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": reply.model,
+            "system_fingerprint": "fp_ollama",
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    def delta(content: str, finish_reason: str | None = None) -> dict[str, Any]:
+        message = {"role": "assistant", "content": content}
+        return {"index": 0, "delta": message, "finish_reason": finish_reason}
+
+    for piece in reply.paced():
+        yield event([delta(piece)])
+    if reply.error is not None:
+        yield event([delta("")])  # Ollama ends a failed /v1 stream like this, without [DONE]
+        return
+    yield event([delta("", reply.done_reason)])
+    completion_tokens = len(reply.pieces)
+    usage = {
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": reply.prompt_tokens + completion_tokens,
+    }
+    yield event([], usage=usage)
+    yield "data: [DONE]\n\n"
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    """How one chat endpoint frames its stream and its errors."""
+
+    content_type: str
+    stream: Callable[[Reply], Iterator[str]]
+    error: Callable[[str], dict[str, Any]]
+
+
+_NATIVE = _Dialect("application/x-ndjson", _native_stream, lambda text: {"error": text})
+_OPENAI = _Dialect(
+    "text/event-stream",
+    _openai_stream,
+    lambda text: {"error": {"message": text, "type": "api_error", "param": None, "code": None}},
+)
+_CHAT_ROUTES = {"/api/chat": _NATIVE, "/v1/chat/completions": _OPENAI}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # A benchmark opens hundreds of connections at once; the default backlog of 5 drops them.
+    request_queue_size = 1024
+    fake: FakeOllama
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hang up mid-stream (timeouts) or reset once they have the done line: normal.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.1 for chunked streaming, which is how clients see each chunk as it is sent.
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: a benchmark's thousands of access lines would bury test output."""
+
+    def do_GET(self) -> None:
+        if self.path == "/":
+            self._send(200, "text/plain; charset=utf-8", b"Ollama is running")
+        elif self.path == "/api/tags":
+            self._send_json(200, {"models": [_tag(m) for m in self._models()]})
+        elif self.path == "/api/version":
+            self._send_json(200, {"version": VERSION})
+        else:
+            self._not_found_or_bad_method()
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_POST(self) -> None:
+        dialect = _CHAT_ROUTES.get(self.path)
+        if dialect is None:
+            self._not_found_or_bad_method()
+            return
+        body = self._read_json()
+        if body is None:
+            self._send_json(400, dialect.error("invalid JSON request body"))
+            return
+        outcome = self.server.fake.admit(body)
+        if isinstance(outcome, tuple):
+            status, text = outcome
+            self._send_json(status, dialect.error(text))
+            return
+        raw = self.server.fake.raw_stream
+        frames = iter(raw) if raw is not None else dialect.stream(outcome)
+        self._stream(dialect.content_type, frames)
+
+    def _stream(self, content_type: str, frames: Iterator[str]) -> None:
+        """A chunked 200 whose headers wait for the first frame, as Ollama's do."""
+        first = next(frames, None)
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for frame in itertools.chain([] if first is None else [first], frames):
+            self._write_chunk(frame)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _write_chunk(self, frame: str) -> None:
+        data = frame.encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _read_json(self) -> dict[str, Any] | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length))
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _models(self) -> list[str]:
+        return sorted(self.server.fake.known_models or {"gemma:2b", "qwen2:1.5b"})
+
+    def _not_found_or_bad_method(self) -> None:
+        known = {"/", "/api/tags", "/api/version", *_CHAT_ROUTES}
+        if self.path in known:
+            self._send(405, "text/plain", b"405 method not allowed")
+        else:
+            self._send(404, "text/plain", b"404 page not found")
+
+    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        self._send(status, "application/json; charset=utf-8", json.dumps(payload).encode())
+
+    def _send(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+def _tag(name: str) -> dict[str, Any]:
+    family = name.split(":")[0]
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": "2024-07-22T10:06:43.685128983Z",
+        "size": 1678456656,
+        "digest": "b50d6c999e59" + "0" * 52,
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": family,
+            "families": [family],
+            "parameter_size": "3B",
+            "quantization_level": "Q4_0",
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a fake Ollama over HTTP.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--first-token-delay", type=float, default=0.0, help="seconds")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds")
+    parser.add_argument("--reply", default=DEFAULT_REPLY)
+    parser.add_argument("--models", nargs="*", help="known models; default: any name works")
+    args = parser.parse_args(argv)
+    fake = FakeOllama(args.host, args.port)
+    fake.first_token_delay = args.first_token_delay
+    fake.chunk_delay = args.chunk_delay
+    fake.reply = args.reply
+    fake.known_models = set(args.models) if args.models else None
+    with fake:
+        print(f"Fake Ollama listening on {fake.url} (Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
