@@ -125,6 +125,7 @@ else:
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
+    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
@@ -169,6 +170,7 @@ FEISHU_API_BASE = env.str("FEISHU_API_BASE", default="https://open.feishu.cn").r
 
 IM_HTTP_TIMEOUT = env.float("IM_HTTP_TIMEOUT", default=10.0)
 IM_DELIVERY_MAX_RETRIES = env.int("IM_DELIVERY_MAX_RETRIES", default=5)
+IM_DELIVERY_RETRY_BACKOFF = env.float("IM_DELIVERY_RETRY_BACKOFF", default=2.0)
 # A message still queued (or with an expired claim) after this long is enqueued again.
 IM_STUCK_AFTER_SECONDS = env.int("IM_STUCK_AFTER_SECONDS", default=120)
 IM_CLAIM_SECONDS = env.int("IM_CLAIM_SECONDS", default=CELERY_TASK_TIME_LIMIT + 30)

@@ -14,8 +14,6 @@ from .models import Message
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_BACKOFF_SECONDS = 2.0
-
 
 def deliver(reply_id: int) -> None:
     """Send one stored reply, or do nothing if it was sent or another worker owns it."""
@@ -48,7 +46,7 @@ def outbound(reply: Message) -> OutboundReply:
 
 def handle_failure(reply: Message, exc: DeliveryError) -> None:
     if not exc.permanent and reply.attempts <= settings.IM_DELIVERY_MAX_RETRIES:
-        countdown = backoff(reply.attempts, DELIVERY_BACKOFF_SECONDS)
+        countdown = backoff(reply.attempts, settings.IM_DELIVERY_RETRY_BACKOFF)
         release(reply, after=countdown, error=str(exc))
         raise RetryLater(countdown) from exc
     logger.warning("reply %s could not be delivered: %s", reply.pk, exc)

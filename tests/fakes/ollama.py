@@ -134,7 +134,7 @@ class FakeOllama:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def admit(self, body: dict[str, Any]) -> Reply | tuple[int, str]:
+    def admit(self, body: dict[str, Any], *, stream_default: bool) -> Reply | tuple[int, str]:
         """Record a chat request and decide its fate: a Reply, or an error (status, text).
 
         fail_status wins over midstream_error when both are set.
@@ -144,7 +144,7 @@ class FakeOllama:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             return 400, "model is required"
-        if body.get("stream") is not True:
+        if body.get("stream", stream_default) is not True:
             return 400, "the fake Ollama only streams: send stream: true"
         if self.known_models is not None and model not in self.known_models:
             return 404, FAILURE_TEXTS[404].format(model=model)
@@ -259,13 +259,15 @@ class _Dialect:
     content_type: str
     stream: Callable[[Reply], Iterator[str]]
     error: Callable[[str], dict[str, Any]]
+    stream_default: bool  # what an absent `stream` field means
 
 
-_NATIVE = _Dialect("application/x-ndjson", _native_stream, lambda text: {"error": text})
+_NATIVE = _Dialect("application/x-ndjson", _native_stream, lambda text: {"error": text}, True)
 _OPENAI = _Dialect(
     "text/event-stream",
     _openai_stream,
     lambda text: {"error": {"message": text, "type": "api_error", "param": None, "code": None}},
+    False,
 )
 _CHAT_ROUTES = {"/api/chat": _NATIVE, "/v1/chat/completions": _OPENAI}
 
@@ -312,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             self._send_json(400, dialect.error("invalid JSON request body"))
             return
-        outcome = self.server.fake.admit(body)
+        outcome = self.server.fake.admit(body, stream_default=dialect.stream_default)
         if isinstance(outcome, tuple):
             status, text = outcome
             self._send_json(status, dialect.error(text))

@@ -1,0 +1,205 @@
+"""The reply pipeline against a real fake Ollama and a real fake WeCom API."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from channels_im.platforms.base import InboundMessage
+from conversations import pipeline
+from conversations.claims import stuck
+from conversations.models import Conversation, Message
+from conversations.services import receive
+from conversations.tasks import generate_reply, sweep_stuck_messages
+
+pytestmark = pytest.mark.django_db
+
+
+def inbound(text="hello", external_id=None, sender="zhangsan"):
+    inbound.counter = getattr(inbound, "counter", 0) + 1
+    return InboundMessage(external_id=external_id or f"m{inbound.counter}", sender=sender,
+                          chat=sender, text=text)
+
+
+@pytest.fixture
+def run(wecom_bot, fake_platforms, eager_celery, django_capture_on_commit_callbacks):
+    """Receive a message as the callback would and run its tasks to the end."""
+
+    def run_one(text="hello", **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return receive(wecom_bot, inbound(text, **kwargs))
+
+    return run_one
+
+
+def test_it_sends_the_tenant_model_system_prompt_and_options_to_ollama(run, wecom_bot, fake_ollama):
+    tenant = wecom_bot.tenant
+    tenant.model, tenant.system_prompt, tenant.num_ctx, tenant.temperature = (
+        "gemma:2b", "Answer as ACME IT.", 8192, 0.2)
+    tenant.save()
+    run("How do I print?")
+    [request] = fake_ollama.requests
+    assert request["model"] == "gemma:2b"
+    assert request["messages"] == [
+        {"role": "system", "content": "Answer as ACME IT."},
+        {"role": "user", "content": "How do I print?"},
+    ]
+    assert request["options"]["num_ctx"] == 8192
+    assert request["options"]["temperature"] == 0.2
+    assert request["keep_alive"] == "5m"
+
+
+def test_it_records_timings_tokens_and_model_on_the_row(run, fake_ollama):
+    question = run()
+    question.refresh_from_db()
+    assert question.status == Message.Status.ANSWERED
+    assert question.model == "qwen2:1.5b"
+    assert question.queue_wait_ms is not None and question.total_ms is not None
+    assert question.first_token_ms is not None
+    assert question.prompt_tokens > 0 and question.completion_tokens > 0
+    assert question.reply.content == fake_ollama.reply
+
+
+def test_it_includes_the_last_rounds_of_the_session(run, wecom_bot, fake_ollama):
+    wecom_bot.tenant.context_max_rounds = 2
+    wecom_bot.tenant.save()
+    for n in range(4):
+        fake_ollama.reply = f"answer {n}"
+        run(f"question {n}")
+    contents = [m["content"] for m in fake_ollama.requests[-1]["messages"]]
+    assert contents == ["You are a helpful assistant.", "question 1", "answer 1",
+                        "question 2", "answer 2", "question 3"]
+
+
+def test_it_starts_a_new_session_after_the_timeout(run, wecom_bot, fake_ollama):
+    run("old question")
+    Conversation.objects.update(last_activity_at=timezone.now() - timedelta(hours=2))
+    run("new question")
+    assert Conversation.objects.count() == 2
+    contents = [m["content"] for m in fake_ollama.requests[-1]["messages"]]
+    assert "old question" not in contents
+
+
+def test_it_retries_a_transient_failure_then_answers(run, fake_ollama, fake_platforms):
+    fake_ollama.fail_status, fake_ollama.fail_times = 503, 2
+    question = run()
+    question.refresh_from_db()
+    assert question.status == Message.Status.ANSWERED
+    assert question.attempts == 3
+    assert len(fake_ollama.requests) == 3
+    assert [m["text"]["content"] for m in fake_platforms.messages("wecom")] == [fake_ollama.reply]
+
+
+def test_it_apologises_when_the_model_stays_down(run, wecom_bot, fake_platforms, settings):
+    settings.OLLAMA_MAX_RETRIES = 2
+    wecom_bot.tenant.model_endpoint = "http://127.0.0.1:9"  # nothing listens there
+    wecom_bot.tenant.save()
+    question = run()
+    question.refresh_from_db()
+    assert question.status == Message.Status.FAILED
+    assert question.attempts == 3
+    assert "ConnectionError" in question.error or "connect" in question.error.lower()
+    [sent] = fake_platforms.messages("wecom")
+    assert sent["text"]["content"].startswith("Sorry")
+    wecom_bot.refresh_from_db()
+    assert wecom_bot.last_error.startswith("model:")
+
+
+def test_it_does_not_retry_an_unknown_model(run, wecom_bot, fake_ollama, fake_platforms):
+    fake_ollama.known_models = ["gemma:2b"]
+    question = run()
+    question.refresh_from_db()
+    assert question.status == Message.Status.FAILED
+    assert question.attempts == 1
+    assert "404" in question.error
+    assert len(fake_platforms.messages("wecom")) == 1
+
+
+def test_it_fails_on_an_error_line_inside_a_200_stream(run, fake_ollama, settings):
+    settings.OLLAMA_MAX_RETRIES = 0
+    fake_ollama.midstream_error = "an error was encountered while running the model"
+    question = run()
+    question.refresh_from_db()
+    assert question.status == Message.Status.FAILED
+    assert "running the model" in question.error
+
+
+def test_a_redelivered_task_never_answers_twice(run, fake_ollama, fake_platforms):
+    question = run()
+    generate_reply.apply(args=[question.pk])  # the broker delivers the same task again
+    pipeline.answer(question.pk)
+    assert len(fake_ollama.requests) == 1
+    assert len(fake_platforms.messages("wecom")) == 1
+
+
+def test_a_task_for_a_row_owned_by_another_worker_does_nothing(wecom_bot, fake_ollama):
+    question = receive(wecom_bot, inbound())
+    Message.objects.filter(pk=question.pk).update(
+        status=Message.Status.ANSWERING, claimed_until=timezone.now() + timedelta(minutes=5))
+    pipeline.answer(question.pk)
+    assert fake_ollama.requests == []
+
+
+def test_the_sweep_enqueues_stuck_rows_again(
+    wecom_bot, fake_ollama, fake_platforms, eager_celery, settings,
+    django_capture_on_commit_callbacks,
+):
+    settings.IM_STUCK_AFTER_SECONDS = 0
+    lost = receive(wecom_bot, inbound())  # committed, but its task never reached a worker
+    crashed = receive(wecom_bot, inbound())  # a worker died holding it
+    Message.objects.filter(pk=crashed.pk).update(
+        status=Message.Status.ANSWERING, claimed_until=timezone.now() - timedelta(seconds=1))
+    assert {row[0] for row in stuck()} == {lost.pk, crashed.pk}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_stuck_messages.apply().get() == 2
+    assert Message.objects.filter(role="user", status="answered").count() == 2
+    assert len(fake_platforms.messages("wecom")) == 2
+    assert stuck() == []
+
+
+def test_the_sweep_leaves_fresh_rows_to_their_own_task(wecom_bot, settings):
+    settings.IM_STUCK_AFTER_SECONDS = 120
+    receive(wecom_bot, inbound())
+    assert stuck() == []
+
+
+def test_it_retries_a_failed_delivery(run, fake_platforms):
+    fake_platforms.fail_next = [(502, {"errmsg": "bad gateway"})]
+    question = run()
+    reply = Message.objects.get(reply_to=question)
+    assert reply.status == Message.Status.ANSWERED
+    assert reply.attempts == 2
+    assert len(fake_platforms.messages("wecom")) == 1
+
+
+def test_it_records_a_permanent_delivery_failure_on_the_bot(run, wecom_bot, fake_platforms):
+    fake_platforms.fail_next = [(200, {"errcode": 0, "access_token": "t", "expires_in": 7200}),
+                                (200, {"errcode": 60020, "errmsg": "not allow to access"})]
+    question = run()
+    reply = Message.objects.get(reply_to=question)
+    assert reply.status == Message.Status.FAILED
+    assert "60020" in reply.error
+    wecom_bot.refresh_from_db()
+    assert "60020" in wecom_bot.last_error
+
+
+def test_over_the_user_limit_it_logs_and_tells_the_user_once(run, wecom_bot, fake_ollama,
+                                                             fake_platforms):
+    wecom_bot.tenant.user_rate_limit_per_minute = 2
+    wecom_bot.tenant.save()
+    rows = [run(f"q{n}") for n in range(5)]
+    assert [r.status for r in Message.objects.filter(role="user").order_by("id")] == [
+        "answered", "answered", "rate_limited", "rate_limited", "rate_limited"]
+    assert len(fake_ollama.requests) == 2
+    notices = [m for m in fake_platforms.messages("wecom") if "faster" in m["text"]["content"]]
+    assert len(notices) == 1
+    assert rows[2].pk
+
+
+def test_the_tenant_limit_counts_every_user(run, wecom_bot, fake_ollama):
+    wecom_bot.tenant.rate_limit_per_minute = 3
+    wecom_bot.tenant.save()
+    for n in range(5):
+        run(sender=f"user{n}")
+    assert Message.objects.filter(role="user", status="rate_limited").count() == 2
+    assert len(fake_ollama.requests) == 3
