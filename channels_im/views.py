@@ -29,9 +29,13 @@ class CallbackView(APIView):
 
     def handle(self, request: Request, platform: str, public_id: UUID) -> HttpResponse:
         try:
-            bot = Bot.objects.select_related("tenant").filter(
-                public_id=public_id, platform=platform, is_active=True, tenant__is_active=True
-            ).first()
+            bot = (
+                Bot.objects.select_related("tenant")
+                .filter(
+                    public_id=public_id, platform=platform, is_active=True, tenant__is_active=True
+                )
+                .first()
+            )
             if bot is None:
                 return HttpResponse("unknown bot", status=404)
             adapter = bot.adapter

@@ -32,13 +32,17 @@ def deliver(reply_id: int) -> None:
 
 
 def outbound(reply: Message) -> OutboundReply:
-    question = reply.reply_to
-    context = question.reply_context if question else {}
+    return outbound_for(reply.reply_to, text=reply.content, key=str(reply.pk))
+
+
+def outbound_for(question: Message, *, text: str = "", key: str = "") -> OutboundReply:
+    """The answer to `question`, addressed as the platform module needs it."""
+    context = question.reply_context
     return OutboundReply(
-        key=str(reply.pk),
-        text=reply.content,
-        recipient=question.sender if question else "",
-        chat=reply.conversation.chat_id,
+        key=key or f"q{question.pk}",
+        text=text,
+        recipient=question.sender,
+        chat=question.conversation.chat_id,
         is_group=bool(context.get("is_group")),
         reply_context=context,
     )

@@ -63,7 +63,10 @@ class Message(models.Model):
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
     content = models.TextField(_("content"))
     sender = models.CharField(_("sender"), max_length=200, blank=True)
-    external_id = models.CharField(_("platform message id"), max_length=200, null=True, blank=True)
+    # NULL (not "") for rows without one, so the unique constraint ignores them.
+    external_id = models.CharField(  # noqa: DJ001
+        _("platform message id"), max_length=200, null=True, blank=True
+    )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices)
     error = models.TextField(_("error"), blank=True)
     model = models.CharField(_("model"), max_length=200, blank=True)
@@ -77,7 +80,9 @@ class Message(models.Model):
     delivered_at = models.DateTimeField(_("delivered"), null=True, blank=True)
 
     queue_wait_ms = models.PositiveIntegerField(_("queue wait (ms)"), null=True, blank=True)
-    first_token_ms = models.PositiveIntegerField(_("time to first token (ms)"), null=True, blank=True)
+    first_token_ms = models.PositiveIntegerField(
+        _("time to first token (ms)"), null=True, blank=True
+    )
     total_ms = models.PositiveIntegerField(_("total time (ms)"), null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)

@@ -16,6 +16,8 @@ from django.utils import timezone
 from . import llm, texts
 from .claims import RetryLater, backoff, claim, release
 from .context import build_messages
+from .delivery import outbound_for
+from .live import LiveProgress
 from .models import Message
 from .replies import add_reply
 
@@ -32,6 +34,7 @@ def answer(message_id: int) -> None:
         question.queue_wait_ms = _ms(timezone.now() - question.created_at)
         Message.objects.filter(pk=question.pk).update(queue_wait_ms=question.queue_wait_ms)
     tenant = question.tenant
+    live = question.bot.adapter.live(outbound_for(question))
     try:
         completion = llm.chat(
             tenant.endpoint,
@@ -39,6 +42,7 @@ def answer(message_id: int) -> None:
             build_messages(question),
             options=model_options(tenant),
             keep_alive=tenant.keep_alive or None,
+            on_delta=LiveProgress(question, live) if live else None,
         )
     except llm.LLMError as exc:
         handle_failure(question, exc)

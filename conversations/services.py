@@ -40,7 +40,9 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
                     content=inbound.text,
                     sender=inbound.sender,
                     external_id=inbound.external_id,
-                    status=Message.Status.RATE_LIMITED if verdict.limited else Message.Status.QUEUED,
+                    status=Message.Status.RATE_LIMITED
+                    if verdict.limited
+                    else Message.Status.QUEUED,
                     reply_context={"is_group": inbound.is_group, **inbound.reply_context},
                 )
         except IntegrityError:
@@ -67,7 +69,10 @@ def open_conversation(bot: Bot, inbound: InboundMessage) -> Conversation:
     )
     if conversation is None:
         return Conversation.objects.create(
-            tenant_id=bot.tenant_id, bot=bot, chat_id=inbound.chat, user_id=user_id,
+            tenant_id=bot.tenant_id,
+            bot=bot,
+            chat_id=inbound.chat,
+            user_id=user_id,
             last_activity_at=now,
         )
     Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now)

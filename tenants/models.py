@@ -21,8 +21,10 @@ class Tenant(models.Model):
     model_endpoint = models.URLField(
         _("model endpoint"),
         blank=True,
-        help_text=_("Ollama base URL (or an OpenAI-compatible URL ending in /v1). "
-                    "Empty: the server's OLLAMA_URL."),
+        help_text=_(
+            "Ollama base URL (or an OpenAI-compatible URL ending in /v1). "
+            "Empty: the server's OLLAMA_URL."
+        ),
     )
     model = models.CharField(_("model"), max_length=200, default="qwen2:1.5b")
     system_prompt = models.TextField(_("system prompt"), blank=True)

@@ -1,8 +1,10 @@
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from channels_im.models import Bot
-from tenants.models import Membership, Tenant
+from conversations.models import Conversation, Message
+from tenants.models import ApiKey, Membership, Tenant
 
 WECOM_CREDENTIALS = {
     "corp_id": "ww1234567890abcdef",
@@ -52,3 +54,43 @@ class BotFactory(factory.django.DjangoModelFactory):
     platform = "wecom"
     name = factory.Sequence(lambda n: f"bot-{n}")
     credentials = factory.LazyFunction(lambda: dict(WECOM_CREDENTIALS))
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    """Pass `key="…"` to know the raw value; only its hash and prefix are stored."""
+
+    class Meta:
+        model = ApiKey
+
+    class Params:
+        key = factory.LazyFunction(ApiKey.generate)
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"key-{n}")
+    prefix = factory.LazyAttribute(lambda o: ApiKey.lookup_prefix(o.key))
+    hashed_key = factory.LazyAttribute(lambda o: ApiKey.hash(o.key))
+
+
+class ConversationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Conversation
+
+    bot = factory.SubFactory(BotFactory)
+    tenant = factory.LazyAttribute(lambda o: o.bot.tenant)
+    chat_id = factory.Sequence(lambda n: f"chat-{n}")
+    user_id = "zhangsan"
+    last_activity_at = factory.LazyFunction(timezone.now)
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    conversation = factory.SubFactory(ConversationFactory)
+    bot = factory.LazyAttribute(lambda o: o.conversation.bot)
+    tenant = factory.LazyAttribute(lambda o: o.conversation.tenant)
+    role = Message.Role.USER
+    content = factory.Sequence(lambda n: f"question {n}")
+    sender = "zhangsan"
+    external_id = factory.Sequence(lambda n: f"msg-{n}")
+    status = Message.Status.ANSWERED

@@ -8,8 +8,14 @@ import uuid
 from channels_im.platforms.wxcrypto import WxBizMsgCrypt
 
 
-def wecom_text_xml(content: str, *, msg_id: str | None = None, sender: str = "zhangsan",
-                   corp_id: str = "ww1234567890abcdef", msg_type: str = "text") -> str:
+def wecom_text_xml(
+    content: str,
+    *,
+    msg_id: str | None = None,
+    sender: str = "zhangsan",
+    corp_id: str = "ww1234567890abcdef",
+    msg_type: str = "text",
+) -> str:
     msg_id = msg_id or str(uuid.uuid4().int % 10**19)
     return (
         f"<xml><ToUserName><![CDATA[{corp_id}]]></ToUserName>"
@@ -20,21 +26,33 @@ def wecom_text_xml(content: str, *, msg_id: str | None = None, sender: str = "zh
     )
 
 
-def wecom_post(credentials: dict, plaintext: str, *, timestamp: int | None = None,
-               receive_id: str | None = None, tamper: bool = False) -> tuple[dict, bytes]:
+def wecom_post(
+    credentials: dict,
+    plaintext: str,
+    *,
+    timestamp: int | None = None,
+    receive_id: str | None = None,
+    tamper: bool = False,
+) -> tuple[dict, bytes]:
     """(query string, body) of a WeCom app callback carrying `plaintext`."""
     crypt = WxBizMsgCrypt(
-        credentials["token"], credentials["encoding_aes_key"],
+        credentials["token"],
+        credentials["encoding_aes_key"],
         credentials["corp_id"] if receive_id is None else receive_id,
     )
     encrypted = crypt.encrypt(plaintext)
     if tamper:
         encrypted = _flip_a_byte(encrypted)
     ts, nonce = str(timestamp or int(time.time())), "nonce123"
-    query = {"msg_signature": crypt.signature(ts, nonce, encrypted), "timestamp": ts,
-             "nonce": nonce}
-    body = (f"<xml><ToUserName><![CDATA[{credentials['corp_id']}]]></ToUserName>"
-            f"<Encrypt><![CDATA[{encrypted}]]></Encrypt><AgentID>1000002</AgentID></xml>")
+    query = {
+        "msg_signature": crypt.signature(ts, nonce, encrypted),
+        "timestamp": ts,
+        "nonce": nonce,
+    }
+    body = (
+        f"<xml><ToUserName><![CDATA[{credentials['corp_id']}]]></ToUserName>"
+        f"<Encrypt><![CDATA[{encrypted}]]></Encrypt><AgentID>1000002</AgentID></xml>"
+    )
     return query, body.encode()
 
 

@@ -90,6 +90,26 @@ class CredentialField:
 CallbackResult = Challenge | Ignored | InboundMessage
 
 
+class LiveReply:
+    """A message that grows in the chat while the model writes (a streaming card …).
+
+    The worker calls `start` at the first token and `update` with the whole text so far,
+    at most once per `interval` seconds. The final text still goes through the adapter's
+    `send`, which finishes the live message using what `start` returned (kept on the row
+    in `reply_context`), so delivery stays one exactly-once step.
+    """
+
+    interval: ClassVar[float] = 0.5
+
+    def start(self, text: str) -> dict[str, Any]:
+        """Show the first text; return what `send` needs to find this live message."""
+        raise NotImplementedError
+
+    def update(self, text: str) -> None:
+        """Replace the shown text with `text` (everything generated so far)."""
+        raise NotImplementedError
+
+
 class PlatformAdapter:
     """Base class of the platform modules; one instance serves one bot."""
 
@@ -122,6 +142,10 @@ class PlatformAdapter:
     def send(self, reply: OutboundReply) -> None:
         """Deliver the reply through the platform's API; raise DeliveryError on failure."""
         raise NotImplementedError
+
+    def live(self, reply: OutboundReply) -> LiveReply | None:
+        """A live channel for this answer, or None: then only the final text is sent."""
+        return None
 
 
 def http_json(

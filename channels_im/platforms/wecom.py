@@ -79,7 +79,10 @@ class WeComAppAdapter(PlatformAdapter):
         timestamp = query.get("timestamp", "")
         check_timestamp(timestamp)
         self.crypto.verify(
-            query.get("msg_signature", ""), timestamp, query.get("nonce", ""), self._encrypted(request)
+            query.get("msg_signature", ""),
+            timestamp,
+            query.get("nonce", ""),
+            self._encrypted(request),
         )
 
     def _encrypted(self, request: HttpRequest) -> str:
@@ -116,12 +119,15 @@ class WeComAppAdapter(PlatformAdapter):
 
     def send(self, reply: OutboundReply) -> None:
         for chunk in split_utf8(reply.text, self.max_message_bytes):
-            self._call("/cgi-bin/message/send", {
-                "touser": reply.recipient,
-                "msgtype": "text",
-                "agentid": int(self.credentials["agent_id"]),
-                "text": {"content": chunk},
-            })
+            self._call(
+                "/cgi-bin/message/send",
+                {
+                    "touser": reply.recipient,
+                    "msgtype": "text",
+                    "agentid": int(self.credentials["agent_id"]),
+                    "text": {"content": chunk},
+                },
+            )
 
     def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST with the cached token; on a token error refresh it once and resend."""
@@ -140,7 +146,9 @@ class WeComAppAdapter(PlatformAdapter):
     @cached_property
     def tokens(self) -> TokenCache:
         creds = self.credentials
-        return TokenCache(f"wecom:{creds['corp_id']}:{secret_id(creds['secret'])}", self._fetch_token)
+        return TokenCache(
+            f"wecom:{creds['corp_id']}:{secret_id(creds['secret'])}", self._fetch_token
+        )
 
     def _fetch_token(self) -> tuple[str, int]:
         creds = self.credentials

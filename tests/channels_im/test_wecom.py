@@ -3,7 +3,8 @@ from django.db import connection
 
 from channels_im.platforms.base import OutboundReply
 from conversations.models import Message
-from tests.factories import BotFactory
+from tests.channels_im.adapter_contract import AdapterContract
+from tests.factories import WECOM_CREDENTIALS, BotFactory
 from tests.signing import wecom_post, wecom_text_xml, with_query
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +49,10 @@ def test_it_stores_a_text_message_and_acknowledges_with_an_empty_body(client, we
     assert response.content == b""
     message = Message.objects.get()
     assert (message.content, message.external_id, message.sender) == (
-        "How do I reset my VPN?", "7001", "zhangsan")
+        "How do I reset my VPN?",
+        "7001",
+        "zhangsan",
+    )
     assert message.status == Message.Status.QUEUED
     assert message.tenant_id == wecom_bot.tenant_id
 
@@ -78,8 +82,9 @@ def test_it_rejects_a_forged_signature_and_stores_nothing(client, wecom_bot):
 def test_it_rejects_a_stale_timestamp(client, wecom_bot):
     import time
 
-    query, body = wecom_post(wecom_bot.credentials, wecom_text_xml("hi"),
-                             timestamp=int(time.time()) - 7200)
+    query, body = wecom_post(
+        wecom_bot.credentials, wecom_text_xml("hi"), timestamp=int(time.time()) - 7200
+    )
     assert post(client, wecom_bot, query, body).status_code == 403
     assert not Message.objects.exists()
 
@@ -98,8 +103,16 @@ def test_it_rejects_undecryptable_ciphertext_with_400(client, wecom_bot, case):
     assert not Message.objects.exists()
 
 
-@pytest.mark.parametrize("body", [b"<xml><Encrypt>", b"not xml at all", b"", BILLION_LAUGHS.encode(),
-                                  b"<xml><NoEncrypt/></xml>"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<xml><Encrypt>",
+        b"not xml at all",
+        b"",
+        BILLION_LAUGHS.encode(),
+        b"<xml><NoEncrypt/></xml>",
+    ],
+)
 def test_it_rejects_malformed_or_hostile_xml_with_400(client, wecom_bot, body):
     query, _ = wecom_post(wecom_bot.credentials, wecom_text_xml("hi"))
     assert post(client, wecom_bot, query, body).status_code == 400
@@ -157,8 +170,9 @@ def test_it_keeps_credentials_encrypted_at_rest(wecom_bot):
 
 
 def reply(text, recipient="zhangsan"):
-    return OutboundReply(key="1", text=text, recipient=recipient, chat=recipient, is_group=False,
-                         reply_context={})
+    return OutboundReply(
+        key="1", text=text, recipient=recipient, chat=recipient, is_group=False, reply_context={}
+    )
 
 
 def test_it_refreshes_an_expired_token_once_and_resends(fake_platforms, tenant_a):
@@ -191,9 +205,44 @@ def test_it_reports_a_permanent_platform_error(fake_platforms, tenant_a):
     from channels_im.platforms.base import DeliveryError
 
     bot = BotFactory(tenant=tenant_a)
-    fake_platforms.fail_next = [(200, {"errcode": 0, "access_token": "t", "expires_in": 7200}),
-                                (200, {"errcode": 81013, "errmsg": "user not found"})]
+    fake_platforms.fail_next = [
+        (200, {"errcode": 0, "access_token": "t", "expires_in": 7200}),
+        (200, {"errcode": 81013, "errmsg": "user not found"}),
+    ]
     with pytest.raises(DeliveryError) as error:
         bot.adapter.send(reply("hi", recipient="nobody"))
     assert error.value.permanent
     assert error.value.code == 81013
+
+
+class TestWeComAppContract(AdapterContract):
+    platform = "wecom"
+    credentials = WECOM_CREDENTIALS
+
+    def message_request(self, bot, text, msg_id, *, forge=False, stale=False, tamper=False):
+        import time
+
+        timestamp = int(time.time()) - 7200 if stale else None
+        query, body = wecom_post(
+            bot.credentials, wecom_text_xml(text, msg_id=msg_id), timestamp=timestamp, tamper=tamper
+        )
+        if forge:
+            query["msg_signature"] = "f" * 40
+        return {
+            "method": "POST",
+            "path": with_query(bot.callback_path, query),
+            "data": body,
+            "content_type": "text/xml",
+        }
+
+    def malformed_request(self, bot):
+        query, _ = wecom_post(bot.credentials, wecom_text_xml("hi"))
+        return {
+            "method": "POST",
+            "path": with_query(bot.callback_path, query),
+            "data": b"<xml><Encrypt>oops",
+            "content_type": "text/xml",
+        }
+
+    def delivered_texts(self, fake_platforms, client, bot):
+        return [m["text"]["content"] for m in fake_platforms.messages("wecom")]

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.django_db
 
 def inbound(text="hello", external_id=None, sender="zhangsan"):
     inbound.counter = getattr(inbound, "counter", 0) + 1
-    return InboundMessage(external_id=external_id or f"m{inbound.counter}", sender=sender,
-                          chat=sender, text=text)
+    return InboundMessage(
+        external_id=external_id or f"m{inbound.counter}", sender=sender, chat=sender, text=text
+    )
 
 
 @pytest.fixture
@@ -35,7 +36,11 @@ def run(wecom_bot, fake_platforms, eager_celery, django_capture_on_commit_callba
 def test_it_sends_the_tenant_model_system_prompt_and_options_to_ollama(run, wecom_bot, fake_ollama):
     tenant = wecom_bot.tenant
     tenant.model, tenant.system_prompt, tenant.num_ctx, tenant.temperature = (
-        "gemma:2b", "Answer as ACME IT.", 8192, 0.2)
+        "gemma:2b",
+        "Answer as ACME IT.",
+        8192,
+        0.2,
+    )
     tenant.save()
     run("How do I print?")
     [request] = fake_ollama.requests
@@ -67,8 +72,14 @@ def test_it_includes_the_last_rounds_of_the_session(run, wecom_bot, fake_ollama)
         fake_ollama.reply = f"answer {n}"
         run(f"question {n}")
     contents = [m["content"] for m in fake_ollama.requests[-1]["messages"]]
-    assert contents == ["You are a helpful assistant.", "question 1", "answer 1",
-                        "question 2", "answer 2", "question 3"]
+    assert contents == [
+        "You are a helpful assistant.",
+        "question 1",
+        "answer 1",
+        "question 2",
+        "answer 2",
+        "question 3",
+    ]
 
 
 def test_it_starts_a_new_session_after_the_timeout(run, wecom_bot, fake_ollama):
@@ -135,20 +146,26 @@ def test_a_redelivered_task_never_answers_twice(run, fake_ollama, fake_platforms
 def test_a_task_for_a_row_owned_by_another_worker_does_nothing(wecom_bot, fake_ollama):
     question = receive(wecom_bot, inbound())
     Message.objects.filter(pk=question.pk).update(
-        status=Message.Status.ANSWERING, claimed_until=timezone.now() + timedelta(minutes=5))
+        status=Message.Status.ANSWERING, claimed_until=timezone.now() + timedelta(minutes=5)
+    )
     pipeline.answer(question.pk)
     assert fake_ollama.requests == []
 
 
 def test_the_sweep_enqueues_stuck_rows_again(
-    wecom_bot, fake_ollama, fake_platforms, eager_celery, settings,
+    wecom_bot,
+    fake_ollama,
+    fake_platforms,
+    eager_celery,
+    settings,
     django_capture_on_commit_callbacks,
 ):
     settings.IM_STUCK_AFTER_SECONDS = 0
     lost = receive(wecom_bot, inbound())  # committed, but its task never reached a worker
     crashed = receive(wecom_bot, inbound())  # a worker died holding it
     Message.objects.filter(pk=crashed.pk).update(
-        status=Message.Status.ANSWERING, claimed_until=timezone.now() - timedelta(seconds=1))
+        status=Message.Status.ANSWERING, claimed_until=timezone.now() - timedelta(seconds=1)
+    )
     assert {row[0] for row in stuck()} == {lost.pk, crashed.pk}
     with django_capture_on_commit_callbacks(execute=True):
         assert sweep_stuck_messages.apply().get() == 2
@@ -173,8 +190,10 @@ def test_it_retries_a_failed_delivery(run, fake_platforms):
 
 
 def test_it_records_a_permanent_delivery_failure_on_the_bot(run, wecom_bot, fake_platforms):
-    fake_platforms.fail_next = [(200, {"errcode": 0, "access_token": "t", "expires_in": 7200}),
-                                (200, {"errcode": 60020, "errmsg": "not allow to access"})]
+    fake_platforms.fail_next = [
+        (200, {"errcode": 0, "access_token": "t", "expires_in": 7200}),
+        (200, {"errcode": 60020, "errmsg": "not allow to access"}),
+    ]
     question = run()
     reply = Message.objects.get(reply_to=question)
     assert reply.status == Message.Status.FAILED
@@ -183,13 +202,19 @@ def test_it_records_a_permanent_delivery_failure_on_the_bot(run, wecom_bot, fake
     assert "60020" in wecom_bot.last_error
 
 
-def test_over_the_user_limit_it_logs_and_tells_the_user_once(run, wecom_bot, fake_ollama,
-                                                             fake_platforms):
+def test_over_the_user_limit_it_logs_and_tells_the_user_once(
+    run, wecom_bot, fake_ollama, fake_platforms
+):
     wecom_bot.tenant.user_rate_limit_per_minute = 2
     wecom_bot.tenant.save()
     rows = [run(f"q{n}") for n in range(5)]
     assert [r.status for r in Message.objects.filter(role="user").order_by("id")] == [
-        "answered", "answered", "rate_limited", "rate_limited", "rate_limited"]
+        "answered",
+        "answered",
+        "rate_limited",
+        "rate_limited",
+        "rate_limited",
+    ]
     assert len(fake_ollama.requests) == 2
     notices = [m for m in fake_platforms.messages("wecom") if "faster" in m["text"]["content"]]
     assert len(notices) == 1

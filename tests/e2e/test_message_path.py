@@ -11,10 +11,12 @@ from tests.signing import wecom_post, wecom_text_xml, with_query
 pytestmark = pytest.mark.e2e
 
 
-def test_a_wecom_message_is_answered_by_a_real_worker(client, worker, fake_ollama,
-                                                      fake_platforms):
-    tenant = TenantFactory(model="gemma:2b", system_prompt="You are ACME's IT helpdesk.",
-                           model_endpoint=fake_ollama.url)
+def test_a_wecom_message_is_answered_by_a_real_worker(client, worker, fake_ollama, fake_platforms):
+    tenant = TenantFactory(
+        model="gemma:2b",
+        system_prompt="You are ACME's IT helpdesk.",
+        model_endpoint=fake_ollama.url,
+    )
     bot = BotFactory(tenant=tenant, platform="wecom")
     fake_ollama.reply = "Open Settings, then VPN, then Reconnect."
 

@@ -29,10 +29,26 @@ class Worker:
     def start(self) -> None:
         self.log.parent.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "assistant", "worker", "-Q",
-             "inference,delivery", "-c", "2", "--without-gossip", "--without-mingle",
-             "-l", "INFO"],
-            cwd=ROOT, env=self.env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "assistant",
+                "worker",
+                "-Q",
+                "inference,delivery",
+                "-c",
+                "2",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 

@@ -1,7 +1,8 @@
-"""One fake of the platforms' APIs, a real HTTP server: WeCom (more modes plug in here).
+"""One fake of every platform's API, a real HTTP server.
 
-Tests point WECOM_API_BASE (and the other *_API_BASE settings) at `.url`, so the
-product's own request code runs unchanged.
+Tests point WECOM_API_BASE, DINGTALK_API_BASE, DINGTALK_OAPI_BASE and FEISHU_API_BASE at
+`.url`, so the product's own request code runs unchanged. Each platform's endpoints live
+in their own mixin module; this class only combines them.
 """
 
 from __future__ import annotations
@@ -10,18 +11,23 @@ import itertools
 import threading
 from typing import Any
 
+from .dingtalk_api import DingTalkAPI
+from .feishu_api import FeishuAPI
 from .http import FakeServer, Recorded
+from .wecom_api import WeComAPI
 
 
-class FakePlatforms(FakeServer):
+class FakePlatforms(WeComAPI, DingTalkAPI, FeishuAPI, FakeServer):
     def __init__(self) -> None:
         super().__init__()
         self._counter = itertools.count(1)
         self._state_lock = threading.Lock()
+        self.routes = {**WeComAPI.ROUTES, **DingTalkAPI.ROUTES, **FeishuAPI.ROUTES}
         self.reset()
 
     def reset(self) -> None:
-        self.requests.clear()
+        with self._lock:
+            self.requests.clear()
         self.valid_tokens: set[str] = set()
         self.fail_next: list[tuple[int, Any]] = []  # canned (status, body) answers, consumed first
         self.delivered: list[tuple[str, dict[str, Any]]] = []  # (platform key, accepted body)
@@ -30,48 +36,41 @@ class FakePlatforms(FakeServer):
         with self._state_lock:
             if self.fail_next:
                 return self.fail_next.pop(0)
-        handler = self.ROUTES.get((request.method, request.path))
+        handler = self.routes.get((request.method, request.path))
         if handler is None:
+            for (method, prefix), prefixed in self.routes.items():
+                if (
+                    prefix.endswith("/*")
+                    and request.method == method
+                    and request.path.startswith(prefix[:-1])
+                ):
+                    return prefixed(self, request)
             return 404, {"errcode": 404, "errmsg": "no such fake endpoint"}
         return handler(self, request)
 
-    def _new_token(self) -> str:
+    def new_token(self) -> str:
         token = f"token-{next(self._counter)}"
         with self._state_lock:
             self.valid_tokens.add(token)
         return token
 
+    def token_valid(self, token: str | None) -> bool:
+        with self._state_lock:
+            return token in self.valid_tokens
+
+    def next_id(self) -> int:
+        return next(self._counter)
+
     def expire_all_tokens(self) -> None:
-        """What the platform does when it revokes tokens early."""
+        """What a platform does when it revokes tokens early."""
         with self._state_lock:
             self.valid_tokens.clear()
 
-    # --- WeCom -----------------------------------------------------------------------
-    def wecom_gettoken(self, request: Recorded) -> tuple[int, Any]:
-        if not request.query.get("corpid") or not request.query.get("corpsecret"):
-            return 200, {"errcode": 40013, "errmsg": "invalid corpid"}
-        return 200, {"errcode": 0, "errmsg": "ok", "access_token": self._new_token(),
-                     "expires_in": 7200}
-
-    def wecom_send(self, request: Recorded) -> tuple[int, Any]:
-        if request.query.get("access_token") not in self.valid_tokens:
-            return 200, {"errcode": 42001, "errmsg": "access_token expired"}
-        content = (request.json or {}).get("text", {}).get("content", "")
-        if len(content.encode()) > 2048:
-            return 200, {"errcode": 44004, "errmsg": "content exceed max length"}
-        self._deliver("wecom", request.json)
-        return 200, {"errcode": 0, "errmsg": "ok", "msgid": f"msg-{next(self._counter)}"}
-
-    def _deliver(self, platform: str, body: dict[str, Any]) -> None:
+    def deliver(self, platform: str, body: dict[str, Any]) -> None:
         with self._state_lock:
             self.delivered.append((platform, body))
 
     def messages(self, platform: str) -> list[dict[str, Any]]:
-        """The message bodies the fake accepted for this platform, in order."""
+        """The message bodies the fake accepted for this platform key, in order."""
         with self._state_lock:
             return [body for key, body in self.delivered if key == platform]
-
-    ROUTES = {
-        ("GET", "/cgi-bin/gettoken"): wecom_gettoken,
-        ("POST", "/cgi-bin/message/send"): wecom_send,
-    }

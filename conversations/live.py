@@ -1,0 +1,44 @@
+"""Feeding the model's stream to a platform's live channel, throttled to its rate limit."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from channels_im.platforms.base import DeliveryError, LiveReply
+
+from .models import Message
+
+logger = logging.getLogger(__name__)
+
+
+class LiveProgress:
+    """The `on_delta` callback of one answer. A failing live channel never fails the
+    answer: the final text is delivered by `send` all the same."""
+
+    def __init__(self, question: Message, live: LiveReply):
+        self.question = question
+        self.live = live
+        self.text = ""
+        self.last_push = 0.0
+        self.broken = False
+
+    def __call__(self, delta: str) -> None:
+        self.text += delta
+        now = time.monotonic()
+        if self.broken or (self.last_push and now - self.last_push < self.live.interval):
+            return
+        try:
+            self._push()
+        except DeliveryError as exc:
+            logger.warning("live updates for message %s stopped: %s", self.question.pk, exc)
+            self.broken = True
+        self.last_push = now
+
+    def _push(self) -> None:
+        context = self.question.reply_context
+        if "live" in context:  # started by this attempt or by an earlier one
+            self.live.update(self.text)
+            return
+        context["live"] = self.live.start(self.text)
+        Message.objects.filter(pk=self.question.pk).update(reply_context=context)
