@@ -3,9 +3,9 @@ from django.db import connection
 
 from channels_im.platforms.base import OutboundReply
 from conversations.models import Message
+from tests.callbacks.wecom import message_request, wecom_post, wecom_text_xml, with_query
 from tests.channels_im.adapter_contract import AdapterContract
 from tests.factories import WECOM_CREDENTIALS, BotFactory
-from tests.signing import wecom_post, wecom_text_xml, with_query
 
 pytestmark = pytest.mark.django_db
 
@@ -219,21 +219,8 @@ class TestWeComAppContract(AdapterContract):
     platform = "wecom"
     credentials = WECOM_CREDENTIALS
 
-    def message_request(self, bot, text, msg_id, *, forge=False, stale=False, tamper=False):
-        import time
-
-        timestamp = int(time.time()) - 7200 if stale else None
-        query, body = wecom_post(
-            bot.credentials, wecom_text_xml(text, msg_id=msg_id), timestamp=timestamp, tamper=tamper
-        )
-        if forge:
-            query["msg_signature"] = "f" * 40
-        return {
-            "method": "POST",
-            "path": with_query(bot.callback_path, query),
-            "data": body,
-            "content_type": "text/xml",
-        }
+    def message_request(self, bot, text, msg_id, **faults):
+        return message_request(bot, text, msg_id, **faults)
 
     def malformed_request(self, bot):
         query, _ = wecom_post(bot.credentials, wecom_text_xml("hi"))

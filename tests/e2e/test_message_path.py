@@ -4,9 +4,9 @@ process → fake Ollama → fake platform API."""
 import pytest
 
 from conversations.models import Message
+from tests.callbacks.wecom import wecom_post, wecom_text_xml, with_query
 from tests.e2e.worker import wait_for
 from tests.factories import BotFactory, TenantFactory
-from tests.signing import wecom_post, wecom_text_xml, with_query
 
 pytestmark = pytest.mark.e2e
 

@@ -68,3 +68,21 @@ def with_query(path: str, query: dict) -> str:
     from urllib.parse import urlencode
 
     return f"{path}?{urlencode(query)}"
+
+
+def message_request(
+    bot, text: str, msg_id: str, *, forge: bool = False, stale: bool = False, tamper: bool = False
+) -> dict:
+    """Keyword arguments for `client.generic` (or `requests.request`) carrying one message."""
+    timestamp = int(time.time()) - 7200 if stale else None
+    query, body = wecom_post(
+        bot.credentials, wecom_text_xml(text, msg_id=msg_id), timestamp=timestamp, tamper=tamper
+    )
+    if forge:
+        query["msg_signature"] = "f" * 40
+    return {
+        "method": "POST",
+        "path": with_query(bot.callback_path, query),
+        "data": body,
+        "content_type": "text/xml",
+    }
