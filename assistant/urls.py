@@ -1,7 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from conversations.health import healthz, readyz
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("callbacks/", include("channels_im.urls")),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
 ]

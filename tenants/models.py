@@ -3,12 +3,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+
+def validate_endpoint(value: str) -> None:
+    """An http(s) URL. Unlike URLField this allows single-label hosts such as `ollama`,
+    the name of the model service in docker compose."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(_("Enter an http:// or https:// URL, e.g. http://ollama:11434"))
 
 
 class Tenant(models.Model):
@@ -18,9 +28,11 @@ class Tenant(models.Model):
     name = models.CharField(_("name"), max_length=200)
     is_active = models.BooleanField(_("active"), default=True)
 
-    model_endpoint = models.URLField(
+    model_endpoint = models.CharField(
         _("model endpoint"),
+        max_length=300,
         blank=True,
+        validators=[validate_endpoint],
         help_text=_(
             "Ollama base URL (or an OpenAI-compatible URL ending in /v1). "
             "Empty: the server's OLLAMA_URL."
