@@ -43,12 +43,12 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()[:8]
 
 
-def _configured_keys() -> dict[str, bytes]:
+def configured_keys() -> dict[str, bytes]:
     return _keys(settings.FIELD_ENCRYPTION_KEY)
 
 
 def encrypt(plaintext: str) -> str:
-    kid, key = next(iter(_configured_keys().items()))
+    kid, key = next(iter(configured_keys().items()))
     cipher = AES.new(key, AES.MODE_GCM, nonce=secrets.token_bytes(NONCE_BYTES))
     ciphertext, tag = cipher.encrypt_and_digest(plaintext.encode())
     blob = base64.b64encode(cipher.nonce + ciphertext + tag).decode()
@@ -58,7 +58,7 @@ def encrypt(plaintext: str) -> str:
 def decrypt(stored: str) -> str:
     try:
         prefix, kid, blob = stored.split(":", 2)
-        key = _configured_keys()[kid]
+        key = configured_keys()[kid]
         raw = base64.b64decode(blob, validate=True)
     except (ValueError, KeyError) as exc:
         raise SecretDecryptionError("unknown format or key id") from exc
@@ -73,7 +73,7 @@ def decrypt(stored: str) -> str:
 
 def is_current(stored: str) -> bool:
     """Whether the value is encrypted under the key that encrypts today."""
-    current = next(iter(_configured_keys()))
+    current = next(iter(configured_keys()))
     return stored.startswith(f"{PREFIX}:{current}:")
 
 

@@ -1,0 +1,20 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 VAR_DIR=/app/var
+WORKDIR /app
+
+COPY pyproject.toml ./
+COPY assistant assistant
+COPY tenants tenants
+COPY channels_im channels_im
+COPY conversations conversations
+RUN pip install .
+COPY . .
+# collectstatic needs settings to load; these throwaway values never reach a running container.
+RUN SECRET_KEY=build FIELD_ENCRYPTION_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
+    python manage.py collectstatic --noinput -v 0 \
+ && useradd --system --home /app assistant && mkdir -p /app/var && chown assistant /app/var
+USER assistant
+
+EXPOSE 8000
+CMD ["gunicorn", "assistant.wsgi", "-b", "0.0.0.0:8000", "-w", "3", "--access-logfile", "-"]
