@@ -28,30 +28,26 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     if Message.objects.filter(bot=bot, external_id=inbound.external_id).exists():
         return None
     verdict = ratelimit.check(bot.tenant, inbound.sender)
-    with transaction.atomic():
-        conversation = open_conversation(bot, inbound)
-        try:
-            with transaction.atomic():
-                message = Message.objects.create(
-                    tenant_id=bot.tenant_id,
-                    bot=bot,
-                    conversation=conversation,
-                    role=Message.Role.USER,
-                    content=inbound.text,
-                    sender=inbound.sender,
-                    external_id=inbound.external_id,
-                    status=Message.Status.RATE_LIMITED
-                    if verdict.limited
-                    else Message.Status.QUEUED,
-                    reply_context={"is_group": inbound.is_group, **inbound.reply_context},
-                )
-        except IntegrityError:
-            return None  # the same callback, delivered twice at once
-        if verdict.limited:
-            if verdict.notify:
+    status = Message.Status.RATE_LIMITED if verdict.limited else Message.Status.QUEUED
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                tenant_id=bot.tenant_id,
+                bot=bot,
+                conversation=open_conversation(bot, inbound),
+                role=Message.Role.USER,
+                content=inbound.text,
+                sender=inbound.sender,
+                external_id=inbound.external_id,
+                status=status,
+                reply_context={"is_group": inbound.is_group, **inbound.reply_context},
+            )
+            if not verdict.limited:
+                transaction.on_commit(lambda: enqueue_answer(message.pk))
+            elif verdict.notify:
                 add_reply(message, texts.rate_limited(bot.tenant))
-        else:
-            transaction.on_commit(lambda: enqueue_answer(message.pk))
+    except IntegrityError:
+        return None  # the same callback, delivered twice at once: its first copy won
     return message
 
 

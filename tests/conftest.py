@@ -42,6 +42,13 @@ def _fresh_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _plain_static(settings):
+    # Production's manifest storage needs collectstatic; rendering admin pages does not.
+    backend = "django.contrib.staticfiles.storage.StaticFilesStorage"
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
+
+
 @pytest.fixture
 def eager_celery():
     """Tasks run in-process when enqueued (unit tests; the e2e tests use a real worker)."""

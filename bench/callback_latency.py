@@ -1,0 +1,88 @@
+"""How long a platform waits for our answer to its callback, while the model is slow.
+
+Starts the real product (gunicorn + a Celery worker) against the configured database,
+broker and cache, a fake Ollama that takes FIRST_TOKEN_DELAY seconds to its first token
+and a fake platform API, then sends N signed callbacks and prints the response-time
+percentiles. The callback must not wait for the model, so p99 should stay far below the
+model's delay.
+
+    python bench/callback_latency.py                       # embedded default (SQLite)
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/13 CACHE_URL=redis://127.0.0.1:6379/12 \\
+    python bench/callback_latency.py --platform all
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import Product, percentile  # noqa: E402
+
+PLATFORMS = ("wecom", "wecom_bot", "dingtalk", "feishu")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--platform", default="wecom", choices=(*PLATFORMS, "all"))
+    parser.add_argument("-n", type=int, default=500, help="callbacks per platform")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--first-token-delay", type=float, default=2.0)
+    parser.add_argument("--budget-ms", type=float, default=50.0, help="p99 must stay under it")
+    args = parser.parse_args()
+
+    platforms = PLATFORMS if args.platform == "all" else (args.platform,)
+    failed = False
+    with Product(first_token_delay=args.first_token_delay) as product:
+        for platform in platforms:
+            latencies = run(product, platform, args.n, args.concurrency)
+            failed |= report(platform, latencies, args.budget_ms)
+        print(f"model calls started meanwhile: {len(product.ollama.requests)}")
+    sys.exit(1 if failed else 0)
+
+
+def run(product: Product, platform: str, n: int, concurrency: int) -> list[float]:
+    builders = importlib.import_module(f"tests.callbacks.{platform}")
+    bot = product.make_bot(platform)
+    requests_ = [builders.message_request(bot, f"question {i}", f"bench-{platform}-{i}")
+                 for i in range(n)]
+    session = requests.Session()
+    product.send(session, requests_[0])  # warm-up: connections, first imports
+
+    def timed(request: dict) -> float:
+        started = time.perf_counter()
+        response = product.send(session, request)
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise RuntimeError(f"{platform}: HTTP {response.status_code} {response.text[:200]}")
+        return elapsed
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(timed, requests_[1:]))
+
+
+def report(platform: str, latencies: list[float], budget_ms: float) -> bool:
+    p99 = percentile(latencies, 99)
+    verdict = "OK" if p99 < budget_ms else f"OVER {budget_ms:.0f} ms"
+    print(
+        f"{platform:10s} n={len(latencies)} p50={percentile(latencies, 50):.1f}ms "
+        f"p95={percentile(latencies, 95):.1f}ms p99={p99:.1f}ms max={max(latencies):.1f}ms "
+        f"mean={statistics.mean(latencies):.1f}ms  {verdict}"
+    )
+    return p99 >= budget_ms
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+    main()

@@ -1,0 +1,151 @@
+"""The product under load, started as in production but on this machine's loopback only:
+gunicorn and a Celery worker as separate processes, a fake Ollama and a fake platform API."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CREDENTIALS = {
+    "wecom": {"corp_id": "wwbench", "agent_id": "1000002", "secret": "bench-secret",
+              "token": "BenchToken", "encoding_aes_key": "A" * 43},
+    "wecom_bot": {"token": "BenchToken", "encoding_aes_key": "B" * 43},
+    "dingtalk": {"app_key": "dingbench", "app_secret": "bench-app-secret",
+                 "robot_code": "dingbench"},
+    "feishu": {"app_id": "cli_bench", "app_secret": "bench-secret",
+               "verification_token": "BenchVerify", "encrypt_key": "BenchEncryptKey"},
+}
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Product:
+    def __init__(self, *, first_token_delay: float, chunk_delay: float = 0.0,
+                 web_workers: int = 4, worker_threads: int = 16):
+        self.first_token_delay, self.chunk_delay = first_token_delay, chunk_delay
+        self.web_workers, self.worker_threads = web_workers, worker_threads
+        self.processes: list[subprocess.Popen] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Product:
+        self._configure_environment()
+        self._start_fakes()
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
+        import django
+
+        django.setup()
+        self._spawn("gunicorn", "assistant.wsgi", "-b", f"127.0.0.1:{self.port}",
+                    "-w", str(self.web_workers), "-k", "sync")
+        self._spawn("celery", "-A", "assistant", "worker", "-Q", "inference,delivery",
+                    "-P", "threads", "-c", str(self.worker_threads), "-l", "WARNING")
+        self._wait_until_up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self.processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            process.wait(timeout=30)
+        self.ollama.stop()
+        self.platforms.stop()
+
+    def _configure_environment(self) -> None:
+        env = os.environ
+        env.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
+        env.setdefault("SECRET_KEY", "bench-only-secret")
+        env.setdefault("FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=")
+        env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
+        env["LOG_LEVEL"] = "WARNING"
+        if env.get("DATABASE_URL", "").startswith("postgres"):
+            env["DATABASE_URL"] = scratch_postgres(env["DATABASE_URL"], "assistant_bench")
+        Path(env["VAR_DIR"]).mkdir(parents=True, exist_ok=True)
+        db_file = Path(env["VAR_DIR"]) / "db.sqlite3"
+        if "DATABASE_URL" not in env and db_file.exists():
+            db_file.unlink()  # a fresh embedded database every run
+
+    def _start_fakes(self) -> None:
+        sys.path.insert(0, str(ROOT))
+        from tests.fakes.ollama import FakeOllama
+        from tests.fakes.platforms import FakePlatforms
+
+        self.ollama = FakeOllama().start()
+        self.ollama.first_token_delay = self.first_token_delay
+        self.ollama.chunk_delay = self.chunk_delay
+        self.platforms = FakePlatforms().start()
+        for name in ("WECOM_API_BASE", "DINGTALK_API_BASE", "DINGTALK_OAPI_BASE",
+                     "FEISHU_API_BASE"):
+            os.environ[name] = self.platforms.url
+        os.environ["OLLAMA_URL"] = self.ollama.url
+
+    def _spawn(self, *command: str) -> None:
+        log = (Path(os.environ["VAR_DIR"]) / f"{command[0]}.log").open("w")
+        self.processes.append(subprocess.Popen(
+            [sys.executable, "-m", *command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ))
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise RuntimeError("gunicorn did not come up; see var/bench/gunicorn.log")
+
+    def make_bot(self, platform: str):  # noqa: ANN201 - a channels_im Bot
+        from channels_im.models import Bot
+        from tenants.models import Tenant
+
+        tenant, _ = Tenant.objects.update_or_create(
+            slug="bench", defaults={"name": "Bench", "model_endpoint": self.ollama.url,
+                                    # Limits on (so their cost is measured) but too high to refuse anything.
+                                    "rate_limit_per_minute": 10**6,
+                                    "user_rate_limit_per_minute": 10**6})
+        bot, _ = Bot.objects.update_or_create(
+            tenant=tenant, name=f"bench-{platform}",
+            defaults={"platform": platform, "credentials": CREDENTIALS[platform]})
+        return bot
+
+    def send(self, session: requests.Session, request: dict) -> requests.Response:
+        """Replay keyword arguments built for Django's test client over real HTTP."""
+        headers = {"Content-Type": request.get("content_type", "application/json")}
+        headers.update(request.get("headers") or {})
+        for key, value in request.items():
+            if key.startswith("HTTP_"):
+                headers[key[5:].replace("_", "-").title()] = value
+        return session.request(request["method"], self.url + request["path"],
+                               data=request.get("data", b""), headers=headers, timeout=30)
+
+
+def scratch_postgres(url: str, name: str) -> str:
+    """A fresh database beside the one named in `url`, so the bench never touches real data."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))

@@ -1,0 +1,188 @@
+"""The tenant-scoped admin: tenants, memberships and API keys, per role."""
+
+import pytest
+from django.contrib.messages import get_messages
+from django.forms.models import model_to_dict
+from django.urls import reverse
+
+from tenants.models import ApiKey, Membership, Tenant
+from tests.factories import ApiKeyFactory, MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+TENANTS = reverse("admin:tenants_tenant_changelist")
+KEYS = reverse("admin:tenants_apikey_changelist")
+ADD_KEY = reverse("admin:tenants_apikey_add")
+MEMBERSHIPS = reverse("admin:tenants_membership_changelist")
+
+
+def tenant_url(tenant):
+    return reverse("admin:tenants_tenant_change", args=[tenant.pk])
+
+
+def tenant_form(tenant, **changes):
+    """The change form as a tenant admin posts it (slug and active are read-only)."""
+    data = model_to_dict(tenant, exclude=["id", "slug", "is_active"])
+    data["temperature"] = data["temperature"] or ""
+    return {**data, **changes}
+
+
+# --- tenants ---------------------------------------------------------------------------
+
+
+def test_it_lists_only_the_users_own_tenants(client, admin_a, tenant_b):
+    client.force_login(admin_a)
+    response = client.get(TENANTS)
+    assert response.status_code == 200
+    assert b"Tenant A" in response.content
+    assert b"Tenant B" not in response.content
+
+
+def test_it_hides_another_tenants_config_from_an_outsider(client, outsider, tenant_a):
+    client.force_login(outsider)
+    assert b"Tenant A" not in client.get(TENANTS).content
+    assert client.get(tenant_url(tenant_a)).status_code == 302
+    response = client.post(tenant_url(tenant_a), tenant_form(tenant_a, model="evil"))
+    assert response.status_code == 302
+    tenant_a.refresh_from_db()
+    assert tenant_a.model != "evil"
+
+
+def test_it_lets_a_tenant_admin_edit_their_tenant_config(client, admin_a, tenant_a):
+    client.force_login(admin_a)
+    assert client.get(tenant_url(tenant_a)).status_code == 200
+    data = tenant_form(tenant_a, model="gemma:2b", system_prompt="Be brief.", slug="hijack")
+    response = client.post(tenant_url(tenant_a), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    tenant_a.refresh_from_db()
+    assert (tenant_a.model, tenant_a.system_prompt) == ("gemma:2b", "Be brief.")
+    assert tenant_a.slug == "tenant-a"  # read-only for tenant admins
+
+
+def test_it_keeps_tenant_creation_and_deletion_to_the_superuser(
+    client, admin_a, superuser, tenant_a
+):
+    client.force_login(admin_a)
+    assert client.get(reverse("admin:tenants_tenant_add")).status_code == 403
+    delete = reverse("admin:tenants_tenant_delete", args=[tenant_a.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert Tenant.objects.filter(pk=tenant_a.pk).exists()
+
+    client.force_login(superuser)
+    assert client.get(reverse("admin:tenants_tenant_add")).status_code == 200
+    assert client.get(TENANTS).status_code == 200
+
+
+def test_it_makes_the_tenant_read_only_for_auditors(client, auditor_a, tenant_a):
+    client.force_login(auditor_a)
+    assert client.get(tenant_url(tenant_a)).status_code == 200
+    response = client.post(tenant_url(tenant_a), tenant_form(tenant_a, model="gemma:2b"))
+    assert response.status_code == 403
+    tenant_a.refresh_from_db()
+    assert tenant_a.model == "qwen2:1.5b"
+
+
+def test_it_shows_nothing_to_staff_without_a_membership(client, tenant_a):
+    client.force_login(UserFactory(username="drifter"))
+    assert b"Tenant A" not in client.get(reverse("admin:index")).content
+    assert client.get(TENANTS).status_code == 403
+    assert client.get(KEYS).status_code == 403
+
+
+# --- memberships -----------------------------------------------------------------------
+
+
+def test_it_shows_memberships_read_only_to_tenant_admins(client, admin_a, auditor_a, outsider):
+    client.force_login(admin_a)
+    response = client.get(MEMBERSHIPS)
+    assert response.status_code == 200
+    assert b"audrey" in response.content
+    assert b"charlie" not in response.content
+    assert client.get(reverse("admin:tenants_membership_add")).status_code == 403
+    membership = Membership.objects.get(user=auditor_a)
+    change = reverse("admin:tenants_membership_change", args=[membership.pk])
+    response = client.post(change, {"user": auditor_a.pk, "role": "admin"})
+    assert response.status_code == 403
+    membership.refresh_from_db()
+    assert membership.role == "auditor"
+
+
+def test_it_lets_the_superuser_grant_memberships(client, superuser, tenant_a):
+    user = UserFactory(username="newbie")
+    client.force_login(superuser)
+    add = reverse("admin:tenants_membership_add")
+    response = client.post(add, {"user": user.pk, "tenant": tenant_a.pk, "role": "auditor"})
+    assert response.status_code == 302
+    assert Membership.objects.filter(user=user, tenant=tenant_a, role="auditor").exists()
+
+
+# --- API keys --------------------------------------------------------------------------
+
+
+def test_it_shows_a_new_api_key_once_and_stores_only_its_hash(client, admin_a, tenant_a):
+    client.force_login(admin_a)
+    response = client.post(ADD_KEY, {"tenant": tenant_a.pk, "name": "crm", "is_active": "on"})
+    assert response.status_code == 302
+    key = ApiKey.objects.get(tenant=tenant_a, name="crm")
+    shown = [str(m) for m in get_messages(response.wsgi_request) if "ima_" in str(m)]
+    assert len(shown) == 1
+    raw_key = next(word for word in shown[0].split() if word.startswith("ima_")).rstrip(".")
+    assert key.matches(raw_key)
+    assert raw_key not in {key.hashed_key, key.prefix}
+
+    assert raw_key in client.get(response.url).content.decode()  # the page after saving
+    page = client.get(reverse("admin:tenants_apikey_change", args=[key.pk])).content.decode()
+    assert raw_key not in page  # and never again
+    assert key.hashed_key not in page
+    assert key.prefix in page
+
+
+def test_it_stamps_a_single_tenant_admins_tenant_on_new_keys(client, admin_a):
+    client.force_login(admin_a)
+    page = client.get(ADD_KEY).content.decode()
+    assert 'type="hidden" name="tenant"' in page
+
+
+def test_it_refuses_a_key_for_another_tenant(client, admin_a, tenant_b):
+    client.force_login(admin_a)
+    response = client.post(ADD_KEY, {"tenant": tenant_b.pk, "name": "sneaky", "is_active": "on"})
+    assert response.status_code == 200  # the form again, with an error
+    assert response.context["adminform"].form.errors["tenant"]
+    assert not ApiKey.objects.filter(name="sneaky").exists()
+
+
+def test_it_lists_keys_without_their_hash(client, admin_a, tenant_a):
+    key = ApiKeyFactory(tenant=tenant_a, name="crm")
+    client.force_login(admin_a)
+    page = client.get(KEYS).content.decode()
+    assert "crm" in page and key.prefix in page
+    assert key.hashed_key not in page
+
+
+def test_it_hides_another_tenants_keys_from_an_outsider(client, outsider, tenant_a):
+    key = ApiKeyFactory(tenant=tenant_a, name="crm-of-a")
+    client.force_login(outsider)
+    assert b"crm-of-a" not in client.get(KEYS).content
+    change = reverse("admin:tenants_apikey_change", args=[key.pk])
+    assert client.get(change).status_code == 302
+    client.post(change, {"name": "stolen", "is_active": ""})
+    key.refresh_from_db()
+    assert (key.name, key.is_active) == ("crm-of-a", True)
+
+
+def test_it_gives_auditors_no_way_to_create_or_change_keys(client, auditor_a, tenant_a):
+    key = ApiKeyFactory(tenant=tenant_a)
+    client.force_login(auditor_a)
+    assert client.get(KEYS).status_code == 200
+    assert client.get(ADD_KEY).status_code == 403
+    change = reverse("admin:tenants_apikey_change", args=[key.pk])
+    assert client.post(change, {"name": "renamed", "is_active": "on"}).status_code == 403
+
+
+def test_it_lets_an_admin_of_two_tenants_pick_the_tenant(client, admin_a, tenant_b):
+    MembershipFactory(user=admin_a, tenant=tenant_b)
+    client.force_login(admin_a)
+    page = client.get(ADD_KEY).content.decode()
+    assert 'type="hidden" name="tenant"' not in page
+    assert "Tenant B" in page
