@@ -5,6 +5,7 @@ Celery broker and a file cache under var/. Production (DJANGO_DEBUG unset) refus
 start without SECRET_KEY and FIELD_ENCRYPTION_KEY.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -89,8 +90,9 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default has a web and a worker process writing to one file.
-    # A file, not :memory:, so a worker process in the end-to-end tests sees the test rows.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # A file, not :memory:, so a worker process in the end-to-end tests sees the test rows;
+    # one per test run, so runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",

@@ -24,7 +24,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
     results = {name: _run(check) for name, check in checks.items()}
     ready = all(results.values())
     return JsonResponse(
-        {"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503
+        {"status": "ok" if ready else "unavailable", "checks": results},
+        status=200 if ready else 503,
     )
 
 

@@ -17,6 +17,8 @@ class Conversation(models.Model):
     user_id = models.CharField(_("user"), max_length=200, blank=True)
     started_at = models.DateTimeField(_("started"), auto_now_add=True)
     last_activity_at = models.DateTimeField(_("last activity"))
+    # Set by /reset: the next message opens a new conversation.
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
 
     class Meta:
         indexes = [

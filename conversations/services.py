@@ -17,6 +17,7 @@ from channels_im.models import Bot
 from channels_im.platforms.base import InboundMessage
 
 from . import ratelimit, texts
+from .commands import command_for
 from .models import Conversation, Message
 from .replies import add_reply
 
@@ -24,31 +25,48 @@ logger = logging.getLogger(__name__)
 
 
 def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
-    """Store an inbound message and enqueue its answer; None for a duplicate."""
+    """Store an inbound message and enqueue what answers it; None for a duplicate."""
     if Message.objects.filter(bot=bot, external_id=inbound.external_id).exists():
         return None
-    verdict = ratelimit.check(bot.tenant, inbound.sender)
-    status = Message.Status.RATE_LIMITED if verdict.limited else Message.Status.QUEUED
+    command = command_for(inbound.text)
+    # Commands never reach the model, so they do not count against the limits.
+    verdict = NOT_LIMITED if command else ratelimit.check(bot.tenant, inbound.sender)
     try:
         with transaction.atomic():
-            message = Message.objects.create(
-                tenant_id=bot.tenant_id,
-                bot=bot,
-                conversation=open_conversation(bot, inbound),
-                role=Message.Role.USER,
-                content=inbound.text,
-                sender=inbound.sender,
-                external_id=inbound.external_id,
-                status=status,
-                reply_context={"is_group": inbound.is_group, **inbound.reply_context},
-            )
-            if not verdict.limited:
+            message = store(bot, inbound, status_for(command, verdict))
+            if command:
+                add_reply(message, command(message))
+            elif verdict.limited:
+                if verdict.notify:
+                    add_reply(message, texts.rate_limited(bot.tenant))
+            else:
                 transaction.on_commit(lambda: enqueue_answer(message.pk))
-            elif verdict.notify:
-                add_reply(message, texts.rate_limited(bot.tenant))
     except IntegrityError:
         return None  # the same callback, delivered twice at once: its first copy won
     return message
+
+
+NOT_LIMITED = ratelimit.Verdict(limited=False)
+
+
+def status_for(command: object, verdict: ratelimit.Verdict) -> str:
+    if command:
+        return Message.Status.IGNORED  # answered by us, not by the model
+    return Message.Status.RATE_LIMITED if verdict.limited else Message.Status.QUEUED
+
+
+def store(bot: Bot, inbound: InboundMessage, status: str) -> Message:
+    return Message.objects.create(
+        tenant_id=bot.tenant_id,
+        bot=bot,
+        conversation=open_conversation(bot, inbound),
+        role=Message.Role.USER,
+        content=inbound.text,
+        sender=inbound.sender,
+        external_id=inbound.external_id,
+        status=status,
+        reply_context={"is_group": inbound.is_group, **inbound.reply_context},
+    )
 
 
 def open_conversation(bot: Bot, inbound: InboundMessage) -> Conversation:
@@ -58,7 +76,11 @@ def open_conversation(bot: Bot, inbound: InboundMessage) -> Conversation:
     fresh_after = now - timedelta(seconds=bot.tenant.session_timeout_seconds)
     conversation = (
         Conversation.objects.filter(
-            bot=bot, chat_id=inbound.chat, user_id=user_id, last_activity_at__gte=fresh_after
+            bot=bot,
+            chat_id=inbound.chat,
+            user_id=user_id,
+            last_activity_at__gte=fresh_after,
+            closed_at__isnull=True,
         )
         .order_by("-last_activity_at")
         .first()

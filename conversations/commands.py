@@ -1,0 +1,55 @@
+"""Bot commands staff can type instead of a question, in English or Chinese."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.utils import timezone
+from django.utils.translation import gettext, override
+
+from .models import Conversation, Message
+
+RESET = ("/reset", "/new", "/重置", "重置", "/清空")
+HELP = ("/help", "/帮助", "帮助", "/?")
+
+
+def command_for(text: str) -> Callable[[Message], str] | None:
+    """The handler of the command `text` is, or None for an ordinary question."""
+    word = text.strip().split(maxsplit=1)[0].lower() if text.strip() else ""
+    if word in RESET:
+        return reset
+    if word in HELP:
+        return help_text
+    return None
+
+
+def reset(message: Message) -> str:
+    """Close the session: the next message starts a new conversation with no history."""
+    Conversation.objects.filter(pk=message.conversation_id).update(closed_at=timezone.now())
+    with override(message.tenant.language):
+        return gettext("Done: I have forgotten our conversation. Ask me anything.")
+
+
+def help_text(message: Message) -> str:
+    tenant = message.tenant
+    with override(tenant.language):
+        lines = [
+            gettext("Ask me anything; in a group chat, @mention me first."),
+            gettext(
+                "I remember the last %(rounds)d questions of our conversation until "
+                "%(minutes)d minutes of silence."
+            )
+            % {
+                "rounds": tenant.context_max_rounds,
+                "minutes": tenant.session_timeout_seconds // 60,
+            },
+            gettext("/reset (重置): forget the conversation and start again."),
+            gettext("/help (帮助): show this message."),
+        ]
+        if tenant.user_rate_limit_per_minute:
+            lines.append(
+                gettext("Limit: %(n)d messages per minute per person.")
+                % {"n": tenant.user_rate_limit_per_minute}
+            )
+        lines.append(gettext("Model: %(model)s") % {"model": tenant.model})
+    return "\n".join(lines)
