@@ -1,3 +1,4 @@
+import itertools
 import os
 
 import pytest
@@ -6,11 +7,12 @@ from tests.e2e.worker import Worker, database_url
 
 
 @pytest.fixture
-def worker(transactional_db, fake_platforms, fake_ollama):
+def spawn_worker(transactional_db, fake_platforms, fake_ollama):
+    """Start real worker processes (extra settings as keyword arguments); all stopped after."""
     from assistant.celery import app
 
     app.control.purge()  # messages left by an earlier run point at rows that are gone
-    env = dict(
+    base_env = dict(
         os.environ,
         DATABASE_URL=database_url(),
         WECOM_API_BASE=fake_platforms.url,
@@ -19,7 +21,20 @@ def worker(transactional_db, fake_platforms, fake_ollama):
         FEISHU_API_BASE=fake_platforms.url,
         OLLAMA_URL=fake_ollama.url,
     )
-    process = Worker(env)
-    process.start()
-    yield process
-    process.stop()
+    workers: list[Worker] = []
+    numbers = itertools.count(1)
+
+    def spawn(**settings: str) -> Worker:
+        process = Worker(dict(base_env, **settings), name=f"worker-{next(numbers)}")
+        process.start()
+        workers.append(process)
+        return process
+
+    yield spawn
+    for process in workers:
+        process.stop()
+
+
+@pytest.fixture
+def worker(spawn_worker):
+    return spawn_worker()

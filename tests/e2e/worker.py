@@ -21,10 +21,10 @@ def database_url() -> str:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: dict[str, str], name: str = "worker"):
         self.env = env
         self.process: subprocess.Popen | None = None
-        self.log = ROOT / "var" / "e2e-worker.log"
+        self.log = ROOT / "var" / f"e2e-{os.getpid()}-{name}.log"
 
     def start(self) -> None:
         self.log.parent.mkdir(exist_ok=True)
@@ -74,3 +74,59 @@ def wait_for(condition, timeout: float = 30.0, worker: Worker | None = None):
         time.sleep(0.1)
     log = worker.output()[-4000:] if worker else ""
     raise AssertionError(f"condition not met within {timeout}s\n{log}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A private Redis this test may stop and start again, unlike the shared one."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self._answers, timeout=10)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.kill()
+            self.process.wait()
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return redis.Redis(port=self.port, socket_timeout=0.5).ping()
+        except redis.ConnectionError:
+            return False
+
+
+def use_broker(url: str) -> None:
+    """Point this process's Celery app at another broker (pools are rebuilt lazily)."""
+    from assistant.celery import app
+
+    app.conf.broker_url = app.conf.broker_write_url = app.conf.broker_read_url = url
+    app._pool = None
+    app.amqp._producer_pool = None
