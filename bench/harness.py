@@ -41,9 +41,9 @@ def free_port() -> int:
 
 class Product:
     def __init__(self, *, first_token_delay: float, chunk_delay: float = 0.0,
-                 web_workers: int = 4, worker_threads: int = 16):
+                 web_workers: int = 4, worker_threads: int = 16, pool: str = "threads"):
         self.first_token_delay, self.chunk_delay = first_token_delay, chunk_delay
-        self.web_workers, self.worker_threads = web_workers, worker_threads
+        self.web_workers, self.worker_threads, self.pool = web_workers, worker_threads, pool
         self.processes: list[subprocess.Popen] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -51,6 +51,14 @@ class Product:
     def __enter__(self) -> Product:
         self._configure_environment()
         self._start_fakes()
+        try:
+            self._start_product()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start_product(self) -> None:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
         import django
 
@@ -58,15 +66,17 @@ class Product:
         self._spawn("gunicorn", "assistant.wsgi", "-b", f"127.0.0.1:{self.port}",
                     "-w", str(self.web_workers), "-k", "sync")
         self._spawn("celery", "-A", "assistant", "worker", "-Q", "inference,delivery",
-                    "-P", "threads", "-c", str(self.worker_threads), "-l", "WARNING")
+                    "-P", self.pool, "-c", str(self.worker_threads), "-l", "WARNING")
         self._wait_until_up()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for process in self.processes:
             os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes:
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
         self.ollama.stop()
         self.platforms.stop()
 

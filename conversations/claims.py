@@ -12,7 +12,8 @@ import random
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .models import Message
@@ -41,18 +42,37 @@ def claimable(now: datetime) -> Q:
 
 
 def claim(message_id: int, role: str) -> Message | None:
-    """Take the row for this worker, or None if it is done or someone else owns it."""
+    """Take the row for this worker, or None if it is done or someone else owns it.
+
+    One short transaction: the row is locked (another claimer skips it), checked and
+    marked, with its bot, tenant and conversation loaded by the same query.
+    """
     now = timezone.now()
-    taken = Message.objects.filter(claimable(now), pk=message_id, role=role).update(
-        status=Message.Status.ANSWERING,
-        claimed_until=now + timedelta(seconds=settings.IM_CLAIM_SECONDS),
-        attempts=F("attempts") + 1,
-    )
-    if not taken:
-        return None
-    return Message.objects.select_related("tenant", "bot", "conversation", "reply_to").get(
-        pk=message_id
-    )
+    with transaction.atomic():
+        row = (
+            Message.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("tenant", "bot", "conversation", "reply_to")
+            .filter(claimable(now), pk=message_id, role=role)
+            .first()
+        )
+        if row is None:
+            return None
+        row.status = Message.Status.ANSWERING
+        row.claimed_until = claimed_until()
+        row.attempts += 1
+        if row.queue_wait_ms is None:
+            row.queue_wait_ms = ms_between(row.created_at, now)
+        row.save(update_fields=["status", "claimed_until", "attempts", "queue_wait_ms"])
+    return row
+
+
+def claimed_until() -> datetime:
+    """The end of a claim taken now."""
+    return timezone.now() + timedelta(seconds=settings.IM_CLAIM_SECONDS)
+
+
+def ms_between(start: datetime, end: datetime) -> int:
+    return max(int((end - start).total_seconds() * 1000), 0)
 
 
 def release(message: Message, *, after: float, error: str) -> None:

@@ -21,6 +21,11 @@ def deliver(reply_id: int) -> None:
     if reply is None:
         logger.info("reply %s is not claimable (sent or owned); skipping", reply_id)
         return
+    send(reply)
+
+
+def send(reply: Message) -> None:
+    """Send a reply this worker has claimed; record the outcome on its row."""
     try:
         reply.bot.adapter.send(outbound(reply))
     except DeliveryError as exc:

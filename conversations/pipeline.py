@@ -1,25 +1,25 @@
 """The worker's side: claim a queued message, ask the model, store and deliver the answer.
 
-The row is the source of truth. A claim is a conditional UPDATE, so a redelivered task,
-a retry and the sweep can all point at the same row and only one of them answers.
+The row is the source of truth: a redelivered task, a Celery retry and the sweep may all
+point at one row, and only the one holding its claim answers. The answer is delivered by
+the same worker right after it is stored (no second broker hop); only a failed delivery
+goes to the delivery queue to be retried.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import llm, texts
-from .claims import RetryLater, backoff, claim, release
+from . import delivery, llm, texts
+from .claims import RetryLater, backoff, claim, ms_between, release
 from .context import build_messages
-from .delivery import outbound_for
 from .live import LiveProgress
 from .models import Message
-from .replies import add_reply
+from .replies import add_reply, enqueue_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +30,8 @@ def answer(message_id: int) -> None:
     if question is None:
         logger.info("message %s is not claimable (answered or owned); skipping", message_id)
         return
-    if question.queue_wait_ms is None:
-        question.queue_wait_ms = _ms(timezone.now() - question.created_at)
-        Message.objects.filter(pk=question.pk).update(queue_wait_ms=question.queue_wait_ms)
     tenant = question.tenant
-    live = question.bot.adapter.live(outbound_for(question))
+    live = question.bot.adapter.live(delivery.outbound_for(question))
     try:
         completion = llm.chat(
             tenant.endpoint,
@@ -45,9 +42,10 @@ def answer(message_id: int) -> None:
             on_delta=LiveProgress(question, live) if live else None,
         )
     except llm.LLMError as exc:
-        handle_failure(question, exc)
-        return
-    record_answer(question, completion)
+        reply = handle_failure(question, exc)
+    else:
+        reply = record_answer(question, completion)
+    deliver_now(reply)
 
 
 def model_options(tenant) -> dict:  # noqa: ANN001 - a Tenant
@@ -58,22 +56,22 @@ def model_options(tenant) -> dict:  # noqa: ANN001 - a Tenant
 
 
 @transaction.atomic
-def record_answer(question: Message, completion: llm.Completion) -> None:
+def record_answer(question: Message, completion: llm.Completion) -> Message:
     Message.objects.filter(pk=question.pk).update(
         status=Message.Status.ANSWERED,
         claimed_until=None,
         error="",
         model=completion.model,
         first_token_ms=completion.first_token_ms,
-        total_ms=_ms(timezone.now() - question.created_at),
+        total_ms=ms_between(question.created_at, timezone.now()),
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
     )
-    add_reply(question, completion.content, model=completion.model)
+    return add_reply(question, completion.content, model=completion.model, claimed=True)
 
 
-def handle_failure(question: Message, exc: llm.LLMError) -> None:
-    """Retry a transient failure with backoff; otherwise apologise and record why."""
+def handle_failure(question: Message, exc: llm.LLMError) -> Message:
+    """Retry a transient failure with backoff; otherwise store an apology and say why."""
     if not exc.permanent and question.attempts <= settings.OLLAMA_MAX_RETRIES:
         countdown = backoff(question.attempts, settings.OLLAMA_RETRY_BACKOFF)
         release(question, after=countdown, error=str(exc))
@@ -85,11 +83,16 @@ def handle_failure(question: Message, exc: llm.LLMError) -> None:
             claimed_until=None,
             error=str(exc),
             model=question.tenant.model,
-            total_ms=_ms(timezone.now() - question.created_at),
+            total_ms=ms_between(question.created_at, timezone.now()),
         )
-        add_reply(question, texts.apology(question.tenant))
+        reply = add_reply(question, texts.apology(question.tenant), claimed=True)
     question.bot.record_error(f"model: {exc}")
+    return reply
 
 
-def _ms(delta: timedelta) -> int:
-    return max(int(delta.total_seconds() * 1000), 0)
+def deliver_now(reply: Message) -> None:
+    """Send the reply this worker just stored; a transient failure goes to the queue."""
+    try:
+        delivery.send(reply)
+    except RetryLater as exc:
+        enqueue_delivery(reply.pk, countdown=exc.countdown)

@@ -6,31 +6,39 @@ import logging
 
 from django.db import transaction
 
+from .claims import claimed_until
 from .models import Message
 
 logger = logging.getLogger(__name__)
 
 
-def add_reply(question: Message, text: str, *, model: str = "") -> Message:
-    """Store the assistant's row answering `question` and deliver it once committed."""
+def add_reply(question: Message, text: str, *, model: str = "", claimed: bool = False) -> Message:
+    """Store the assistant's row answering `question`.
+
+    `claimed`: the calling worker sends it itself right after commit; otherwise (inside a
+    web request) the delivery queue does, once committed.
+    """
     reply = Message.objects.create(
-        tenant_id=question.tenant_id,
-        bot_id=question.bot_id,
-        conversation_id=question.conversation_id,
+        tenant=question.tenant,
+        bot=question.bot,
+        conversation=question.conversation,
         reply_to=question,
         role=Message.Role.ASSISTANT,
         content=text,
-        status=Message.Status.QUEUED,
         model=model,
+        status=Message.Status.ANSWERING if claimed else Message.Status.QUEUED,
+        claimed_until=claimed_until() if claimed else None,
+        attempts=1 if claimed else 0,
     )
-    transaction.on_commit(lambda: enqueue_delivery(reply.pk))
+    if not claimed:
+        transaction.on_commit(lambda: enqueue_delivery(reply.pk))
     return reply
 
 
-def enqueue_delivery(reply_id: int) -> None:
+def enqueue_delivery(reply_id: int, countdown: float = 0) -> None:
     from .tasks import deliver_reply
 
     try:
-        deliver_reply.delay(reply_id)
+        deliver_reply.apply_async((reply_id,), countdown=countdown)
     except Exception:
         logger.exception("could not enqueue delivery of %s; the sweep will retry", reply_id)

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 PLATFORMS: dict[str, str] = {
     "wecom": "channels_im.platforms.wecom.WeComAppAdapter",
+    "dingtalk": "channels_im.platforms.dingtalk.DingTalkAdapter",
+    "wecom_bot": "channels_im.platforms.wecom_bot.WeComBotAdapter",
+    "feishu": "channels_im.platforms.feishu.FeishuAdapter",
 }
 
 

@@ -56,6 +56,14 @@ class Ignored:
 
 
 @dataclass(frozen=True)
+class PlatformCallback:
+    """A callback the platform module answers by itself (a stream poll …): the view only acks it.
+
+    Platform modules subclass it with the fields their `ack` needs.
+    """
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """One user message, whatever platform it came from."""
 
@@ -87,7 +95,7 @@ class CredentialField:
     secret: bool = True
 
 
-CallbackResult = Challenge | Ignored | InboundMessage
+CallbackResult = Challenge | Ignored | InboundMessage | PlatformCallback
 
 
 class LiveReply:
@@ -155,11 +163,14 @@ def http_json(
     params: dict[str, Any] | None = None,
     json: Any = None,
     headers: dict[str, str] | None = None,
+    coded_4xx: bool = False,
 ) -> dict[str, Any]:
     """Every platform API call goes through here: one timeout, one error taxonomy.
 
     Connection errors, timeouts, 429 and 5xx are transient; other 4xx are permanent.
-    Platform-level error codes inside a 200 body are the caller's to interpret.
+    Platform-level error codes inside a 200 body are the caller's to interpret, and so
+    are those of a JSON 4xx body with `coded_4xx` (Feishu answers "token expired" or
+    "rate limited" as HTTP 400 with its code in the body).
     """
     try:
         response = requests.request(
@@ -169,7 +180,8 @@ def http_json(
         raise DeliveryError(f"{method} {_path(url)}: {type(exc).__name__}") from exc
     if response.status_code == 429 or response.status_code >= 500:
         raise DeliveryError(f"{method} {_path(url)}: HTTP {response.status_code}")
-    if response.status_code >= 400:
+    coded = coded_4xx and "json" in response.headers.get("Content-Type", "")
+    if response.status_code >= 400 and not coded:
         raise DeliveryError(
             f"{method} {_path(url)}: HTTP {response.status_code}",
             permanent=True,

@@ -54,23 +54,27 @@ def check_timestamp(timestamp: str) -> None:
         raise SignatureInvalid("timestamp outside the allowed window")
 
 
-class WeComAppAdapter(PlatformAdapter):
-    key = "wecom"
-    label = _("WeCom self-built app (企业微信自建应用)")
-    credential_fields = (
-        CredentialField("corp_id", secret=False),
-        CredentialField("agent_id", secret=False),
-        CredentialField("secret"),
-        CredentialField("token"),
-        CredentialField("encoding_aes_key"),
-    )
-    max_message_bytes = 2048
+class WeComCallbacks(PlatformAdapter):
+    """What WeCom's app and smart robot callbacks share: the GET URL check and the
+    signed, encrypted envelope. Subclasses say where the ciphertext sits and what it holds."""
+
+    def receive_id(self) -> str:
+        """The id sealed into every envelope: the CorpID for an app, "" for a smart robot."""
+        raise NotImplementedError
+
+    def encrypted_body(self, request: HttpRequest) -> str:
+        """The ciphertext carried by a POST body; raise BadPayload if there is none."""
+        raise NotImplementedError
+
+    def parse_plaintext(self, plaintext: str) -> CallbackResult:
+        """The result for a decrypted POST body."""
+        raise NotImplementedError
 
     @cached_property
     def crypto(self) -> WxBizMsgCrypt:
         creds = self.credentials
         try:
-            return WxBizMsgCrypt(creds["token"], creds["encoding_aes_key"], creds["corp_id"])
+            return WxBizMsgCrypt(creds["token"], creds["encoding_aes_key"], self.receive_id())
         except (KeyError, ValueError) as exc:
             raise SignatureInvalid("bot credentials are incomplete") from exc
 
@@ -89,15 +93,37 @@ class WeComAppAdapter(PlatformAdapter):
         if request.method == "GET":
             # Some senders do not percent-encode '+', which arrives as a space.
             return request.GET.get("echostr", "").replace(" ", "+")
-        node = parse_xml(request.body).find("Encrypt")
-        if node is None or not node.text:
-            raise BadPayload("no Encrypt element")
-        return node.text
+        return self.encrypted_body(request)
 
     def parse(self, request: HttpRequest) -> CallbackResult:
         plaintext = self.crypto.decrypt(self._encrypted(request))
         if request.method == "GET":
             return Challenge(plaintext)
+        return self.parse_plaintext(plaintext)
+
+
+class WeComAppAdapter(WeComCallbacks):
+    key = "wecom"
+    label = _("WeCom self-built app (企业微信自建应用)")
+    credential_fields = (
+        CredentialField("corp_id", secret=False),
+        CredentialField("agent_id", secret=False),
+        CredentialField("secret"),
+        CredentialField("token"),
+        CredentialField("encoding_aes_key"),
+    )
+    max_message_bytes = 2048
+
+    def receive_id(self) -> str:
+        return self.credentials["corp_id"]
+
+    def encrypted_body(self, request: HttpRequest) -> str:
+        node = parse_xml(request.body).find("Encrypt")
+        if node is None or not node.text:
+            raise BadPayload("no Encrypt element")
+        return node.text
+
+    def parse_plaintext(self, plaintext: str) -> CallbackResult:
         return self.parse_message(parse_xml(plaintext.encode()))
 
     def parse_message(self, xml: Element) -> CallbackResult:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +20,12 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     json: Any = field(default=None)
+    received_at: float = field(default_factory=time.monotonic)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # benchmarks open hundreds of connections at once
 
 
 class FakeServer:
@@ -26,8 +34,8 @@ class FakeServer:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._arrived = threading.Condition(self._lock)
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -56,9 +64,24 @@ class FakeServer:
     def route(self, request: Recorded) -> tuple[int, Any]:
         raise NotImplementedError
 
+    def wait_for_request(self, match: Callable[[Recorded], bool], timeout: float) -> Recorded:
+        """The first recorded request `match` accepts, waiting for it to arrive if need be."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                found = next((r for r in self.requests if match(r)), None)
+                left = deadline - time.monotonic()
+                if found or left <= 0:
+                    break
+                self._arrived.wait(left)
+        if found is None:
+            raise TimeoutError("no matching request arrived")
+        return found
+
     def _record(self, request: Recorded) -> None:
-        with self._lock:
+        with self._arrived:
             self.requests.append(request)
+            self._arrived.notify_all()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self

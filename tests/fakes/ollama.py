@@ -36,6 +36,17 @@ FAILURE_TEXTS = {
 MIDSTREAM_ERROR = "an error was encountered while running the model: unexpected EOF"
 
 
+@dataclass(frozen=True)
+class Served:
+    """When (time.monotonic) one streamed answer started, showed its first token and ended:
+    benchmarks subtract the model's own time from end-to-end figures with it."""
+
+    body: dict[str, Any]
+    started: float
+    first_token: float
+    finished: float
+
+
 @dataclass
 class Reply:
     """What one admitted chat request streams back."""
@@ -91,6 +102,7 @@ class FakeOllama:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[dict[str, Any]] = []
+        self.served: list[Served] = []
         self._lock = threading.Lock()
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
@@ -114,7 +126,12 @@ class FakeOllama:
         self.raw_stream = None
         with self._lock:
             self.requests.clear()
+            self.served.clear()
             self._failures = 0
+
+    def record_served(self, served: Served) -> None:
+        with self._lock:
+            self.served.append(served)
 
     def start(self) -> FakeOllama:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -321,11 +338,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         raw = self.server.fake.raw_stream
         frames = iter(raw) if raw is not None else dialect.stream(outcome)
-        self._stream(dialect.content_type, frames)
+        started = time.monotonic()
+        first_frame = self._stream(dialect.content_type, frames)
+        self.server.fake.record_served(Served(body, started, first_frame, time.monotonic()))
 
-    def _stream(self, content_type: str, frames: Iterator[str]) -> None:
-        """A chunked 200 whose headers wait for the first frame, as Ollama's do."""
+    def _stream(self, content_type: str, frames: Iterator[str]) -> float:
+        """A chunked 200 whose headers wait for the first frame, as Ollama's do; returns
+        when (time.monotonic) the first frame was ready."""
         first = next(frames, None)
+        first_at = time.monotonic()
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
@@ -334,6 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._write_chunk(frame)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+        return first_at
 
     def _write_chunk(self, frame: str) -> None:
         data = frame.encode()

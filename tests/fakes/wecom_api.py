@@ -27,7 +27,15 @@ class WeComAPI:
         self.deliver("wecom", request.json)
         return 200, {"errcode": 0, "errmsg": "ok", "msgid": f"msg-{self.next_id()}"}
 
+    def wecom_bot_response(self, request: Recorded) -> tuple[int, Any]:
+        """A smart robot's response_url: the callback's response_code is the only credential."""
+        if not request.query.get("response_code"):
+            return 200, {"errcode": 40001, "errmsg": "invalid response_code"}
+        self.deliver("wecom_bot", request.json)
+        return 200, {"errcode": 0, "errmsg": "ok"}
+
     ROUTES = {
         ("GET", "/cgi-bin/gettoken"): wecom_gettoken,
         ("POST", "/cgi-bin/message/send"): wecom_send,
+        ("POST", "/cgi-bin/aibot/response"): wecom_bot_response,
     }

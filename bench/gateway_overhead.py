@@ -1,0 +1,77 @@
+"""Gateway overhead: from a callback being sent to its reply leaving for the platform,
+minus the model's own time. Everything real but the model and the platform: gunicorn,
+a Celery worker, the database, the broker and the cache as configured.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/13 CACHE_URL=redis://127.0.0.1:6379/12 \\
+    python bench/gateway_overhead.py -n 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import Product, percentile  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=4, help="conversations in flight")
+    parser.add_argument("--model-delay", type=float, default=0.2, help="fake time to 1st token")
+    args = parser.parse_args()
+
+    with Product(first_token_delay=args.model_delay) as product:
+        bot = product.make_bot("wecom")
+        from tests.callbacks.wecom import wecom_post, wecom_text_xml, with_query
+
+        def one(i: int) -> float:
+            query, body = wecom_post(bot.credentials, wecom_text_xml(
+                f"bench question {i}", msg_id=f"gw-{i}-{time.time_ns()}", sender=f"user{i}"))
+            request = {"method": "POST", "path": with_query(bot.callback_path, query),
+                       "data": body, "content_type": "text/xml"}
+            sent = time.monotonic()
+            assert product.send(session, request).status_code == 200
+            left = wait_for_send(product, f"user{i}")
+            return (left - sent) - model_time(product, f"bench question {i}")
+
+        session = requests.Session()
+        one(-1)  # warm-up
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            overheads = [ms * 1000 for ms in pool.map(one, range(args.n))]
+
+    p50, p99 = percentile(overheads, 50), percentile(overheads, 99)
+    print(f"gateway overhead n={len(overheads)} p50={p50:.1f}ms p95="
+          f"{percentile(overheads, 95):.1f}ms p99={p99:.1f}ms max={max(overheads):.1f}ms "
+          f"(targets: p50 < 20 ms, p99 < 100 ms) {'OK' if p50 < 20 and p99 < 100 else 'MISSED'}")
+    sys.exit(0 if p50 < 20 and p99 < 100 else 1)
+
+
+def wait_for_send(product: Product, user: str, timeout: float = 60.0) -> float:
+    """When the worker's message/send for `user` reached the platform."""
+    request = product.platforms.wait_for_request(
+        lambda r: r.path == "/cgi-bin/message/send" and (r.json or {}).get("touser") == user,
+        timeout,
+    )
+    return request.received_at
+
+
+def model_time(product: Product, text: str) -> float:
+    for served in list(product.ollama.served):
+        if served.body["messages"][-1]["content"] == text:
+            return served.finished - served.started
+    raise LookupError(text)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+    main()

@@ -1,0 +1,319 @@
+"""DingTalk internal robot, HTTP mode: signed JSON in, markdown (or an AI card) out.
+
+Answers go to the callback's `sessionWebhook` while it lives, else through the robot
+OpenAPI with a cached access token. A bot with an AI card template streams its answers
+into a card instead (spec §2.6).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+import time
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from ..base import (
+    BadPayload,
+    CallbackResult,
+    CredentialField,
+    DeliveryError,
+    Ignored,
+    InboundMessage,
+    LiveReply,
+    OutboundReply,
+    PlatformAdapter,
+    SignatureInvalid,
+    http_json,
+)
+from ..dingtalk_crypto import dingtalk_sign
+from ..text import split_utf8
+from ..wxcrypto import WxBizMsgCrypt
+from . import card
+from .client import DingTalkClient
+
+if TYPE_CHECKING:
+    from channels_im.models import Bot
+
+logger = logging.getLogger(__name__)
+
+# DingTalk signs with its own clock; a callback signed more than an hour away is a replay.
+MAX_CLOCK_SKEW_MS = 3_600_000
+# Stop using a session webhook a minute early: a send may be retried seconds later.
+WEBHOOK_MARGIN_MS = 60_000
+# Markdown titles are the notification preview; DingTalk shows about this many characters.
+TITLE_CHARS = 20
+MARKDOWN_MARKS = str.maketrans("", "", "*`~")
+# Webhook errcode "send too fast": worth retrying, unlike the others.
+TRANSIENT_CODES = {130101}
+
+
+def now_ms() -> int:
+    """The clock in DingTalk's milliseconds; one place for tests to freeze."""
+    return int(time.time() * 1000)
+
+
+def check_timestamp(timestamp: str) -> None:
+    try:
+        skew = abs(now_ms() - int(timestamp))
+    except ValueError as exc:
+        raise SignatureInvalid("timestamp is not a number") from exc
+    if skew > MAX_CLOCK_SKEW_MS:
+        raise SignatureInvalid("timestamp outside the allowed window")
+
+
+def load_object(raw: bytes | str) -> dict[str, Any]:
+    """A JSON object, or BadPayload: never a 500 on broken or hostile JSON."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadPayload("body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadPayload("body is not a JSON object")
+    return data
+
+
+def event_query(request: HttpRequest) -> tuple[str, str, str] | None:
+    """(signature, timestamp, nonce) of an encrypted event push; None for a robot callback.
+
+    DingTalk's libraries use either spelling of these query parameters.
+    """
+    query = request.GET
+    signature = query.get("msg_signature") or query.get("signature")
+    if not signature:
+        return None
+    return signature, query.get("timestamp") or query.get("timeStamp", ""), query.get("nonce", "")
+
+
+def markdown_title(text: str) -> str:
+    """The first line, without markdown marks, short enough for a notification."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    plain = first.translate(MARKDOWN_MARKS).lstrip("#>- ").strip()
+    return plain[:TITLE_CHARS] or "…"
+
+
+class _Text(serializers.Serializer):
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+
+
+class RobotMessage(serializers.Serializer):
+    """The fields of a robot text callback (spec §2.1) that we use; the rest is ignored."""
+
+    # DingTalk's own field names, so that the schema reads like the spec.
+    msgId = serializers.CharField()
+    conversationId = serializers.CharField()
+    conversationType = serializers.ChoiceField(choices=["1", "2"])
+    senderStaffId = serializers.CharField(allow_blank=True, default="")
+    senderId = serializers.CharField(allow_blank=True, default="")
+    senderNick = serializers.CharField(allow_blank=True, default="")
+    isInAtList = serializers.BooleanField(default=False)
+    text = _Text()
+    sessionWebhook = serializers.CharField(allow_blank=True, default="")
+    sessionWebhookExpiredTime = serializers.IntegerField(default=0)
+
+
+class DingTalkAdapter(PlatformAdapter):
+    key = "dingtalk"
+    label = _("DingTalk internal robot (钉钉企业内部机器人)")
+    credential_fields = (
+        CredentialField("app_key", secret=False),
+        CredentialField("app_secret"),
+        CredentialField("robot_code", secret=False),
+        CredentialField("card_template_id", required=False, secret=False),
+        CredentialField("token", required=False),
+        CredentialField("aes_key", required=False),
+    )
+    # DingTalk publishes no limit; ~2,000 CJK characters is what DingTalk's own connector uses.
+    max_message_bytes = 6000
+
+    def __init__(self, bot: Bot):
+        super().__init__(bot)
+        # Set by parse(): an encrypted event must be answered with an encrypted "success".
+        self._sealed = False
+
+    # --- inbound ---------------------------------------------------------------------
+
+    def verify(self, request: HttpRequest) -> None:
+        signed = event_query(request)
+        if signed is not None:
+            signature, timestamp, nonce = signed
+            check_timestamp(timestamp)
+            self.crypto.verify(signature, timestamp, nonce, self._ciphertext(request))
+            return
+        timestamp, sign = request.headers.get("timestamp"), request.headers.get("sign")
+        if not timestamp or not sign:
+            raise SignatureInvalid("timestamp or sign header missing")
+        check_timestamp(timestamp)
+        secret = self.credentials.get("app_secret")
+        if not secret:
+            raise SignatureInvalid("bot credentials are incomplete")
+        if not hmac.compare_digest(sign.encode(), dingtalk_sign(timestamp, secret).encode()):
+            raise SignatureInvalid("sign mismatch")
+
+    def parse(self, request: HttpRequest) -> CallbackResult:
+        if event_query(request) is None:
+            return self.parse_message(load_object(request.body))
+        self._sealed = True
+        inner = load_object(self.crypto.decrypt(self._ciphertext(request)))
+        if "msgtype" in inner:
+            return self.parse_message(inner)
+        return Ignored(f"event {inner.get('EventType') or 'unknown'}")
+
+    def parse_message(self, data: dict[str, Any]) -> CallbackResult:
+        if data.get("msgtype") != "text":
+            return Ignored(f"message type {data.get('msgtype') or 'unknown'}")
+        schema = RobotMessage(data=data)
+        if not schema.is_valid():
+            raise BadPayload(f"robot message fields invalid: {sorted(schema.errors)}")
+        msg = schema.validated_data
+        is_group = msg["conversationType"] == "2"
+        if is_group and not msg["isInAtList"]:
+            return Ignored("group message without an @mention of the robot")
+        # senderId is an encrypted id that no send API accepts; it only keeps sessions apart.
+        sender = msg["senderStaffId"] or msg["senderId"]
+        if not sender:
+            raise BadPayload("robot message without a sender")
+        return InboundMessage(
+            external_id=msg["msgId"],
+            sender=sender,
+            chat=msg["conversationId"],
+            text=self.strip_mention(msg["text"]["content"]),
+            is_group=is_group,
+            reply_context={
+                "session_webhook": msg["sessionWebhook"],
+                "session_webhook_expires_ms": msg["sessionWebhookExpiredTime"],
+                "conversation_id": msg["conversationId"],
+                "sender_staff_id": msg["senderStaffId"],
+                "sender_nick": msg["senderNick"],
+            },
+        )
+
+    def strip_mention(self, text: str) -> str:
+        """DingTalk cuts the @name but leaves its spaces; a typed "@<bot name>" may remain."""
+        text = text.strip()
+        mention = f"@{self.bot.name}"
+        return text[len(mention) :].strip() if text.startswith(mention) else text
+
+    def ack(self, result: CallbackResult) -> HttpResponse:
+        return JsonResponse(self.sealed_success() if self._sealed else {})
+
+    def sealed_success(self) -> dict[str, str]:
+        """The encrypted "success" every event push needs, or DingTalk counts a failure."""
+        timestamp, nonce = str(now_ms()), secrets.token_hex(8)
+        encrypted = self.crypto.encrypt("success")
+        return {
+            "msg_signature": self.crypto.signature(timestamp, nonce, encrypted),
+            "timeStamp": timestamp,
+            "nonce": nonce,
+            "encrypt": encrypted,
+        }
+
+    @cached_property
+    def crypto(self) -> WxBizMsgCrypt:
+        creds = self.credentials
+        if not creds.get("token") or not creds.get("aes_key"):
+            raise SignatureInvalid("encrypted callbacks need the token and aes_key credentials")
+        try:
+            return WxBizMsgCrypt(creds["token"], creds["aes_key"], creds["app_key"])
+        except (KeyError, ValueError) as exc:
+            raise SignatureInvalid("bot credentials are incomplete") from exc
+
+    def _ciphertext(self, request: HttpRequest) -> str:
+        encrypted = load_object(request.body).get("encrypt")
+        if not isinstance(encrypted, str) or not encrypted:
+            raise BadPayload("no encrypt field")
+        return encrypted
+
+    # --- outbound --------------------------------------------------------------------
+
+    @cached_property
+    def client(self) -> DingTalkClient:
+        return DingTalkClient(self.credentials["app_key"], self.credentials["app_secret"])
+
+    def send(self, reply: OutboundReply) -> None:
+        live = reply.reply_context.get("live")
+        if live and self._finish_card(live["out_track_id"], reply.text):
+            return
+        for index, chunk in enumerate(split_utf8(reply.text, self.max_message_bytes)):
+            # In a group only the first part @-mentions the asker: one notification.
+            self._send_markdown(reply, chunk, mention=reply.is_group and index == 0)
+
+    def _finish_card(self, out_track_id: str, text: str) -> bool:
+        """Finish the live card; False if it is gone for good, so a message goes instead."""
+        try:
+            card.finish(self.client, out_track_id, text)
+        except DeliveryError as exc:
+            if not exc.permanent:
+                raise
+            logger.warning("bot %s: AI card not finished (%s); sending a message", self.bot.pk, exc)
+            return False
+        return True
+
+    def _send_markdown(self, reply: OutboundReply, text: str, *, mention: bool) -> None:
+        webhook = self.live_webhook(reply.reply_context)
+        if webhook is None:
+            self._send_by_openapi(reply, text)
+            return
+        body: dict[str, Any] = {
+            "msgtype": "markdown",
+            "markdown": {"title": markdown_title(text), "text": text},
+        }
+        if mention:
+            # A markdown @ only notifies when the id also appears in the text as "@id".
+            body["markdown"]["text"] = f"@{reply.recipient}\n\n{text}"
+            body["at"] = {"atUserIds": [reply.recipient], "isAtAll": False}
+        answer = http_json("POST", webhook, json=body)
+        code = answer.get("errcode", 0)
+        if code != 0:
+            error = f"DingTalk sessionWebhook: errcode {code} {str(answer.get('errmsg'))[:200]}"
+            raise DeliveryError(error, permanent=code not in TRANSIENT_CODES, code=code)
+
+    def live_webhook(self, context: dict[str, Any]) -> str | None:
+        """The session webhook while it lives, and only on the configured DingTalk host."""
+        url = context.get("session_webhook") or ""
+        if not url:
+            return None
+        # The callback is signed, but we never POST where the operator did not point us.
+        if not url.startswith(settings.DINGTALK_OAPI_BASE + "/"):
+            logger.warning("bot %s: session webhook on a foreign host ignored", self.bot.pk)
+            return None
+        if now_ms() >= int(context.get("session_webhook_expires_ms") or 0) - WEBHOOK_MARGIN_MS:
+            return None
+        return url
+
+    def _send_by_openapi(self, reply: OutboundReply, text: str) -> None:
+        markdown = {"title": markdown_title(text), "text": text}
+        message = {
+            "robotCode": self.credentials["robot_code"],
+            "msgKey": "sampleMarkdown",
+            "msgParam": json.dumps(markdown, ensure_ascii=False),  # a JSON string, not an object
+        }
+        if reply.is_group:
+            message["openConversationId"] = reply.chat
+            self.client.call("POST", "/v1.0/robot/groupMessages/send", message)
+            return
+        path = "/v1.0/robot/oToMessages/batchSend"
+        answer = self.client.call("POST", path, {**message, "userIds": [reply.recipient]})
+        if answer.get("flowControlledStaffIdList"):
+            raise DeliveryError("DingTalk batchSend: the recipient is flow-controlled")
+        if answer.get("invalidStaffIdList"):
+            raise DeliveryError("DingTalk batchSend: not a staff id", permanent=True)
+
+    def live(self, reply: OutboundReply) -> LiveReply | None:
+        template = self.credentials.get("card_template_id")
+        if not template:
+            return None
+        space = card.card_space(
+            self.credentials["robot_code"],
+            group=reply.chat if reply.is_group else None,
+            user=reply.recipient,
+        )
+        started = reply.reply_context.get("live", {}).get("out_track_id", "")
+        return card.AICard(self.client, reply.key, {"cardTemplateId": template, **space}, started)
