@@ -55,8 +55,9 @@ def main() -> None:
 def run(product: Product, platform: str, n: int, concurrency: int) -> list[float]:
     builders = importlib.import_module(f"tests.callbacks.{platform}")
     bot = product.make_bot(platform)
-    requests_ = [builders.message_request(bot, f"question {i}", f"bench-{platform}-{i}")
-                 for i in range(n)]
+    requests_ = [
+        builders.message_request(bot, f"question {i}", f"bench-{platform}-{i}") for i in range(n)
+    ]
     session = requests.Session()
     product.send(session, requests_[0])  # warm-up: connections, first imports
 

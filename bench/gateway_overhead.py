@@ -35,10 +35,18 @@ def main() -> None:
         from tests.callbacks.wecom import wecom_post, wecom_text_xml, with_query
 
         def one(i: int) -> float:
-            query, body = wecom_post(bot.credentials, wecom_text_xml(
-                f"bench question {i}", msg_id=f"gw-{i}-{time.time_ns()}", sender=f"user{i}"))
-            request = {"method": "POST", "path": with_query(bot.callback_path, query),
-                       "data": body, "content_type": "text/xml"}
+            query, body = wecom_post(
+                bot.credentials,
+                wecom_text_xml(
+                    f"bench question {i}", msg_id=f"gw-{i}-{time.time_ns()}", sender=f"user{i}"
+                ),
+            )
+            request = {
+                "method": "POST",
+                "path": with_query(bot.callback_path, query),
+                "data": body,
+                "content_type": "text/xml",
+            }
             sent = time.monotonic()
             assert product.send(session, request).status_code == 200
             left = wait_for_send(product, f"user{i}")
@@ -50,9 +58,11 @@ def main() -> None:
             overheads = [ms * 1000 for ms in pool.map(one, range(args.n))]
 
     p50, p99 = percentile(overheads, 50), percentile(overheads, 99)
-    print(f"gateway overhead n={len(overheads)} p50={p50:.1f}ms p95="
-          f"{percentile(overheads, 95):.1f}ms p99={p99:.1f}ms max={max(overheads):.1f}ms "
-          f"(targets: p50 < 20 ms, p99 < 100 ms) {'OK' if p50 < 20 and p99 < 100 else 'MISSED'}")
+    print(
+        f"gateway overhead n={len(overheads)} p50={p50:.1f}ms p95="
+        f"{percentile(overheads, 95):.1f}ms p99={p99:.1f}ms max={max(overheads):.1f}ms "
+        f"(targets: p50 < 20 ms, p99 < 100 ms) {'OK' if p50 < 20 and p99 < 100 else 'MISSED'}"
+    )
     sys.exit(0 if p50 < 20 and p99 < 100 else 1)
 
 

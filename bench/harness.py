@@ -18,13 +18,25 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 
 CREDENTIALS = {
-    "wecom": {"corp_id": "wwbench", "agent_id": "1000002", "secret": "bench-secret",
-              "token": "BenchToken", "encoding_aes_key": "A" * 43},
+    "wecom": {
+        "corp_id": "wwbench",
+        "agent_id": "1000002",
+        "secret": "bench-secret",
+        "token": "BenchToken",
+        "encoding_aes_key": "A" * 43,
+    },
     "wecom_bot": {"token": "BenchToken", "encoding_aes_key": "B" * 43},
-    "dingtalk": {"app_key": "dingbench", "app_secret": "bench-app-secret",
-                 "robot_code": "dingbench"},
-    "feishu": {"app_id": "cli_bench", "app_secret": "bench-secret",
-               "verification_token": "BenchVerify", "encrypt_key": "BenchEncryptKey"},
+    "dingtalk": {
+        "app_key": "dingbench",
+        "app_secret": "bench-app-secret",
+        "robot_code": "dingbench",
+    },
+    "feishu": {
+        "app_id": "cli_bench",
+        "app_secret": "bench-secret",
+        "verification_token": "BenchVerify",
+        "encrypt_key": "BenchEncryptKey",
+    },
 }
 
 
@@ -40,8 +52,15 @@ def free_port() -> int:
 
 
 class Product:
-    def __init__(self, *, first_token_delay: float, chunk_delay: float = 0.0,
-                 web_workers: int = 4, worker_threads: int = 16, pool: str = "threads"):
+    def __init__(
+        self,
+        *,
+        first_token_delay: float,
+        chunk_delay: float = 0.0,
+        web_workers: int = 4,
+        worker_threads: int = 16,
+        pool: str = "threads",
+    ):
         self.first_token_delay, self.chunk_delay = first_token_delay, chunk_delay
         self.web_workers, self.worker_threads, self.pool = web_workers, worker_threads, pool
         self.processes: list[subprocess.Popen] = []
@@ -63,10 +82,30 @@ class Product:
         import django
 
         django.setup()
-        self._spawn("gunicorn", "assistant.wsgi", "-b", f"127.0.0.1:{self.port}",
-                    "-w", str(self.web_workers), "-k", "sync")
-        self._spawn("celery", "-A", "assistant", "worker", "-Q", "inference,delivery",
-                    "-P", self.pool, "-c", str(self.worker_threads), "-l", "WARNING")
+        self._spawn(
+            "gunicorn",
+            "assistant.wsgi",
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "-w",
+            str(self.web_workers),
+            "-k",
+            "sync",
+        )
+        self._spawn(
+            "celery",
+            "-A",
+            "assistant",
+            "worker",
+            "-Q",
+            "inference,delivery",
+            "-P",
+            self.pool,
+            "-c",
+            str(self.worker_threads),
+            "-l",
+            "WARNING",
+        )
         self._wait_until_up()
 
     def __exit__(self, *exc: object) -> None:
@@ -103,17 +142,26 @@ class Product:
         self.ollama.first_token_delay = self.first_token_delay
         self.ollama.chunk_delay = self.chunk_delay
         self.platforms = FakePlatforms().start()
-        for name in ("WECOM_API_BASE", "DINGTALK_API_BASE", "DINGTALK_OAPI_BASE",
-                     "FEISHU_API_BASE"):
+        for name in (
+            "WECOM_API_BASE",
+            "DINGTALK_API_BASE",
+            "DINGTALK_OAPI_BASE",
+            "FEISHU_API_BASE",
+        ):
             os.environ[name] = self.platforms.url
         os.environ["OLLAMA_URL"] = self.ollama.url
 
     def _spawn(self, *command: str) -> None:
         log = (Path(os.environ["VAR_DIR"]) / f"{command[0]}.log").open("w")
-        self.processes.append(subprocess.Popen(
-            [sys.executable, "-m", *command], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ))
+        self.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", *command],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
 
     def _wait_until_up(self) -> None:
         deadline = time.monotonic() + 60
@@ -130,13 +178,20 @@ class Product:
         from tenants.models import Tenant
 
         tenant, _ = Tenant.objects.update_or_create(
-            slug="bench", defaults={"name": "Bench", "model_endpoint": self.ollama.url,
-                                    # Limits on (so their cost is measured) but too high to refuse anything.
-                                    "rate_limit_per_minute": 10**6,
-                                    "user_rate_limit_per_minute": 10**6})
+            slug="bench",
+            defaults={
+                "name": "Bench",
+                "model_endpoint": self.ollama.url,
+                # Limits on (so their cost is measured) but too high to refuse anything.
+                "rate_limit_per_minute": 10**6,
+                "user_rate_limit_per_minute": 10**6,
+            },
+        )
         bot, _ = Bot.objects.update_or_create(
-            tenant=tenant, name=f"bench-{platform}",
-            defaults={"platform": platform, "credentials": CREDENTIALS[platform]})
+            tenant=tenant,
+            name=f"bench-{platform}",
+            defaults={"platform": platform, "credentials": CREDENTIALS[platform]},
+        )
         return bot
 
     def send(self, session: requests.Session, request: dict) -> requests.Response:
@@ -146,8 +201,13 @@ class Product:
         for key, value in request.items():
             if key.startswith("HTTP_"):
                 headers[key[5:].replace("_", "-").title()] = value
-        return session.request(request["method"], self.url + request["path"],
-                               data=request.get("data", b""), headers=headers, timeout=30)
+        return session.request(
+            request["method"],
+            self.url + request["path"],
+            data=request.get("data", b""),
+            headers=headers,
+            timeout=30,
+        )
 
 
 def scratch_postgres(url: str, name: str) -> str:

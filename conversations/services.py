@@ -37,7 +37,7 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
             if command:
                 add_reply(message, command(message))
             elif verdict.limited:
-                if verdict.notify:
+                if verdict.notify or bot.adapter.answers_every_message:
                     add_reply(message, texts.rate_limited(bot.tenant))
             else:
                 transaction.on_commit(lambda: enqueue_answer(message.pk))

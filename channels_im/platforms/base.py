@@ -126,6 +126,9 @@ class PlatformAdapter:
     credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
     # Longest text one outbound message may carry, and how it is measured.
     max_message_bytes: ClassVar[int] = 2048
+    # The chat shows a placeholder for every message (a "thinking" stream), so even a
+    # message we refuse must get an answer, or the placeholder never resolves.
+    answers_every_message: ClassVar[bool] = False
 
     def __init__(self, bot: Bot):
         self.bot = bot

@@ -120,6 +120,7 @@ class WeComBotAdapter(WeComCallbacks):
         CredentialField("bot_name", required=False, secret=False),
     )
     max_message_bytes = MAX_STREAM_BYTES
+    answers_every_message = True
 
     def receive_id(self) -> str:
         return ""

@@ -14,13 +14,15 @@ def test_it_is_ready_when_database_broker_and_cache_answer(client):
 
 
 @pytest.mark.django_db
-def test_it_is_not_ready_when_the_broker_is_down(client, settings):
+def test_it_is_not_ready_when_the_broker_is_down(client):
     from assistant.celery import app
+    from tests.e2e.worker import use_broker
 
-    app.conf.broker_url, original = "redis://127.0.0.1:9/0", app.conf.broker_url
+    original = app.conf.broker_url
+    use_broker("redis://127.0.0.1:9/0")  # nothing listens on port 9
     try:
         response = client.get("/readyz")
     finally:
-        app.conf.broker_url = original
+        use_broker(original)
     assert response.status_code == 503
     assert response.json()["checks"]["broker"] is False
