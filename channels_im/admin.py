@@ -45,11 +45,12 @@ class BotCredentialsForm(forms.ModelForm):
             elif value:
                 # PasswordInput never renders the value; the mask says one is stored.
                 field.widget.attrs["placeholder"] = mask(value)
-                field.help_text = _("A value is stored (%(mask)s). Leave blank to keep it.") % {
+                status = _("A value is stored (%(mask)s). Leave blank to keep it.") % {
                     "mask": mask(value)
                 }
+                field.help_text = join_help(spec.hint, status)
             else:
-                field.help_text = _("Not set yet.")
+                field.help_text = join_help(spec.hint, _("Not set yet."))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -72,6 +73,10 @@ class BotCredentialsForm(forms.ModelForm):
         return super().save(commit)
 
 
+def join_help(*parts: str) -> str:
+    return " · ".join(str(part) for part in parts if part)
+
+
 @cache
 def credentials_form(platform: str) -> type[BotCredentialsForm]:
     """The change form of a bot on this platform: one `cred_<name>` field per credential."""
@@ -79,6 +84,7 @@ def credentials_form(platform: str) -> type[BotCredentialsForm]:
     fields: dict[str, Any] = {
         CREDENTIAL_PREFIX + spec.name: forms.CharField(
             label=spec.name,
+            help_text=spec.hint,
             required=False,  # required-ness is checked on the merged dict in clean()
             widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
             if spec.secret

@@ -17,7 +17,9 @@ from .platforms import adapter_class, platform_choices
 class Bot(models.Model):
     """One bot on one platform; the platform calls us at /callbacks/<platform>/<public_id>/."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bots")
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="bots", verbose_name=_("tenant")
+    )
     platform = models.CharField(_("platform"), max_length=32, choices=platform_choices)
     name = models.CharField(_("name"), max_length=100)
     public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)

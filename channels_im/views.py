@@ -29,21 +29,18 @@ class CallbackView(APIView):
 
     def handle(self, request: Request, platform: str, public_id: UUID) -> HttpResponse:
         try:
-            bot = (
-                Bot.objects.select_related("tenant")
-                .filter(
-                    public_id=public_id, platform=platform, is_active=True, tenant__is_active=True
-                )
-                .first()
+            # get(), not first(): no ORDER BY, one index probe.
+            bot = Bot.objects.select_related("tenant").get(
+                public_id=public_id, platform=platform, is_active=True, tenant__is_active=True
             )
-            if bot is None:
-                return HttpResponse("unknown bot", status=404)
             adapter = bot.adapter
             adapter.verify(request)
             result = adapter.parse(request)
             if isinstance(result, InboundMessage):
                 receive(bot, result)
             return adapter.ack(result)
+        except Bot.DoesNotExist:
+            return HttpResponse("unknown bot", status=404)
         except SignatureInvalid as exc:
             logger.warning("callback for bot %s rejected: %s", public_id, exc)
             return HttpResponse("invalid signature", status=403)
@@ -51,6 +48,10 @@ class CallbackView(APIView):
             logger.warning("callback for bot %s unreadable: %s", public_id, exc)
             return HttpResponse("bad request", status=400)
         except DatabaseError:
-            # The platform retries on 5xx, so nothing is lost while the database is down.
-            logger.exception("database unavailable while handling a callback")
-            return HttpResponse("temporarily unavailable", status=503)
+            return database_unavailable()
+
+
+def database_unavailable() -> HttpResponse:
+    # The platform retries on 5xx, so nothing is lost while the database is down.
+    logger.exception("database unavailable while handling a callback")
+    return HttpResponse("temporarily unavailable", status=503)

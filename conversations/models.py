@@ -10,8 +10,12 @@ from tenants.models import Tenant
 class Conversation(models.Model):
     """A session: one user's (or one group's) thread with a bot, until it goes quiet."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
-    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="conversations")
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="conversations", verbose_name=_("tenant")
+    )
+    bot = models.ForeignKey(
+        Bot, on_delete=models.CASCADE, related_name="conversations", verbose_name=_("bot")
+    )
     chat_id = models.CharField(_("chat"), max_length=200)
     # Empty when the bot shares one context per group.
     user_id = models.CharField(_("user"), max_length=200, blank=True)
@@ -54,13 +58,25 @@ class Message(models.Model):
         RATE_LIMITED = "rate_limited", _("Rate limited")
         IGNORED = "ignored", _("Ignored")
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="messages")
-    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="messages")
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="messages", verbose_name=_("tenant")
+    )
+    bot = models.ForeignKey(
+        Bot, on_delete=models.CASCADE, related_name="messages", verbose_name=_("bot")
+    )
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("conversation"),
     )
     reply_to = models.OneToOneField(
-        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="reply"
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="reply",
+        verbose_name=_("reply to"),
     )
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
     content = models.TextField(_("content"))

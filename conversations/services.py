@@ -26,33 +26,30 @@ logger = logging.getLogger(__name__)
 
 def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     """Store an inbound message and enqueue what answers it; None for a duplicate."""
-    if Message.objects.filter(bot=bot, external_id=inbound.external_id).exists():
-        return None
     command = command_for(inbound.text)
-    # Commands never reach the model, so they do not count against the limits.
-    verdict = NOT_LIMITED if command else ratelimit.check(bot.tenant, inbound.sender)
     try:
         with transaction.atomic():
-            message = store(bot, inbound, status_for(command, verdict))
-            if command:
-                add_reply(message, command(message))
-            elif verdict.limited:
-                if verdict.notify or bot.adapter.answers_every_message:
-                    add_reply(message, texts.rate_limited(bot.tenant))
-            else:
-                transaction.on_commit(lambda: enqueue_answer(message.pk))
+            message = store(bot, inbound, Message.Status.IGNORED if command else QUEUED)
     except IntegrityError:
-        return None  # the same callback, delivered twice at once: its first copy won
+        return None  # a platform retry: the first copy is already in hand
+    if command:
+        add_reply(message, command(message))
+        return message
+    # Counted after the duplicate check, so retries never use up anyone's limit.
+    verdict = ratelimit.check(bot.tenant, inbound.sender)
+    if not verdict.limited:
+        # Outside any transaction this runs at once; inside a caller's, after its commit.
+        transaction.on_commit(lambda: enqueue_answer(message.pk))
+        return message
+    with transaction.atomic():
+        Message.objects.filter(pk=message.pk).update(status=Message.Status.RATE_LIMITED)
+        message.status = Message.Status.RATE_LIMITED
+        if verdict.notify or bot.adapter.answers_every_message:
+            add_reply(message, texts.rate_limited(bot.tenant))
     return message
 
 
-NOT_LIMITED = ratelimit.Verdict(limited=False)
-
-
-def status_for(command: object, verdict: ratelimit.Verdict) -> str:
-    if command:
-        return Message.Status.IGNORED  # answered by us, not by the model
-    return Message.Status.RATE_LIMITED if verdict.limited else Message.Status.QUEUED
+QUEUED = Message.Status.QUEUED
 
 
 def store(bot: Bot, inbound: InboundMessage, status: str) -> Message:

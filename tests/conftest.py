@@ -1,7 +1,33 @@
+import os
+
 import pytest
 
 from tests.factories import BotFactory, MembershipFactory, TenantFactory, UserFactory
 from tests.fakes.platforms import FakePlatforms
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_embedded_broker(tmp_path_factory):
+    """With the embedded broker, each test run (and its workers) gets its own folder, so
+    two runs side by side never take each other's tasks."""
+    from assistant.celery import app
+
+    options = app.conf.broker_transport_options
+    if "data_folder_in" not in options:
+        yield
+        return
+    folder = tmp_path_factory.mktemp("broker")
+    (folder / "processed").mkdir()
+    os.environ["CELERY_BROKER_DIR"] = str(folder)  # inherited by worker processes
+    app.conf.broker_transport_options = {
+        **options,
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),
+    }
+    yield
+    app.conf.broker_transport_options = options
 
 
 @pytest.fixture(scope="session")

@@ -90,9 +90,10 @@ class OutboundReply:
 
 @dataclass(frozen=True)
 class CredentialField:
-    name: str
+    name: str  # the key in apply_config files, shown as the admin label
     required: bool = True
     secret: bool = True
+    hint: str = ""  # where the platform's console shows it (translatable)
 
 
 CallbackResult = Challenge | Ignored | InboundMessage | PlatformCallback

@@ -63,14 +63,24 @@ class FeishuAdapter(PlatformAdapter):
     key = "feishu"
     label = _("Feishu / Lark app bot (飞书自建应用机器人)")
     credential_fields = (
-        CredentialField("app_id", secret=False),
-        CredentialField("app_secret"),
-        CredentialField("verification_token"),
-        CredentialField("encrypt_key"),
+        CredentialField("app_id", secret=False, hint=_("App ID: 凭证与基础信息")),
+        CredentialField("app_secret", hint=_("App Secret: 凭证与基础信息")),
+        CredentialField("verification_token", hint=_("Verification Token: 事件与回调 → 加密策略")),
+        CredentialField("encrypt_key", hint=_("Encrypt Key: 事件与回调 → 加密策略")),
         # Decides whether a group message @mentions this bot (GET /open-apis/bot/v3/info).
-        CredentialField("bot_open_id", required=False, secret=False),
+        CredentialField(
+            "bot_open_id",
+            required=False,
+            secret=False,
+            hint=_("Optional: the bot's open_id, to tell its @mentions from others"),
+        ),
         # https://open.larksuite.com for Lark; empty: FEISHU_API_BASE.
-        CredentialField("api_base", required=False, secret=False),
+        CredentialField(
+            "api_base",
+            required=False,
+            secret=False,
+            hint=_("Optional: https://open.larksuite.com for Lark"),
+        ),
     )
     max_message_bytes = TEXT_BYTES
 

@@ -106,11 +106,13 @@ class WeComAppAdapter(WeComCallbacks):
     key = "wecom"
     label = _("WeCom self-built app (企业微信自建应用)")
     credential_fields = (
-        CredentialField("corp_id", secret=False),
-        CredentialField("agent_id", secret=False),
-        CredentialField("secret"),
-        CredentialField("token"),
-        CredentialField("encoding_aes_key"),
+        CredentialField("corp_id", secret=False, hint=_("企业ID (CorpID): 我的企业 → 企业信息")),
+        CredentialField("agent_id", secret=False, hint=_("AgentId: 应用管理 → the app")),
+        CredentialField("secret", hint=_("Secret: 应用管理 → the app")),
+        CredentialField("token", hint=_("Token: the app → 接收消息 → 设置API接收")),
+        CredentialField(
+            "encoding_aes_key", hint=_("EncodingAESKey: the app → 接收消息 → 设置API接收")
+        ),
     )
     max_message_bytes = 2048
 

@@ -112,12 +112,19 @@ class WeComBotAdapter(WeComCallbacks):
     key = "wecom_bot"
     label = _("WeCom smart robot (企业微信智能机器人)")
     credential_fields = (
-        CredentialField("token"),
-        CredentialField("encoding_aes_key"),
+        CredentialField("token", hint=_("Token: 智能机器人 → API 模式")),
+        CredentialField("encoding_aes_key", hint=_("EncodingAESKey: 智能机器人 → API 模式")),
         # The aibotid: callbacks naming another robot are refused.
-        CredentialField("bot_id", required=False, secret=False),
+        CredentialField(
+            "bot_id", required=False, secret=False, hint=_("Optional: the robot's aibotid")
+        ),
         # The display name, stripped as "@name" anywhere in a message.
-        CredentialField("bot_name", required=False, secret=False),
+        CredentialField(
+            "bot_name",
+            required=False,
+            secret=False,
+            hint=_("Optional: the robot's display name, stripped from @mentions"),
+        ),
     )
     max_message_bytes = MAX_STREAM_BYTES
     answers_every_message = True

@@ -233,3 +233,15 @@ class TestWeComAppContract(AdapterContract):
 
     def delivered_texts(self, fake_platforms, client, bot):
         return [m["text"]["content"] for m in fake_platforms.messages("wecom")]
+
+
+def test_it_answers_503_when_the_database_is_down(client, wecom_bot, monkeypatch):
+    from django.db import OperationalError
+
+    import channels_im.views
+
+    def database_down(bot, inbound):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(channels_im.views, "receive", database_down)
+    assert send_text(client, wecom_bot).status_code == 503

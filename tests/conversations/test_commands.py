@@ -12,8 +12,9 @@ def say(wecom_bot, fake_platforms, eager_celery, django_capture_on_commit_callba
     counter = iter(range(1000))
 
     def send(text, sender="zhangsan"):
-        inbound = InboundMessage(external_id=f"c{next(counter)}", sender=sender, chat=sender,
-                                 text=text)
+        inbound = InboundMessage(
+            external_id=f"c{next(counter)}", sender=sender, chat=sender, text=text
+        )
         with django_capture_on_commit_callbacks(execute=True):
             return receive(wecom_bot, inbound)
 
@@ -64,14 +65,19 @@ def test_commands_do_not_count_against_the_rate_limit(say, wecom_bot, fake_ollam
     assert say("question").status == Message.Status.QUEUED or fake_ollama.requests
 
 
-def test_a_group_shares_one_context_when_the_bot_says_so(wecom_bot, eager_celery, fake_ollama,
-                                                         fake_platforms,
-                                                         django_capture_on_commit_callbacks):
+def test_a_group_shares_one_context_when_the_bot_says_so(
+    wecom_bot, eager_celery, fake_ollama, fake_platforms, django_capture_on_commit_callbacks
+):
     wecom_bot.shared_group_session = True
     wecom_bot.save()
     for n, sender in enumerate(["alice", "bob"]):
-        inbound = InboundMessage(external_id=f"g{n}", sender=sender, chat="group-1",
-                                 text=f"{sender} speaking", is_group=True)
+        inbound = InboundMessage(
+            external_id=f"g{n}",
+            sender=sender,
+            chat="group-1",
+            text=f"{sender} speaking",
+            is_group=True,
+        )
         with django_capture_on_commit_callbacks(execute=True):
             receive(wecom_bot, inbound)
     assert Conversation.objects.count() == 1
@@ -81,6 +87,20 @@ def test_a_group_shares_one_context_when_the_bot_says_so(wecom_bot, eager_celery
 
 def test_group_members_have_their_own_context_by_default(wecom_bot):
     for n, sender in enumerate(["alice", "bob"]):
-        receive(wecom_bot, InboundMessage(external_id=f"g{n}", sender=sender, chat="group-1",
-                                          text="hi", is_group=True))
+        receive(
+            wecom_bot,
+            InboundMessage(
+                external_id=f"g{n}", sender=sender, chat="group-1", text="hi", is_group=True
+            ),
+        )
     assert Conversation.objects.count() == 2
+
+
+def test_it_answers_in_the_tenants_language(say, wecom_bot, fake_platforms):
+    wecom_bot.tenant.language = "zh-hans"
+    wecom_bot.tenant.save()
+    say("/重置")
+    say("帮助")
+    reset_text, help_text = sent_texts(fake_platforms)
+    assert "清空" in reset_text
+    assert "/重置" in help_text and "轮" in help_text

@@ -123,12 +123,23 @@ class DingTalkAdapter(PlatformAdapter):
     key = "dingtalk"
     label = _("DingTalk internal robot (钉钉企业内部机器人)")
     credential_fields = (
-        CredentialField("app_key", secret=False),
-        CredentialField("app_secret"),
-        CredentialField("robot_code", secret=False),
-        CredentialField("card_template_id", required=False, secret=False),
-        CredentialField("token", required=False),
-        CredentialField("aes_key", required=False),
+        CredentialField("app_key", secret=False, hint=_("AppKey (Client ID): 凭证与基础信息")),
+        CredentialField("app_secret", hint=_("AppSecret (Client Secret): 凭证与基础信息")),
+        CredentialField(
+            "robot_code", secret=False, hint=_("RobotCode: 机器人配置 (usually the AppKey)")
+        ),
+        CredentialField(
+            "card_template_id",
+            required=False,
+            secret=False,
+            hint=_("Optional: an AI card template id, to stream answers"),
+        ),
+        CredentialField(
+            "token", required=False, hint=_("Optional: Token of encrypted event callbacks")
+        ),
+        CredentialField(
+            "aes_key", required=False, hint=_("Optional: aes_key of encrypted event callbacks")
+        ),
     )
     # DingTalk publishes no limit; ~2,000 CJK characters is what DingTalk's own connector uses.
     max_message_bytes = 6000
