@@ -147,6 +147,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.5,
 }
+# Celery's Django fixup closes the database connection around every task unless told to
+# reuse it; reconnecting costs more than most of our tasks' own queries.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -181,6 +184,8 @@ DINGTALK_OAPI_BASE = env.str("DINGTALK_OAPI_BASE", default="https://oapi.dingtal
 FEISHU_API_BASE = env.str("FEISHU_API_BASE", default="https://open.feishu.cn").rstrip("/")
 
 IM_HTTP_TIMEOUT = env.float("IM_HTTP_TIMEOUT", default=10.0)
+# How long a web process may keep using a bot's settings after another process changed them.
+IM_BOT_CACHE_SECONDS = env.float("IM_BOT_CACHE_SECONDS", default=5.0)
 IM_DELIVERY_MAX_RETRIES = env.int("IM_DELIVERY_MAX_RETRIES", default=5)
 IM_DELIVERY_RETRY_BACKOFF = env.float("IM_DELIVERY_RETRY_BACKOFF", default=2.0)
 # A message still queued (or with an expired claim) after this long is enqueued again.

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from conversations.services import receive
 
+from .bot_cache import active_bot
 from .models import Bot
 from .platforms.base import BadPayload, InboundMessage, SignatureInvalid
 
@@ -29,10 +30,7 @@ class CallbackView(APIView):
 
     def handle(self, request: Request, platform: str, public_id: UUID) -> HttpResponse:
         try:
-            # get(), not first(): no ORDER BY, one index probe.
-            bot = Bot.objects.select_related("tenant").get(
-                public_id=public_id, platform=platform, is_active=True, tenant__is_active=True
-            )
+            bot = active_bot(platform, public_id)
             adapter = bot.adapter
             adapter.verify(request)
             result = adapter.parse(request)

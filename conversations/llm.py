@@ -8,6 +8,7 @@ Errors are typed by HTTP status only: Ollama's error texts change between versio
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -164,6 +165,16 @@ def _openai_body(model: str, messages: Messages, options: dict[str, Any]) -> dic
     return body
 
 
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One keep-alive session per worker thread, so answers skip the TCP handshake."""
+    if not hasattr(_local, "session"):
+        _local.session = requests.Session()
+    return _local.session
+
+
 @contextmanager
 def _open_stream(url: str, body: dict[str, Any]) -> Iterator[requests.Response]:
     """POST and yield the open 2xx response; every transport failure becomes an LLMError.
@@ -172,7 +183,7 @@ def _open_stream(url: str, body: dict[str, Any]) -> Iterator[requests.Response]:
     """
     timeout = (settings.OLLAMA_CONNECT_TIMEOUT, settings.OLLAMA_TIMEOUT)
     try:
-        with requests.post(url, json=body, stream=True, timeout=timeout) as response:
+        with _session().post(url, json=body, stream=True, timeout=timeout) as response:
             _raise_for_status(response)
             yield response
     except _UNSENDABLE as exc:

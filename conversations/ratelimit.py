@@ -36,10 +36,9 @@ def check(tenant: Tenant, user: str) -> Verdict:
 def _over(key: str, limit: int) -> bool:
     if limit == 0:
         return False
-    cache.add(key, 0, WINDOW_SECONDS * 2)
     try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, WINDOW_SECONDS * 2)
-        count = 1
+        count = cache.incr(key)  # one round trip once the window's counter exists
+    except ValueError:
+        # First message of the window; if another process added it meanwhile, count on it.
+        count = 1 if cache.add(key, 1, WINDOW_SECONDS * 2) else cache.incr(key)
     return count > limit

@@ -64,7 +64,10 @@ def fake_ollama(ollama_server, settings):
 def _fresh_cache():
     from django.core.cache import cache
 
+    from channels_im.bot_cache import forget_all
+
     cache.clear()
+    forget_all()
     yield
 
 

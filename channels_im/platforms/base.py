@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -177,7 +178,7 @@ def http_json(
     "rate limited" as HTTP 400 with its code in the body).
     """
     try:
-        response = requests.request(
+        response = session().request(
             method, url, params=params, json=json, headers=headers, timeout=settings.IM_HTTP_TIMEOUT
         )
     except requests.RequestException as exc:
@@ -195,6 +196,16 @@ def http_json(
         return response.json()
     except ValueError as exc:
         raise DeliveryError(f"{method} {_path(url)}: response is not JSON") from exc
+
+
+_local = threading.local()
+
+
+def session() -> requests.Session:
+    """One keep-alive session per thread: the same few API hosts are called again and again."""
+    if not hasattr(_local, "session"):
+        _local.session = requests.Session()
+    return _local.session
 
 
 def _path(url: str) -> str:

@@ -5,6 +5,8 @@ import pytest
 
 from tests.e2e.worker import Worker, database_url
 
+WORKER_NUMBERS = itertools.count(1)  # one log file per worker of a test run
+
 
 @pytest.fixture
 def spawn_worker(transactional_db, fake_platforms, fake_ollama):
@@ -22,10 +24,9 @@ def spawn_worker(transactional_db, fake_platforms, fake_ollama):
         OLLAMA_URL=fake_ollama.url,
     )
     workers: list[Worker] = []
-    numbers = itertools.count(1)
 
     def spawn(**settings: str) -> Worker:
-        process = Worker(dict(base_env, **settings), name=f"worker-{next(numbers)}")
+        process = Worker(dict(base_env, **settings), name=f"worker-{next(WORKER_NUMBERS)}")
         process.start()
         workers.append(process)
         return process
