@@ -39,9 +39,11 @@ def main() -> None:
     fill_log(args.large)
     large = timings(build_messages, question, args.repeat)
     ratio = large / small
-    print(f"build_messages median: {small:.2f} ms with {args.small:,} rows, "
-          f"{large:.2f} ms with {args.large:,} rows; ratio {ratio:.2f} "
-          f"({'OK' if abs(ratio - 1) <= 0.2 else 'OVER'} the 20 % bound)")
+    print(
+        f"build_messages median: {small:.2f} ms with {args.small:,} rows, "
+        f"{large:.2f} ms with {args.large:,} rows; ratio {ratio:.2f} "
+        f"({'OK' if abs(ratio - 1) <= 0.2 else 'OVER'} the 20 % bound)"
+    )
     sys.exit(0 if abs(ratio - 1) <= 0.2 else 1)
 
 
@@ -70,17 +72,38 @@ def seed_session():
     tenant = TenantFactory(slug="ctx", context_max_rounds=10, num_ctx=8192)
     bot = BotFactory(tenant=tenant)
     conversation = Conversation.objects.create(
-        tenant=tenant, bot=bot, chat_id="u", user_id="u", last_activity_at=timezone.now())
+        tenant=tenant, bot=bot, chat_id="u", user_id="u", last_activity_at=timezone.now()
+    )
     for n in range(50):
         question = Message.objects.create(
-            tenant=tenant, bot=bot, conversation=conversation, role="user", sender="u",
-            content=f"question {n} " * 20, external_id=f"q{n}", status="answered")
+            tenant=tenant,
+            bot=bot,
+            conversation=conversation,
+            role="user",
+            sender="u",
+            content=f"question {n} " * 20,
+            external_id=f"q{n}",
+            status="answered",
+        )
         Message.objects.create(
-            tenant=tenant, bot=bot, conversation=conversation, role="assistant",
-            reply_to=question, content=f"answer {n} " * 40, status="answered")
+            tenant=tenant,
+            bot=bot,
+            conversation=conversation,
+            role="assistant",
+            reply_to=question,
+            content=f"answer {n} " * 40,
+            status="answered",
+        )
     return Message.objects.create(
-        tenant=tenant, bot=bot, conversation=conversation, role="user", sender="u",
-        content="the new question", external_id="new", status="queued")
+        tenant=tenant,
+        bot=bot,
+        conversation=conversation,
+        role="user",
+        sender="u",
+        content="the new question",
+        external_id="new",
+        status="queued",
+    )
 
 
 def fill_log(total: int) -> None:

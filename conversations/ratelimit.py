@@ -1,6 +1,7 @@
 """Per-tenant and per-user message limits, in fixed one-minute windows.
 
-Counters live in the cache: with Redis, `incr` is atomic across every web process.
+Counters live in the cache. With Redis (production) each is one atomic INCR+EXPIRE
+round trip shared by every web process; other cache backends use Django's add/incr.
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 
 from tenants.models import Tenant
 
@@ -36,9 +38,21 @@ def check(tenant: Tenant, user: str) -> Verdict:
 def _over(key: str, limit: int) -> bool:
     if limit == 0:
         return False
+    return _count(key) > limit
+
+
+def _count(key: str) -> int:
+    """Add one to the window's counter and return it."""
+    ttl = WINDOW_SECONDS * 2
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        key = backend.make_and_validate_key(key)
+        # EXPIRE … NX (Redis 7): only the window's first message sets the lifetime.
+        with backend._cache.get_client(key, write=True).pipeline() as pipe:
+            count, _ = pipe.incr(key).expire(key, ttl, nx=True).execute()
+        return count
     try:
-        count = cache.incr(key)  # one round trip once the window's counter exists
+        return cache.incr(key)
     except ValueError:
         # First message of the window; if another process added it meanwhile, count on it.
-        count = 1 if cache.add(key, 1, WINDOW_SECONDS * 2) else cache.incr(key)
-    return count > limit
+        return 1 if cache.add(key, 1, ttl) else cache.incr(key)

@@ -33,7 +33,7 @@ from .base import (
     secret_id,
 )
 from .feishu_crypto import FeishuCipher, feishu_signature
-from .text import split_utf8
+from .text import split_first, split_utf8
 from .wecom import check_timestamp
 
 logger = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class FeishuAdapter(PlatformAdapter):
 
     def _finish_card(self, reply: OutboundReply) -> str:
         """Put the final text in the streaming card; return what is left to send as text."""
-        shown = card_text(reply.text)
+        shown, rest = split_first(reply.text, CARD_TEXT_BYTES)
         try:
             StreamingCard(self, reply).finish(shown)
         except DeliveryError as exc:
@@ -206,7 +206,7 @@ class FeishuAdapter(PlatformAdapter):
             # A card we cannot finish (expired, scope revoked) must not swallow the answer.
             logger.warning("streaming card not finished, answering as text: %s", exc)
             return reply.text
-        return reply.text[len(shown) :].strip()
+        return rest.strip()
 
     def reply(
         self, reply: OutboundReply, msg_type: str, content: dict[str, Any], uuid: str
@@ -361,7 +361,7 @@ def streaming_card(text: str) -> dict[str, Any]:
 
 def card_text(text: str) -> str:
     """The part of the answer a card can show; `send` replies the rest as text."""
-    return split_utf8(text, CARD_TEXT_BYTES)[0]
+    return split_first(text, CARD_TEXT_BYTES)[0]
 
 
 def feishu_error(path: str, body: dict[str, Any]) -> DeliveryError:

@@ -40,7 +40,7 @@ from .base import (
     SignatureInvalid,
     http_json,
 )
-from .text import split_utf8
+from .text import split_first
 from .wecom import WeComCallbacks, wecom_error
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,8 @@ def stream_id_for(bot_public_id: str, msgid: str) -> str:
 
 def split_stream(text: str) -> tuple[str, str]:
     """The part a stream can show, and the rest (empty unless the answer is very long)."""
-    head = split_utf8(text, MAX_STREAM_BYTES)[0]
-    return head, text[len(head) :].strip()
+    head, rest = split_first(text, MAX_STREAM_BYTES)
+    return head, rest.strip()
 
 
 class StreamStore:
