@@ -7,6 +7,7 @@ reply back. It knows nothing of Celery, the database or the model.
 from __future__ import annotations
 
 import hashlib
+import json as json_module
 import logging
 import threading
 from collections.abc import Callable
@@ -159,6 +160,17 @@ class PlatformAdapter:
     def live(self, reply: OutboundReply) -> LiveReply | None:
         """A live channel for this answer, or None: then only the final text is sent."""
         return None
+
+
+def json_object(raw: bytes | str) -> dict[str, Any]:
+    """A JSON object, or BadPayload: broken, hostile or non-object JSON is never a 500."""
+    try:
+        value = json_module.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BadPayload(f"body is not JSON: {type(exc).__name__}") from exc
+    if not isinstance(value, dict):
+        raise BadPayload("body is not a JSON object")
+    return value
 
 
 def http_json(

@@ -30,6 +30,7 @@ from .base import (
     SignatureInvalid,
     TokenCache,
     http_json,
+    json_object,
     secret_id,
 )
 from .feishu_crypto import FeishuCipher, feishu_signature
@@ -121,12 +122,12 @@ class FeishuAdapter(PlatformAdapter):
 
     def payload(self, request: HttpRequest) -> dict[str, Any]:
         """The callback's JSON object, decrypted when it arrives as {"encrypt": …}."""
-        body = load_object(request.body)
+        body = json_object(request.body)
         if "encrypt" not in body:
             return body
         if not isinstance(body["encrypt"], str):
             raise BadPayload("encrypt is not a string")
-        return load_object(self.cipher.decrypt(body["encrypt"]).encode())
+        return json_object(self.cipher.decrypt(body["encrypt"]).encode())
 
     def parse(self, request: HttpRequest) -> CallbackResult:
         payload = self.payload(request)
@@ -329,22 +330,11 @@ class StreamingCard(LiveReply):
         self.adapter.api.call(method, path, {**payload, "sequence": sequence})
 
 
-def load_object(raw: bytes) -> dict[str, Any]:
-    """A JSON object from bytes; anything else is a BadPayload, never a 500."""
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:  # also UnicodeDecodeError
-        raise BadPayload(f"body is not JSON: {type(exc).__name__}") from exc
-    if not isinstance(value, dict):
-        raise BadPayload("body is not a JSON object")
-    return value
-
-
 def text_content(content: Any) -> str:
     """The text of a `text` message, whose `content` is itself a JSON string."""
     if not isinstance(content, str):
         raise BadPayload("message content is not a string")
-    text = load_object(content.encode()).get("text")
+    text = json_object(content.encode()).get("text")
     if not isinstance(text, str):
         raise BadPayload("text message without text")
     return text

@@ -39,6 +39,7 @@ from .base import (
     PlatformCallback,
     SignatureInvalid,
     http_json,
+    json_object,
 )
 from .text import split_first
 from .wecom import WeComCallbacks, wecom_error
@@ -137,13 +138,13 @@ class WeComBotAdapter(WeComCallbacks):
         return StreamStore(str(self.bot.public_id))
 
     def encrypted_body(self, request: HttpRequest) -> str:
-        encrypted = _get(_json_object(request.body), "encrypt")
+        encrypted = _get(json_object(request.body), "encrypt")
         if not isinstance(encrypted, str) or not encrypted:
             raise BadPayload("no encrypt field")
         return encrypted
 
     def parse_plaintext(self, plaintext: str) -> CallbackResult:
-        payload = _json_object(plaintext)
+        payload = json_object(plaintext)
         self._check_robot(payload)
         msg_type = _text(payload, "msgtype")
         if msg_type == "stream":
@@ -284,16 +285,6 @@ def _content(payload: dict[str, Any], msg_type: str) -> str:
         raise BadPayload("mixed.msg_item is not a list")
     texts = [_text(item, "text", "content") for item in items if _get(item, "msgtype") == "text"]
     return "\n".join(texts)
-
-
-def _json_object(raw: bytes | str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadPayload("body is not JSON") from exc
-    if not isinstance(value, dict):
-        raise BadPayload("body is not a JSON object")
-    return value
 
 
 def _get(value: Any, *path: str) -> Any:
