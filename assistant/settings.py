@@ -37,7 +37,12 @@ FIELD_ENCRYPTION_KEY = required_secret(
     "FIELD_ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 )
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else ["localhost", "127.0.0.1"])
+# localhost is always allowed: health probes inside the container call it.
+ALLOWED_HOSTS = [
+    *env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else []),
+    "localhost",
+    "127.0.0.1",
+]
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Shown in the admin as the start of each bot's callback URL, e.g. https://bots.example.com
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
@@ -182,6 +187,15 @@ WECOM_API_BASE = env.str("WECOM_API_BASE", default="https://qyapi.weixin.qq.com"
 DINGTALK_API_BASE = env.str("DINGTALK_API_BASE", default="https://api.dingtalk.com").rstrip("/")
 DINGTALK_OAPI_BASE = env.str("DINGTALK_OAPI_BASE", default="https://oapi.dingtalk.com").rstrip("/")
 FEISHU_API_BASE = env.str("FEISHU_API_BASE", default="https://open.feishu.cn").rstrip("/")
+# API bases a Feishu bot may name in its `api_base` credential besides FEISHU_API_BASE
+# (Lark, a private cloud): the worker sends the app secret there, so the operator decides.
+FEISHU_ALLOWED_API_BASES = [
+    base.rstrip("/")
+    for base in env.list("FEISHU_ALLOWED_API_BASES", default=["https://open.larksuite.com"])
+]
+# Hosts a tenant's model endpoint may name (empty: any). Tenant admins set endpoints, and
+# the worker calls them from inside your network: list your model servers here.
+MODEL_ENDPOINT_ALLOWED_HOSTS = env.list("MODEL_ENDPOINT_ALLOWED_HOSTS", default=[])
 
 IM_HTTP_TIMEOUT = env.float("IM_HTTP_TIMEOUT", default=10.0)
 # How long a web process may keep using a bot's settings after another process changed them.

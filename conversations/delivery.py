@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from django.conf import settings
 from django.utils import timezone
@@ -21,6 +22,10 @@ def deliver(reply_id: int) -> None:
     if reply is None:
         logger.info("reply %s is not claimable (sent or owned); skipping", reply_id)
         return
+    if reply.attempts > settings.IM_DELIVERY_MAX_RETRIES + 1:
+        # Claimed again and again without an outcome (a crash loop): record it and stop.
+        handle_failure(reply, DeliveryError(f"gave up after {reply.attempts - 1} attempts"))
+        return
     send(reply)
 
 
@@ -31,13 +36,25 @@ def send(reply: Message) -> None:
     except DeliveryError as exc:
         handle_failure(reply, exc)
         return
+    except Exception as exc:  # noqa: BLE001 - a bug must not strand the row
+        logger.exception("delivering reply %s failed unexpectedly", reply.pk)
+        handle_failure(reply, DeliveryError(f"{type(exc).__name__}: {exc}"))
+        return
     Message.objects.filter(pk=reply.pk).update(
         status=Message.Status.ANSWERED, delivered_at=timezone.now(), claimed_until=None, error=""
     )
 
 
 def outbound(reply: Message) -> OutboundReply:
-    return outbound_for(reply.reply_to, text=reply.content, key=str(reply.pk))
+    def on_part_sent(count: int) -> None:
+        reply.reply_context["parts_sent"] = count
+        Message.objects.filter(pk=reply.pk).update(reply_context=reply.reply_context)
+
+    return replace(
+        outbound_for(reply.reply_to, text=reply.content, key=str(reply.pk)),
+        parts_sent=reply.reply_context.get("parts_sent", 0),
+        on_part_sent=on_part_sent,
+    )
 
 
 def outbound_for(question: Message, *, text: str = "", key: str = "") -> OutboundReply:

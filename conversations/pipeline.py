@@ -30,22 +30,37 @@ def answer(message_id: int) -> None:
     if question is None:
         logger.info("message %s is not claimable (answered or owned); skipping", message_id)
         return
-    tenant = question.tenant
-    live = question.bot.adapter.live(delivery.outbound_for(question))
+    if question.attempts > settings.OLLAMA_MAX_RETRIES + 1:
+        # Claimed again and again without an outcome (a crash loop): stop and apologise.
+        gave_up = llm.ModelUnavailable(f"gave up after {question.attempts - 1} attempts")
+        deliver_now(handle_failure(question, gave_up))
+        return
     try:
-        completion = llm.chat(
-            tenant.endpoint,
-            tenant.model,
-            build_messages(question),
-            options=model_options(tenant),
-            keep_alive=tenant.keep_alive or None,
-            on_delta=LiveProgress(question, live) if live else None,
-        )
+        completion = ask_model(question)
     except llm.LLMError as exc:
         reply = handle_failure(question, exc)
+    except Exception as exc:  # noqa: BLE001 - a bug or a time limit must not strand the row
+        logger.exception("answering message %s failed unexpectedly", question.pk)
+        reply = handle_failure(question, llm.ModelUnavailable(f"{type(exc).__name__}: {exc}"))
     else:
         reply = record_answer(question, completion)
     deliver_now(reply)
+
+
+def ask_model(question: Message) -> llm.Completion:
+    tenant = question.tenant
+    live = question.bot.adapter.live(delivery.outbound_for(question))
+    completion = llm.chat(
+        tenant.endpoint,
+        tenant.model,
+        build_messages(question),
+        options=model_options(tenant),
+        keep_alive=tenant.keep_alive or None,
+        on_delta=LiveProgress(question, live) if live else None,
+    )
+    if not completion.content.strip():
+        raise llm.ModelUnavailable("the model returned an empty answer")
+    return completion
 
 
 def model_options(tenant) -> dict:  # noqa: ANN001 - a Tenant

@@ -36,7 +36,7 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
         add_reply(message, command(message))
         return message
     # Counted after the duplicate check, so retries never use up anyone's limit.
-    verdict = ratelimit.check(bot.tenant, inbound.sender)
+    verdict = ratelimit.check_or_allow(bot.tenant, inbound.sender)
     if not verdict.limited:
         # Outside any transaction this runs at once; inside a caller's, after its commit.
         transaction.on_commit(lambda: enqueue_answer(message.pk))

@@ -19,6 +19,11 @@ def validate_endpoint(value: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(_("Enter an http:// or https:// URL, e.g. http://ollama:11434"))
+    allowed = settings.MODEL_ENDPOINT_ALLOWED_HOSTS
+    if allowed and parts.hostname not in allowed:
+        raise ValidationError(
+            _("This server only calls models on: %(hosts)s") % {"hosts": ", ".join(allowed)}
+        )
 
 
 class Tenant(models.Model):

@@ -88,6 +88,18 @@ class OutboundReply:
     chat: str
     is_group: bool
     reply_context: dict[str, Any]
+    # Parts of a split answer an earlier attempt delivered, and how to record one more.
+    parts_sent: int = 0
+    on_part_sent: Callable[[int], None] = field(default=lambda count: None, compare=False)
+
+    def send_parts(self, parts: list[str], send_one: Callable[[int, str], None]) -> None:
+        """Send the parts in order, skipping those already delivered: a retry after part 2
+        failed must not show part 1 twice."""
+        for index, part in enumerate(parts):
+            if index < self.parts_sent:
+                continue
+            send_one(index, part)
+            self.on_part_sent(index + 1)
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,11 @@ class FeishuAdapter(PlatformAdapter):
     def api(self) -> FeishuClient:
         creds = self.credentials
         base = (creds.get("api_base") or settings.FEISHU_API_BASE).rstrip("/")
+        if base not in (settings.FEISHU_API_BASE, *settings.FEISHU_ALLOWED_API_BASES):
+            # The app secret goes wherever this points: only where the operator allows.
+            raise DeliveryError(
+                f"api_base {base} is not in FEISHU_ALLOWED_API_BASES", permanent=True
+            )
         return FeishuClient(base, creds.get("app_id", ""), creds.get("app_secret", ""))
 
 

@@ -30,9 +30,13 @@ def split_first(text: str, max_bytes: int) -> tuple[str, str]:
     cut = _last_break(head)
     chunk, rest = text[:cut].rstrip(), text[cut:].lstrip("\n")
     opener = _open_fence(chunk)
-    if opener is not None:
+    # Reopen the block in the next chunk only if this one carried more than its fence
+    # line; otherwise the rest would never get shorter.
+    if opener is not None and chunk.strip() != opener:
         chunk += CLOSE_FENCE
         rest = f"{opener}\n{rest}"
+        if len(rest.encode()) >= len(text.encode()):
+            chunk, rest = chunk.removesuffix(CLOSE_FENCE), text[cut:].lstrip("\n")
     return chunk, rest
 
 

@@ -146,16 +146,11 @@ class WeComAppAdapter(WeComCallbacks):
         return HttpResponse(b"")
 
     def send(self, reply: OutboundReply) -> None:
-        for chunk in split_utf8(reply.text, self.max_message_bytes):
-            self._call(
-                "/cgi-bin/message/send",
-                {
-                    "touser": reply.recipient,
-                    "msgtype": "text",
-                    "agentid": int(self.credentials["agent_id"]),
-                    "text": {"content": chunk},
-                },
-            )
+        def send_one(index: int, chunk: str) -> None:
+            message = {"touser": reply.recipient, "msgtype": "text", "agentid": self.agent_id}
+            self._call("/cgi-bin/message/send", {**message, "text": {"content": chunk}})
+
+        reply.send_parts(split_utf8(reply.text, self.max_message_bytes), send_one)
 
     def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST with the cached token; on a token error refresh it once and resend."""
@@ -170,6 +165,15 @@ class WeComAppAdapter(WeComCallbacks):
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         params = {"access_token": self.tokens.get()}
         return http_json("POST", settings.WECOM_API_BASE + path, params=params, json=payload)
+
+    @property
+    def agent_id(self) -> int:
+        try:
+            return int(self.credentials["agent_id"])
+        except (KeyError, ValueError) as exc:
+            raise DeliveryError(
+                "agent_id must be the app's numeric AgentId", permanent=True
+            ) from exc
 
     @cached_property
     def tokens(self) -> TokenCache:

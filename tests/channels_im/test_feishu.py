@@ -308,13 +308,26 @@ def test_it_reports_a_rejected_app_secret_as_permanent(bot, fake_platforms):
     assert (error.value.permanent, error.value.code) == (True, 10014)
 
 
-def test_it_sends_to_the_lark_api_base_of_the_bot(bot, fake_platforms):
+def test_it_sends_to_the_lark_api_base_of_the_bot(bot, fake_platforms, settings):
     with FakePlatforms() as lark:
+        settings.FEISHU_ALLOWED_API_BASES = [lark.url]
         bot.credentials = dict(bot.credentials, api_base=lark.url + "/")
         bot.save()
         bot.adapter.send(reply("hello from Lark"))
         assert lark.feishu_chat() == ["hello from Lark"]
     assert fake_platforms.requests == []
+
+
+def test_it_never_sends_the_app_secret_to_an_api_base_the_operator_did_not_allow(
+    bot, fake_platforms
+):
+    with FakePlatforms() as elsewhere:
+        bot.credentials = dict(bot.credentials, api_base=elsewhere.url)
+        bot.save()
+        with pytest.raises(DeliveryError) as error:
+            bot.adapter.send(reply("hello"))
+        assert error.value.permanent
+        assert elsewhere.requests == []
 
 
 # --- CardKit streaming -----------------------------------------------------------------

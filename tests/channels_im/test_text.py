@@ -43,3 +43,17 @@ def test_split_first_returns_the_rest_to_send_separately():
     head, rest = split_first("a" * 100 + " " + "b" * 100, 150)
     assert head == "a" * 100
     assert rest == "b" * 100
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Here is the data:\n\n```" + "a, " * 1000,  # the fence line alone exceeds a chunk
+        "```python\n" + "x" * 5000,  # one unbreakable code line
+        "```" + "```" * 900,  # fences only
+    ],
+)
+def test_it_always_makes_progress_on_hostile_text(text):
+    parts = split_utf8(text, 2048)
+    assert len(parts) < 20
+    assert all(len(p.encode()) <= 2048 for p in parts)

@@ -1,5 +1,6 @@
 """The reply pipeline against a real fake Ollama and a real fake WeCom API."""
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -228,3 +229,93 @@ def test_the_tenant_limit_counts_every_user(run, wecom_bot, fake_ollama):
         run(sender=f"user{n}")
     assert Message.objects.filter(role="user", status="rate_limited").count() == 2
     assert len(fake_ollama.requests) == 3
+
+
+def test_an_empty_answer_is_retried_then_apologised_for(run, fake_ollama, fake_platforms, settings):
+    settings.OLLAMA_MAX_RETRIES = 1
+    fake_ollama.reply = ""
+    question = run()
+    question.refresh_from_db()
+    assert question.status == Message.Status.FAILED
+    assert "empty answer" in question.error
+    assert len(fake_ollama.requests) == 2
+    [sent] = fake_platforms.messages("wecom")
+    assert sent["text"]["content"].startswith("Sorry")
+
+
+def test_a_row_claimed_over_and_over_is_given_up_with_an_apology(
+    wecom_bot, fake_ollama, fake_platforms, eager_celery, settings
+):
+    settings.OLLAMA_MAX_RETRIES = 2
+    question = receive(wecom_bot, inbound())
+    Message.objects.filter(pk=question.pk).update(attempts=3)  # three workers died on it
+    pipeline.answer(question.pk)
+    question.refresh_from_db()
+    assert question.status == Message.Status.FAILED
+    assert "gave up after 3 attempts" in question.error
+    assert fake_ollama.requests == []
+    assert fake_platforms.messages("wecom")[0]["text"]["content"].startswith("Sorry")
+
+
+def test_an_unexpected_error_while_answering_never_strands_the_row(
+    run, wecom_bot, monkeypatch, fake_platforms, settings
+):
+    settings.OLLAMA_MAX_RETRIES = 0
+
+    def broken(question):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(pipeline, "build_messages", broken)
+    question = run()
+    question.refresh_from_db()
+    assert question.status == Message.Status.FAILED
+    assert "KeyError" in question.error
+    assert fake_platforms.messages("wecom")[0]["text"]["content"].startswith("Sorry")
+
+
+def test_a_misconfigured_bot_fails_delivery_for_good_and_says_why(run, wecom_bot, fake_platforms):
+    wecom_bot.credentials = {**wecom_bot.credentials, "agent_id": "AgentId 1000002"}
+    wecom_bot.save()
+    question = run()
+    reply = Message.objects.get(reply_to=question)
+    assert reply.status == Message.Status.FAILED
+    assert reply.attempts == 1
+    wecom_bot.refresh_from_db()
+    assert "agent_id" in wecom_bot.last_error
+
+
+def test_a_retried_delivery_does_not_repeat_the_parts_already_sent(
+    run, fake_ollama, fake_platforms
+):
+    fake_ollama.reply = " ".join(["第一部分。" * 150, "第二部分。" * 150, "第三部分。" * 150])
+    # Token, part 1 accepted, then part 2 fails once with a transient error.
+    fake_platforms.fail_next = [
+        (200, {"errcode": 0, "access_token": "t0", "expires_in": 7200}),
+    ]
+    fake_platforms.valid_tokens.add("t0")
+    original, calls = fake_platforms.wecom_send, itertools.count(1)
+
+    def flaky(server, request):
+        if next(calls) == 2:
+            return 200, {"errcode": 45009, "errmsg": "api freq out of limit"}
+        return original(request)
+
+    fake_platforms.routes[("POST", "/cgi-bin/message/send")] = flaky
+    try:
+        run("a long question")
+    finally:
+        fake_platforms.routes[("POST", "/cgi-bin/message/send")] = type(fake_platforms).wecom_send
+    parts = [m["text"]["content"] for m in fake_platforms.messages("wecom")]
+    assert len(parts) == len(set(parts)) >= 3  # every part once, none twice
+    assert "".join(parts).replace(" ", "") == fake_ollama.reply.replace(" ", "")
+
+
+def test_a_cache_outage_lets_messages_through_instead_of_stranding_them(wecom_bot, settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
+        }
+    }
+    message = receive(wecom_bot, inbound())
+    assert message.status == Message.Status.QUEUED

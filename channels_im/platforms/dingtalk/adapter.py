@@ -242,9 +242,13 @@ class DingTalkAdapter(PlatformAdapter):
         live = reply.reply_context.get("live")
         if live and self._finish_card(live["out_track_id"], reply.text):
             return
-        for index, chunk in enumerate(split_utf8(reply.text, self.max_message_bytes)):
-            # In a group only the first part @-mentions the asker: one notification.
-            self._send_markdown(reply, chunk, mention=reply.is_group and index == 0)
+        # In a group only the first part @-mentions the asker: one notification.
+        reply.send_parts(
+            split_utf8(reply.text, self.max_message_bytes),
+            lambda index, chunk: self._send_markdown(
+                reply, chunk, mention=reply.is_group and index == 0
+            ),
+        )
 
     def _finish_card(self, out_track_id: str, text: str) -> bool:
         """Finish the live card; False if it is gone for good, so a message goes instead."""
