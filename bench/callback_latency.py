@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import Product, percentile  # noqa: E402
+from bench.harness import Product, percentile, summary  # noqa: E402
 
 PLATFORMS = ("wecom", "wecom_bot", "dingtalk", "feishu")
 WARM_UP = 20
@@ -80,11 +79,7 @@ def run(product: Product, platform: str, n: int, concurrency: int) -> list[float
 def report(platform: str, latencies: list[float], budget_ms: float) -> bool:
     p99 = percentile(latencies, 99)
     verdict = "OK" if p99 < budget_ms else f"OVER {budget_ms:.0f} ms"
-    print(
-        f"{platform:10s} n={len(latencies)} p50={percentile(latencies, 50):.1f}ms "
-        f"p95={percentile(latencies, 95):.1f}ms p99={p99:.1f}ms max={max(latencies):.1f}ms "
-        f"mean={statistics.mean(latencies):.1f}ms  {verdict}"
-    )
+    print(summary(f"{platform:10s}", latencies), verdict)
     return p99 >= budget_ms
 
 

@@ -45,6 +45,15 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
+def summary(label: str, values: list[float]) -> str:
+    """One line of milliseconds: count, median, tail and worst."""
+    return (
+        f"{label} n={len(values)} p50={percentile(values, 50):.1f}ms "
+        f"p95={percentile(values, 95):.1f}ms p99={percentile(values, 99):.1f}ms "
+        f"max={max(values):.1f}ms"
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -193,6 +202,16 @@ class Product:
             defaults={"platform": platform, "credentials": CREDENTIALS[platform]},
         )
         return bot
+
+    def served(self, text: str, timeout: float = 30.0):  # noqa: ANN201 - a fakes Served
+        """The fake model's timings for the question `text` (recorded when its stream ends)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for served in list(self.ollama.served):
+                if served.body["messages"][-1]["content"] == text:
+                    return served
+            time.sleep(0.01)
+        raise LookupError(text)
 
     def send(self, session: requests.Session, request: dict) -> requests.Response:
         """Replay keyword arguments built for Django's test client over real HTTP."""

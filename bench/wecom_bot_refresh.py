@@ -21,7 +21,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import Product, percentile  # noqa: E402
+from bench.harness import Product, percentile, summary  # noqa: E402
 
 
 def main() -> None:
@@ -56,9 +56,9 @@ def main() -> None:
 
     p99 = percentile(latencies, 99)
     print(
-        f"wecom_bot refresh n={len(latencies)} p50={percentile(latencies, 50):.1f}ms "
-        f"p95={percentile(latencies, 95):.1f}ms p99={p99:.1f}ms max={max(latencies):.1f}ms; "
-        f"{partial} polls saw a partial answer  {'OK' if p99 < 10 else 'OVER 10 ms'}"
+        summary("wecom_bot refresh", latencies),
+        f"{partial} polls saw a partial answer",
+        "OK" if p99 < 10 else "OVER 10 ms",
     )
     sys.exit(0 if p99 < 10 and partial else 1)
 

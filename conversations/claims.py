@@ -1,7 +1,7 @@
 """Who owns a row right now. The same small state machine drives answering and delivery:
 
 queued (due) → answering (claimed until T) → answered | failed, or back to queued with a
-"not before" time after a transient failure. A claim is a conditional UPDATE, so a
+"not before" time after a transient failure. A claim is taken under a row lock, so a
 redelivered task, a Celery retry and the sweep may all point at one row and only one
 of them does the work.
 """

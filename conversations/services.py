@@ -29,7 +29,8 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     command = command_for(inbound.text)
     try:
         with transaction.atomic():
-            message = store(bot, inbound, Message.Status.IGNORED if command else QUEUED)
+            status = Message.Status.IGNORED if command else Message.Status.QUEUED
+            message = store(bot, inbound, status)
     except IntegrityError:
         return None  # a platform retry: the first copy is already in hand
     if command:
@@ -47,9 +48,6 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
         if verdict.notify or bot.adapter.answers_every_message:
             add_reply(message, texts.rate_limited(bot.tenant))
     return message
-
-
-QUEUED = Message.Status.QUEUED
 
 
 def store(bot: Bot, inbound: InboundMessage, status: str) -> Message:

@@ -208,7 +208,8 @@ def test_over_the_user_limit_it_logs_and_tells_the_user_once(
 ):
     wecom_bot.tenant.user_rate_limit_per_minute = 2
     wecom_bot.tenant.save()
-    rows = [run(f"q{n}") for n in range(5)]
+    for n in range(5):
+        run(f"q{n}")
     assert [r.status for r in Message.objects.filter(role="user").order_by("id")] == [
         "answered",
         "answered",
@@ -219,7 +220,6 @@ def test_over_the_user_limit_it_logs_and_tells_the_user_once(
     assert len(fake_ollama.requests) == 2
     notices = [m for m in fake_platforms.messages("wecom") if "faster" in m["text"]["content"]]
     assert len(notices) == 1
-    assert rows[2].pk
 
 
 def test_the_tenant_limit_counts_every_user(run, wecom_bot, fake_ollama):

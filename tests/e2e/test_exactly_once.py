@@ -7,7 +7,6 @@ import threading
 
 import pytest
 import requests
-from django.conf import settings
 
 from conversations.models import Message
 from conversations.tasks import sweep_stuck_messages
@@ -74,7 +73,7 @@ def test_a_broker_outage_delays_answers_but_loses_none(
         wait_for(lambda: fake_platforms.messages("wecom"), worker=worker)
         # Let the task be acknowledged first: a broker lost during kombu's restore of
         # unacknowledged messages crashes the worker (a Celery bug; compose restarts it).
-        wait_for(lambda: "succeeded" in worker.output(), worker=worker)
+        wait_for(lambda: broker.unacknowledged() == 0, worker=worker)
 
         broker.stop()
         post(client, bot, "during the outage", "out-2")  # still 200: stored, not enqueued
@@ -119,4 +118,3 @@ def test_the_same_callback_three_times_at_once_is_answered_once(
     assert Message.objects.filter(role="user").count() == 1
     assert len(fake_ollama.requests) == 1
     assert len(fake_platforms.messages("wecom")) == 1
-    assert settings.CELERY_BROKER_URL  # the real broker carried the task

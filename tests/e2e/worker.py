@@ -76,6 +76,17 @@ def wait_for(condition, timeout: float = 30.0, worker: Worker | None = None):
     raise AssertionError(f"condition not met within {timeout}s\n{log}")
 
 
+def delivered_reply(worker: Worker | None = None):  # noqa: ANN201 - a conversations Message
+    """The answer, once the worker has recorded it as delivered (which it does just after
+    the platform received it)."""
+    from conversations.models import Message
+
+    return wait_for(
+        lambda: Message.objects.filter(role="assistant", delivered_at__isnull=False).first(),
+        worker=worker,
+    )
+
+
 def free_port() -> int:
     import socket
 
@@ -113,6 +124,12 @@ class RedisServer:
         if self.process:
             self.process.kill()
             self.process.wait()
+
+    def unacknowledged(self) -> int:
+        """Messages a worker took but has not acknowledged (kombu keeps them in a hash)."""
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=0.5).hlen("unacked")
 
     def _answers(self) -> bool:
         import redis
