@@ -65,6 +65,7 @@ def run(product: Product, platform: str, n: int, concurrency: int) -> list[float
     time.sleep(1)  # let the worker take the warm-up's tasks before measuring
 
     def timed(request: dict) -> float:
+        request = product.prepare(request)
         started = time.perf_counter()
         response = product.send(session, request)
         elapsed = (time.perf_counter() - started) * 1000

@@ -41,12 +41,14 @@ def main() -> None:
                     f"bench question {i}", msg_id=f"gw-{i}-{time.time_ns()}", sender=f"user{i}"
                 ),
             )
-            request = {
-                "method": "POST",
-                "path": with_query(bot.callback_path, query),
-                "data": body,
-                "content_type": "text/xml",
-            }
+            request = product.prepare(
+                {
+                    "method": "POST",
+                    "path": with_query(bot.callback_path, query),
+                    "data": body,
+                    "content_type": "text/xml",
+                }
+            )
             sent = time.monotonic()
             assert product.send(session, request).status_code == 200
             left = wait_for_send(product, f"user{i}")

@@ -213,20 +213,27 @@ class Product:
             time.sleep(0.01)
         raise LookupError(text)
 
-    def send(self, session: requests.Session, request: dict) -> requests.Response:
-        """Replay keyword arguments built for Django's test client over real HTTP."""
+    def prepare(self, request: dict) -> requests.PreparedRequest:
+        """Keyword arguments built for Django's test client, as an HTTP request. Benchmarks
+        prepare before starting the clock: composing a request is the platform's time."""
         headers = {"Content-Type": request.get("content_type", "application/json")}
         headers.update(request.get("headers") or {})
         for key, value in request.items():
             if key.startswith("HTTP_"):
                 headers[key[5:].replace("_", "-").title()] = value
-        return session.request(
+        return requests.Request(
             request["method"],
             self.url + request["path"],
             data=request.get("data", b""),
             headers=headers,
-            timeout=30,
-        )
+        ).prepare()
+
+    def send(
+        self, session: requests.Session, request: dict | requests.PreparedRequest
+    ) -> requests.Response:
+        if isinstance(request, dict):
+            request = self.prepare(request)
+        return session.send(request, timeout=30)
 
 
 def scratch_postgres(url: str, name: str) -> str:

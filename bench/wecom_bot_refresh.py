@@ -47,7 +47,7 @@ def main() -> None:
 
         latencies, partial = [], 0
         for n in range(args.polls):
-            request = refresh_request(bot, streams[n % len(streams)])
+            request = product.prepare(refresh_request(bot, streams[n % len(streams)]))
             started = time.perf_counter()
             response = product.send(session, request)
             latencies.append((time.perf_counter() - started) * 1000)

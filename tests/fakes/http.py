@@ -88,6 +88,11 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as real API front ends do; see FakeOllama
+
+            def parse_request(self) -> bool:
+                self.arrived_at = time.monotonic()  # the request line is in, nothing parsed
+                return super().parse_request()
 
             def _serve(self) -> None:
                 parts = urlsplit(self.path)
@@ -104,6 +109,7 @@ class FakeServer:
                     headers=dict(self.headers.items()),
                     body=body,
                     json=payload,
+                    received_at=self.arrived_at,
                 )
                 fake._record(request)
                 status, reply = fake.route(request)

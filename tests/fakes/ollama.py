@@ -38,8 +38,9 @@ MIDSTREAM_ERROR = "an error was encountered while running the model: unexpected 
 
 @dataclass(frozen=True)
 class Served:
-    """When (time.monotonic) one streamed answer started, showed its first token and ended:
-    benchmarks subtract the model's own time from end-to-end figures with it."""
+    """When (time.monotonic) one streamed answer's request arrived, its first token was
+    ready and its last byte was written: benchmarks subtract the model's own time
+    (finished - started) from end-to-end figures with it."""
 
     body: dict[str, Any]
     started: float
@@ -304,10 +305,18 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 for chunked streaming, which is how clients see each chunk as it is sent.
     protocol_version = "HTTP/1.1"
+    # Go's net/http (Ollama) disables Nagle: with it on, every write after the first waits
+    # for the client's delayed ACK (up to 40 ms), time a real model never adds.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: a benchmark's thousands of access lines would bury test output."""
+
+    def parse_request(self) -> bool:
+        # Served.started: the request line is in, so parsing counts as the model's own time.
+        self.arrived_at = time.monotonic()
+        return super().parse_request()
 
     def do_GET(self) -> None:
         if self.path == "/":
@@ -338,9 +347,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         raw = self.server.fake.raw_stream
         frames = iter(raw) if raw is not None else dialect.stream(outcome)
-        started = time.monotonic()
         first_frame = self._stream(dialect.content_type, frames)
-        self.server.fake.record_served(Served(body, started, first_frame, time.monotonic()))
+        self.server.fake.record_served(Served(body, self.arrived_at, first_frame, time.monotonic()))
 
     def _stream(self, content_type: str, frames: Iterator[str]) -> float:
         """A chunked 200 whose headers wait for the first frame, as Ollama's do; returns
