@@ -1,7 +1,7 @@
 """Who owns a row right now. The same small state machine drives answering and delivery:
 
 queued (due) → answering (claimed until T) → answered | failed, or back to queued with a
-"not before" time after a transient failure. A claim is taken under a row lock, so a
+"not before" time after a transient failure. A claim is one conditional UPDATE, so a
 redelivered task, a Celery retry and the sweep may all point at one row and only one
 of them does the work.
 """
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
+
+from channels_im.bot_cache import bot_by_id
 
 from .models import Message
 
@@ -44,26 +46,27 @@ def claimable(now: datetime) -> Q:
 def claim(message_id: int, role: str) -> Message | None:
     """Take the row for this worker, or None if it is done or someone else owns it.
 
-    One short transaction: the row is locked (another claimer skips it), checked and
-    marked, with its bot, tenant and conversation loaded by the same query.
+    The UPDATE checks and marks the row under its lock: of two claimers racing, the
+    second finds the first's claim and takes nothing. Its bot and tenant come from the
+    bot cache. The queue wait is measured now and written with the outcome (`settle`).
     """
     now = timezone.now()
-    with transaction.atomic():
-        row = (
-            Message.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("tenant", "bot", "conversation", "reply_to")
-            .filter(claimable(now), pk=message_id, role=role)
-            .first()
-        )
-        if row is None:
-            return None
-        row.status = Message.Status.ANSWERING
-        row.claimed_until = claimed_until()
-        row.attempts += 1
-        if row.queue_wait_ms is None:
-            row.queue_wait_ms = ms_between(row.created_at, now)
-        row.save(update_fields=["status", "claimed_until", "attempts", "queue_wait_ms"])
+    taken = Message.objects.filter(claimable(now), pk=message_id, role=role).update(
+        status=Message.Status.ANSWERING, claimed_until=claimed_until(), attempts=F("attempts") + 1
+    )
+    if not taken:
+        return None
+    row = Message.objects.get(pk=message_id)
+    row.bot = bot_by_id(row.bot_id)
+    row.tenant = row.bot.tenant
+    if row.queue_wait_ms is None:
+        row.queue_wait_ms = ms_between(row.created_at, now)
     return row
+
+
+def settle(row: Message, **fields: Any) -> None:
+    """Record what became of a claimed row, with the queue wait measured at its claim."""
+    Message.objects.filter(pk=row.pk).update(queue_wait_ms=row.queue_wait_ms, **fields)
 
 
 def claimed_until() -> datetime:
@@ -77,7 +80,8 @@ def ms_between(start: datetime, end: datetime) -> int:
 
 def release(message: Message, *, after: float, error: str) -> None:
     """Give the row back to the queue, due again in `after` seconds."""
-    Message.objects.filter(pk=message.pk).update(
+    settle(
+        message,
         status=Message.Status.QUEUED,
         claimed_until=timezone.now() + timedelta(seconds=after),
         error=error,

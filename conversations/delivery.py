@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from channels_im.platforms.base import DeliveryError, OutboundReply
 
-from .claims import RetryLater, backoff, claim, release
+from .claims import RetryLater, backoff, claim, release, settle
 from .models import Message
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,12 @@ def send(reply: Message) -> None:
         logger.exception("delivering reply %s failed unexpectedly", reply.pk)
         handle_failure(reply, DeliveryError(f"{type(exc).__name__}: {exc}"))
         return
-    Message.objects.filter(pk=reply.pk).update(
-        status=Message.Status.ANSWERED, delivered_at=timezone.now(), claimed_until=None, error=""
+    settle(
+        reply,
+        status=Message.Status.ANSWERED,
+        delivered_at=timezone.now(),
+        claimed_until=None,
+        error="",
     )
 
 
@@ -64,7 +68,6 @@ def outbound_for(question: Message, *, text: str = "", key: str = "") -> Outboun
         key=key or f"q{question.pk}",
         text=text,
         recipient=question.sender,
-        chat=question.conversation.chat_id,
         is_group=bool(context.get("is_group")),
         reply_context=context,
     )
@@ -76,7 +79,5 @@ def handle_failure(reply: Message, exc: DeliveryError) -> None:
         release(reply, after=countdown, error=str(exc))
         raise RetryLater(countdown) from exc
     logger.warning("reply %s could not be delivered: %s", reply.pk, exc)
-    Message.objects.filter(pk=reply.pk).update(
-        status=Message.Status.FAILED, claimed_until=None, error=str(exc)
-    )
+    settle(reply, status=Message.Status.FAILED, claimed_until=None, error=str(exc))
     reply.bot.record_error(f"delivery: {exc}")

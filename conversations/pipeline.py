@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import delivery, llm, texts
-from .claims import RetryLater, backoff, claim, ms_between, release
+from .claims import RetryLater, backoff, claim, ms_between, release, settle
 from .context import build_messages
 from .live import LiveProgress
 from .models import Message
@@ -72,7 +72,8 @@ def model_options(tenant) -> dict:  # noqa: ANN001 - a Tenant
 
 @transaction.atomic
 def record_answer(question: Message, completion: llm.Completion) -> Message:
-    Message.objects.filter(pk=question.pk).update(
+    settle(
+        question,
         status=Message.Status.ANSWERED,
         claimed_until=None,
         error="",
@@ -93,7 +94,8 @@ def handle_failure(question: Message, exc: llm.LLMError) -> Message:
         raise RetryLater(countdown) from exc
     logger.warning("message %s failed for good: %s", question.pk, exc)
     with transaction.atomic():
-        Message.objects.filter(pk=question.pk).update(
+        settle(
+            question,
             status=Message.Status.FAILED,
             claimed_until=None,
             error=str(exc),

@@ -21,7 +21,7 @@ def add_reply(question: Message, text: str, *, model: str = "", claimed: bool = 
     reply = Message.objects.create(
         tenant=question.tenant,
         bot=question.bot,
-        conversation=question.conversation,
+        conversation_id=question.conversation_id,
         reply_to=question,
         role=Message.Role.ASSISTANT,
         content=text,

@@ -85,7 +85,6 @@ class OutboundReply:
     key: str
     text: str
     recipient: str
-    chat: str
     is_group: bool
     reply_context: dict[str, Any]
     # Parts of a split answer an earlier attempt delivered, and how to record one more.

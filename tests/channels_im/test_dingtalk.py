@@ -71,7 +71,7 @@ def reply(text, *, group=False, webhook=True, live=None, key="1"):
     if live:
         context["live"] = live
     return OutboundReply(
-        key=key, text=text, recipient="zhangsan", chat=chat, is_group=group, reply_context=context
+        key=key, text=text, recipient="zhangsan", is_group=group, reply_context=context
     )
 
 

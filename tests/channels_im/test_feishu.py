@@ -73,7 +73,6 @@ def reply(text, key="1", **context):
         key=key,
         text=text,
         recipient=SENDER_OPEN_ID,
-        chat="oc_p2p_0001",
         is_group=False,
         reply_context={"message_id": "om_question", **context},
     )

@@ -170,9 +170,7 @@ def test_it_keeps_credentials_encrypted_at_rest(wecom_bot):
 
 
 def reply(text, recipient="zhangsan"):
-    return OutboundReply(
-        key="1", text=text, recipient=recipient, chat=recipient, is_group=False, reply_context={}
-    )
+    return OutboundReply(key="1", text=text, recipient=recipient, is_group=False, reply_context={})
 
 
 def test_it_refreshes_an_expired_token_once_and_resends(fake_platforms, tenant_a):

@@ -55,7 +55,7 @@ def vector():
 def outbound(stream_id, text="", *, url=""):
     context = {"stream_id": stream_id, "response_url": url, "started_at": int(time.time())}
     return OutboundReply(
-        key="1", text=text, recipient="zhangsan", chat="c", is_group=True, reply_context=context
+        key="1", text=text, recipient="zhangsan", is_group=True, reply_context=context
     )
 
 

@@ -301,7 +301,7 @@ class DingTalkAdapter(PlatformAdapter):
             "msgParam": json.dumps(markdown, ensure_ascii=False),  # a JSON string, not an object
         }
         if reply.is_group:
-            message["openConversationId"] = reply.chat
+            message["openConversationId"] = reply.reply_context["conversation_id"]
             self.client.call("POST", "/v1.0/robot/groupMessages/send", message)
             return
         path = "/v1.0/robot/oToMessages/batchSend"
@@ -317,7 +317,7 @@ class DingTalkAdapter(PlatformAdapter):
             return None
         space = card.card_space(
             self.credentials["robot_code"],
-            group=reply.chat if reply.is_group else None,
+            group=reply.reply_context["conversation_id"] if reply.is_group else None,
             user=reply.recipient,
         )
         started = reply.reply_context.get("live", {}).get("out_track_id", "")
