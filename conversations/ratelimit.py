@@ -1,7 +1,8 @@
 """Per-tenant and per-user message limits, in fixed one-minute windows.
 
-Counters live in the cache. With Redis (production) each is one atomic INCR+EXPIRE
-round trip shared by every web process; other cache backends use Django's add/incr.
+Counters live in the cache. With Redis (production) both are counted by one script,
+atomic and in one round trip, shared by every web process; other cache backends use
+Django's add/incr.
 """
 
 from __future__ import annotations
@@ -17,6 +18,19 @@ from tenants.models import Tenant
 
 WINDOW_SECONDS = 60
 logger = logging.getLogger(__name__)
+
+# KEYS: counters in turn; ARGV: their lifetime, then each one's limit (0: none).
+COUNT_IN_TURN = """
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[i + 1])
+  if limit > 0 then
+    local count = redis.call('INCR', key)
+    if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+    if count > limit then return 1 end
+  end
+end
+return 0
+"""
 
 
 @dataclass(frozen=True)
@@ -38,31 +52,30 @@ def check_or_allow(tenant: Tenant, user: str) -> Verdict:
 def check(tenant: Tenant, user: str) -> Verdict:
     """Count one message against the limits; say whether it is over them."""
     window = int(time.time() // WINDOW_SECONDS)
-    over = _over(f"rl:u:{tenant.pk}:{user}:{window}", tenant.user_rate_limit_per_minute) or _over(
-        f"rl:t:{tenant.pk}:{window}", tenant.rate_limit_per_minute
-    )
-    if not over:
+    counters = [
+        (f"rl:u:{tenant.pk}:{user}:{window}", tenant.user_rate_limit_per_minute),
+        (f"rl:t:{tenant.pk}:{window}", tenant.rate_limit_per_minute),
+    ]
+    if not _over_in_turn(counters):
         return Verdict(limited=False)
     first = cache.add(f"rl:told:{tenant.pk}:{user}:{window}", 1, WINDOW_SECONDS * 2)
     return Verdict(limited=True, notify=first)
 
 
-def _over(key: str, limit: int) -> bool:
-    if limit == 0:
-        return False
-    return _count(key) > limit
+def _over_in_turn(counters: list[tuple[str, int]]) -> bool:
+    """Count one message on each (key, limit) in turn, stopping at the first one over its
+    limit: a user over theirs does not use up the tenant's."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        keys = [backend.make_and_validate_key(key) for key, _ in counters]
+        script = backend._cache.get_client(keys[0], write=True).register_script(COUNT_IN_TURN)
+        return bool(script(keys=keys, args=[WINDOW_SECONDS * 2, *(n for _, n in counters)]))
+    return any(limit and _count(key) > limit for key, limit in counters)
 
 
 def _count(key: str) -> int:
     """Add one to the window's counter and return it."""
     ttl = WINDOW_SECONDS * 2
-    backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        key = backend.make_and_validate_key(key)
-        # EXPIRE … NX (Redis 7): only the window's first message sets the lifetime.
-        with backend._cache.get_client(key, write=True).pipeline() as pipe:
-            count, _ = pipe.incr(key).expire(key, ttl, nx=True).execute()
-        return count
     try:
         return cache.incr(key)
     except ValueError:

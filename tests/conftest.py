@@ -65,9 +65,11 @@ def _fresh_cache():
     from django.core.cache import cache
 
     from channels_im.bot_cache import forget_all
+    from channels_im.platforms.base import TokenCache
 
     cache.clear()
     forget_all()
+    TokenCache.forget_all()
     yield
 
 

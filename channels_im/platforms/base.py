@@ -10,6 +10,7 @@ import hashlib
 import json as json_module
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -242,21 +243,33 @@ def secret_id(secret: str) -> str:
 
 
 class TokenCache:
-    """An access token shared by every process through the cache, refreshed before expiry."""
+    """An access token shared by every process through the cache, refreshed before expiry,
+    and remembered by each process until then so that a send costs no cache round trip."""
 
     # Refresh this many seconds before the platform's stated expiry.
     EARLY_SECONDS = 300
+    # key -> (token, when to refresh it as a time.time()), this process's copy.
+    _remembered: ClassVar[dict[str, tuple[str, float]]] = {}
 
     def __init__(self, key: str, fetch: Callable[[], tuple[str, int]]):
-        self.key = f"im:token:{key}"
+        self.key = f"im:access-token:{key}"
         self.fetch = fetch
 
     def get(self) -> str:
-        token = cache.get(self.key)
-        if token is None:
+        hit = self._remembered.get(self.key) or cache.get(self.key)
+        if hit is None or hit[1] <= time.time():
             token, expires_in = self.fetch()
-            cache.set(self.key, token, max(expires_in - self.EARLY_SECONDS, 60))
-        return token
+            lifetime = max(expires_in - self.EARLY_SECONDS, 60)
+            hit = (token, time.time() + lifetime)
+            cache.set(self.key, hit, lifetime)
+        self._remembered[self.key] = hit
+        return hit[0]
 
     def invalidate(self) -> None:
+        """The platform refused the token: forget it here and for every process."""
+        self._remembered.pop(self.key, None)
         cache.delete(self.key)
+
+    @classmethod
+    def forget_all(cls) -> None:
+        cls._remembered.clear()

@@ -231,6 +231,18 @@ def test_the_tenant_limit_counts_every_user(run, wecom_bot, fake_ollama):
     assert len(fake_ollama.requests) == 3
 
 
+def test_messages_refused_by_the_user_limit_leave_the_tenant_limit_to_others(
+    run, wecom_bot, fake_ollama
+):
+    wecom_bot.tenant.user_rate_limit_per_minute = 2
+    wecom_bot.tenant.rate_limit_per_minute = 3
+    wecom_bot.tenant.save()
+    for n in range(4):
+        run(f"spam {n}", sender="noisy")
+    run("a fair question", sender="quiet")
+    assert Message.objects.get(sender="quiet").status == Message.Status.ANSWERED
+
+
 def test_an_empty_answer_is_retried_then_apologised_for(run, fake_ollama, fake_platforms, settings):
     settings.OLLAMA_MAX_RETRIES = 1
     fake_ollama.reply = ""
