@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_im.bot_cache import bot_by_id
@@ -43,20 +44,36 @@ def claimable(now: datetime) -> Q:
     )
 
 
+# `claimable` and the marking of the claim in one statement that returns the row. The
+# database re-checks the WHERE on the row's newest version after a racing claimer's
+# UPDATE, so the second of two claimers takes nothing. Raw SQL: it runs for every
+# message, and this is a third of the ORM's time (PostgreSQL and SQLite >= 3.35 both
+# have RETURNING).
+_CLAIM_SQL = f"""
+    UPDATE {Message._meta.db_table}
+    SET status = %s, claimed_until = %s, attempts = attempts + 1
+    WHERE id = %s AND role = %s AND (
+        (status = %s AND (claimed_until IS NULL OR claimed_until <= %s))
+        OR (status = %s AND claimed_until <= %s)
+    )
+    RETURNING *
+"""  # noqa: S608 - a constant table name, values as parameters
+
+
 def claim(message_id: int, role: str) -> Message | None:
     """Take the row for this worker, or None if it is done or someone else owns it.
 
-    The UPDATE checks and marks the row under its lock: of two claimers racing, the
-    second finds the first's claim and takes nothing. Its bot and tenant come from the
-    bot cache. The queue wait is measured now and written with the outcome (`settle`).
+    Its bot and tenant come from the bot cache. The queue wait is measured now and
+    written with the outcome (`settle`).
     """
     now = timezone.now()
-    taken = Message.objects.filter(claimable(now), pk=message_id, role=role).update(
-        status=Message.Status.ANSWERING, claimed_until=claimed_until(), attempts=F("attempts") + 1
-    )
+    at = connection.ops.adapt_datetimefield_value
+    answering, queued = Message.Status.ANSWERING, Message.Status.QUEUED
+    params = [answering, at(claimed_until()), message_id, role, queued, at(now), answering, at(now)]
+    taken = list(Message.objects.raw(_CLAIM_SQL, params))
     if not taken:
         return None
-    row = Message.objects.get(pk=message_id)
+    [row] = taken
     row.bot = bot_by_id(row.bot_id)
     row.tenant = row.bot.tenant
     if row.queue_wait_ms is None:
