@@ -17,4 +17,4 @@ RUN SECRET_KEY=build FIELD_ENCRYPTION_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 USER assistant
 
 EXPOSE 8000
-CMD ["gunicorn", "assistant.wsgi", "-b", "0.0.0.0:8000", "-w", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "assistant.wsgi", "-b", "0.0.0.0:8000"]

@@ -1,5 +1,6 @@
 """The product under load, started as in production but on this machine's loopback only:
-gunicorn and a Celery worker as separate processes, a fake Ollama and a fake platform API."""
+gunicorn (gunicorn.conf.py) and a Celery worker (the settings' pool and concurrency) as
+separate processes, a fake Ollama and a fake platform API."""
 
 from __future__ import annotations
 
@@ -66,12 +67,8 @@ class Product:
         *,
         first_token_delay: float,
         chunk_delay: float = 0.0,
-        web_workers: int = 4,
-        worker_threads: int = 16,
-        pool: str = "threads",
     ):
         self.first_token_delay, self.chunk_delay = first_token_delay, chunk_delay
-        self.web_workers, self.worker_threads, self.pool = web_workers, worker_threads, pool
         self.processes: list[subprocess.Popen] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -91,29 +88,9 @@ class Product:
         import django
 
         django.setup()
+        self._spawn("gunicorn", "assistant.wsgi", "-b", f"127.0.0.1:{self.port}")
         self._spawn(
-            "gunicorn",
-            "assistant.wsgi",
-            "-b",
-            f"127.0.0.1:{self.port}",
-            "-w",
-            str(self.web_workers),
-            "-k",
-            "sync",
-        )
-        self._spawn(
-            "celery",
-            "-A",
-            "assistant",
-            "worker",
-            "-Q",
-            "inference,delivery",
-            "-P",
-            self.pool,
-            "-c",
-            str(self.worker_threads),
-            "-l",
-            "WARNING",
+            "celery", "-A", "assistant", "worker", "-Q", "inference,delivery", "-l", "WARNING"
         )
         self._wait_until_up()
 

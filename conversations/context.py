@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 from django.conf import settings
-from django.db.models import Q
 
 from .models import Message
 
@@ -43,32 +42,28 @@ def build_messages(question: Message) -> list[dict[str, str]]:
     tail = [{"role": "user", "content": question.content}]
     budget -= sum(estimate_tokens(m["content"]) for m in head + tail)
 
-    rounds: list[dict[str, str]] = []
-    for row in reversed(_history(question, tenant.context_max_rounds)):
-        cost = estimate_tokens(row.content)
+    history: list[dict[str, str]] = []
+    for asked, answer in _rounds(question, tenant.context_max_rounds):  # newest first
+        cost = estimate_tokens(asked) + estimate_tokens(answer)
         if cost > budget:
             break
         budget -= cost
-        rounds.append({"role": row.role, "content": row.content})
-    rounds.reverse()
-    # A round is a question and its answer: never start the history with a lone answer.
-    while rounds and rounds[0]["role"] != Message.Role.USER:
-        rounds.pop(0)
-    return head + rounds + tail
+        history[:0] = [{"role": "user", "content": asked}, {"role": "assistant", "content": answer}]
+    return head + history + tail
 
 
-def _history(question: Message, max_rounds: int) -> list[Message]:
-    """The last rounds of the session, oldest first: one indexed query, bounded rows."""
+def _rounds(question: Message, max_rounds: int) -> list[tuple[str, str]]:
+    """The session's last answered questions with their answers, newest first: one
+    indexed query, bounded rows. Failed questions, commands and refusals are left out."""
     if max_rounds == 0:
         return []
-    answered = Message.Status.ANSWERED
-    rows = (
-        Message.objects.filter(conversation_id=question.conversation_id, id__lt=question.pk)
-        .filter(
-            Q(role=Message.Role.USER, status=answered)
-            | Q(role=Message.Role.ASSISTANT, reply_to__status=answered)
+    return list(
+        Message.objects.filter(
+            conversation_id=question.conversation_id,
+            id__lt=question.pk,
+            role=Message.Role.USER,
+            status=Message.Status.ANSWERED,
         )
-        .only("id", "role", "content")
-        .order_by("-id")[: 2 * max_rounds]
+        .order_by("-id")
+        .values_list("content", "reply__content")[:max_rounds]
     )
-    return list(reversed(rows))
