@@ -82,6 +82,12 @@ class AdapterContract:
         assert response.status_code == 400
         assert not Message.objects.exists()
 
+    def test_it_rejects_an_oversized_body(self, client, bot, settings):
+        request = self.message_request(bot, "x" * 2000, "c-big")
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(request["data"]) - 1
+        assert client.generic(**request).status_code == 400
+        assert not Message.objects.exists()
+
     def test_it_answers_a_duplicate_once(self, client, bot, deliver, fake_ollama, fake_platforms):
         for _ in range(3):
             assert deliver(client, self.message_request(bot, "hi", "c-dup")).status_code == 200
