@@ -1,9 +1,12 @@
 """The worker's side: claim a queued message, ask the model, store and deliver the answer.
 
 The row is the source of truth: a redelivered task, a Celery retry and the sweep may all
-point at one row, and only the one holding its claim answers. The answer is delivered by
-the same worker right after it is stored (no second broker hop); only a failed delivery
-goes to the delivery queue to be retried.
+point at one row, and only the one holding its claim answers. The answer's row is stored
+first (one INSERT; a question has at most one reply row), sent by the same worker (no
+second broker hop), and then the question is marked answered with its figures. A worker
+that dies in between leaves a reply row that its own claim delivers, and the question's
+next claim finds it and only records the outcome. Only a failed delivery goes to the
+delivery queue to be retried.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ def answer(message_id: int) -> None:
     if question is None:
         logger.info("message %s is not claimable (answered or owned); skipping", message_id)
         return
+    if question.attempts > 1 and Message.objects.filter(reply_to=question).exists():
+        # An earlier worker stored the answer and died: its reply row is delivered on its own.
+        settle(question, status=Message.Status.ANSWERED, claimed_until=None, error="")
+        return
     if question.attempts > settings.OLLAMA_MAX_RETRIES + 1:
         # Claimed again and again without an outcome (a crash loop): stop and apologise.
         gave_up = llm.ModelUnavailable(f"gave up after {question.attempts - 1} attempts")
@@ -43,7 +50,10 @@ def answer(message_id: int) -> None:
         logger.exception("answering message %s failed unexpectedly", question.pk)
         reply = handle_failure(question, llm.ModelUnavailable(f"{type(exc).__name__}: {exc}"))
     else:
-        reply = record_answer(question, completion)
+        reply = add_reply(question, completion.content, model=completion.model, claimed=True)
+        deliver_now(reply)
+        record_answer(question, completion)
+        return
     deliver_now(reply)
 
 
@@ -70,8 +80,8 @@ def model_options(tenant) -> dict:  # noqa: ANN001 - a Tenant
     return options
 
 
-@transaction.atomic
-def record_answer(question: Message, completion: llm.Completion) -> Message:
+def record_answer(question: Message, completion: llm.Completion) -> None:
+    """The question's outcome and figures; total_ms runs until the answer was sent."""
     settle(
         question,
         status=Message.Status.ANSWERED,
@@ -83,7 +93,6 @@ def record_answer(question: Message, completion: llm.Completion) -> Message:
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,
     )
-    return add_reply(question, completion.content, model=completion.model, claimed=True)
 
 
 def handle_failure(question: Message, exc: llm.LLMError) -> Message:

@@ -8,8 +8,9 @@ from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
 from conversations import pipeline
-from conversations.claims import stuck
+from conversations.claims import claim, stuck
 from conversations.models import Conversation, Message
+from conversations.replies import add_reply
 from conversations.services import receive
 from conversations.tasks import generate_reply, sweep_stuck_messages
 
@@ -172,6 +173,29 @@ def test_the_sweep_enqueues_stuck_rows_again(
         assert sweep_stuck_messages.apply().get() == 2
     assert Message.objects.filter(role="user", status="answered").count() == 2
     assert len(fake_platforms.messages("wecom")) == 2
+    assert stuck() == []
+
+
+def test_an_answer_stored_by_a_worker_that_then_died_is_sent_once_and_not_asked_again(
+    wecom_bot,
+    fake_ollama,
+    fake_platforms,
+    eager_celery,
+    settings,
+    django_capture_on_commit_callbacks,
+):
+    settings.IM_STUCK_AFTER_SECONDS = 0
+    question = receive(wecom_bot, inbound())
+    first_worker = claim(question.pk, Message.Role.USER)
+    add_reply(first_worker, "the stored answer", model="qwen2:1.5b", claimed=True)
+    # ... and died before sending it; both claims run out.
+    Message.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_stuck_messages.apply().get() == 2  # the question and its reply
+    question.refresh_from_db()
+    assert question.status == Message.Status.ANSWERED
+    assert fake_ollama.requests == []
+    assert [m["text"]["content"] for m in fake_platforms.messages("wecom")] == ["the stored answer"]
     assert stuck() == []
 
 
