@@ -33,11 +33,12 @@ def main() -> None:
 
     from conversations.context import build_messages
 
-    question = seed_session()
+    bot = make_bot()
+    # Each measured session is the newest, as a live one is, after the log was filled.
     fill_log(args.small)
-    small = timings(build_messages, question, args.repeat)
+    small = timings(build_messages, seed_session(bot, "small"), args.repeat)
     fill_log(args.large)
-    large = timings(build_messages, question, args.repeat)
+    large = timings(build_messages, seed_session(bot, "large"), args.repeat)
     ratio = large / small
     print(
         f"build_messages median: {small:.2f} ms with {args.small:,} rows, "
@@ -62,17 +63,21 @@ def setup() -> None:
     call_command("migrate", verbosity=0)
 
 
-def seed_session():
-    """A tenant, a bot and a session with 50 answered rounds, and a new question in it."""
+def make_bot():  # noqa: ANN201 - a channels_im Bot
+    from tests.factories import BotFactory, TenantFactory
+
+    return BotFactory(tenant=TenantFactory(slug="ctx", context_max_rounds=10, num_ctx=8192))
+
+
+def seed_session(bot, name: str):  # noqa: ANN001, ANN201 - a Bot in, a Message out
+    """A session with 50 answered rounds, and a new question in it."""
     from django.utils import timezone
 
     from conversations.models import Conversation, Message
-    from tests.factories import BotFactory, TenantFactory
 
-    tenant = TenantFactory(slug="ctx", context_max_rounds=10, num_ctx=8192)
-    bot = BotFactory(tenant=tenant)
+    tenant = bot.tenant
     conversation = Conversation.objects.create(
-        tenant=tenant, bot=bot, chat_id="u", user_id="u", last_activity_at=timezone.now()
+        tenant=tenant, bot=bot, chat_id=name, user_id=name, last_activity_at=timezone.now()
     )
     for n in range(50):
         question = Message.objects.create(
@@ -82,7 +87,7 @@ def seed_session():
             role="user",
             sender="u",
             content=f"question {n} " * 20,
-            external_id=f"q{n}",
+            external_id=f"{name}-q{n}",
             status="answered",
         )
         Message.objects.create(
@@ -101,13 +106,14 @@ def seed_session():
         role="user",
         sender="u",
         content="the new question",
-        external_id="new",
+        external_id=f"{name}-new",
         status="queued",
     )
 
 
 def fill_log(total: int) -> None:
-    """Other conversations' rows until the log holds `total` messages (fast, in SQL)."""
+    """Other conversations' questions and answers until the log holds `total` messages
+    (fast, in SQL)."""
     from django.db import connection
 
     from conversations.models import Message
@@ -131,9 +137,21 @@ def fill_log(total: int) -> None:
                  status, error, model, reply_context, created_at, attempts)
             SELECT conv.tenant_id, conv.bot_id, conv.id, 'user', 'filler question', 'user',
                    'fill-' || conv.id || '-' || n, 'answered', '', '', '{}', now(), 1
-            FROM conv, generate_series(1, 20) AS n
+            FROM conv, generate_series(1, 10) AS n
             """,
             {"conversations": max(missing // 20, 1)},
+        )
+        cursor.execute(
+            """
+            INSERT INTO conversations_message
+                (tenant_id, bot_id, conversation_id, reply_to_id, role, content, sender,
+                 status, error, model, reply_context, created_at, attempts)
+            SELECT q.tenant_id, q.bot_id, q.conversation_id, q.id, 'assistant',
+                   'filler answer', '', 'answered', '', 'm', '{}', now(), 1
+            FROM conversations_message q
+            WHERE q.role = 'user' AND q.external_id LIKE 'fill-%%'
+              AND NOT EXISTS (SELECT 1 FROM conversations_message r WHERE r.reply_to_id = q.id)
+            """
         )
         cursor.execute("ANALYZE conversations_message")
 

@@ -26,7 +26,9 @@ from bench.harness import Product, percentile, summary  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=4, help="conversations in flight")
+    # One message at a time: the gateway's own time. More in flight on a small machine
+    # measures how its cores queue work as well.
+    parser.add_argument("--concurrency", type=int, default=1, help="conversations in flight")
     parser.add_argument("--model-delay", type=float, default=0.2, help="fake time to 1st token")
     args = parser.parse_args()
 

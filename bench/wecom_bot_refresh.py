@@ -26,7 +26,9 @@ from bench.harness import Product, percentile, summary  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--questions", type=int, default=8)
+    # As many as the worker answers at once (WORKER_CONCURRENCY), so every poll is of a
+    # stream being typed.
+    parser.add_argument("--questions", type=int, default=4)
     parser.add_argument("--polls", type=int, default=500)
     args = parser.parse_args()
 

@@ -47,8 +47,8 @@ def claimable(now: datetime) -> Q:
 # `claimable` and the marking of the claim in one statement that returns the row. The
 # database re-checks the WHERE on the row's newest version after a racing claimer's
 # UPDATE, so the second of two claimers takes nothing. Raw SQL: it runs for every
-# message, and this is a third of the ORM's time (PostgreSQL and SQLite >= 3.35 both
-# have RETURNING).
+# message, and takes half the time of the ORM's UPDATE and read (PostgreSQL and
+# SQLite >= 3.35 both have RETURNING).
 _CLAIM_SQL = f"""
     UPDATE {Message._meta.db_table}
     SET status = %s, claimed_until = %s, attempts = attempts + 1
