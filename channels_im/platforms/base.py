@@ -99,7 +99,8 @@ class OutboundReply:
             if index < self.parts_sent:
                 continue
             send_one(index, part)
-            self.on_part_sent(index + 1)
+            if index + 1 < len(parts):  # after the last part, the delivery itself is recorded
+                self.on_part_sent(index + 1)
 
 
 @dataclass(frozen=True)
