@@ -96,7 +96,9 @@ class Product:
 
     def __exit__(self, *exc: object) -> None:
         for process in self.processes:
-            os.killpg(process.pid, signal.SIGTERM)
+            # The main process only: it stops its own children after their current work
+            # (a TERM to Celery's children loses and requeues the task they are running).
+            process.send_signal(signal.SIGTERM)
         for process in self.processes:
             try:
                 process.wait(timeout=30)
