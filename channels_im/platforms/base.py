@@ -257,8 +257,10 @@ class TokenCache:
         self.fetch = fetch
 
     def get(self) -> str:
-        hit = self._remembered.get(self.key) or cache.get(self.key)
-        if hit is None or hit[1] <= time.time():
+        hit = self._remembered.get(self.key)
+        if not _fresh(hit):
+            hit = cache.get(self.key)  # another process may have refreshed it already
+        if not _fresh(hit):
             token, expires_in = self.fetch()
             lifetime = max(expires_in - self.EARLY_SECONDS, 60)
             hit = (token, time.time() + lifetime)
@@ -274,3 +276,7 @@ class TokenCache:
     @classmethod
     def forget_all(cls) -> None:
         cls._remembered.clear()
+
+
+def _fresh(hit: tuple[str, float] | None) -> bool:
+    return hit is not None and hit[1] > time.time()

@@ -52,3 +52,15 @@ def test_a_token_is_refreshed_ahead_of_its_expiry(monkeypatch):
     later = time.time() + 7200 - TokenCache.EARLY_SECONDS + 1
     monkeypatch.setattr(time, "time", lambda: later)
     assert tokens.get() == "token-2"
+
+
+def test_a_stale_copy_here_takes_the_token_another_process_already_refreshed():
+    import time
+
+    platform = Platform()
+    tokens = TokenCache("test:app", platform.fetch)
+    tokens.get()
+    TokenCache._remembered[tokens.key] = ("token-1", 0.0)  # due for refresh here
+    cache.set(tokens.key, ("refreshed-elsewhere", time.time() + 3600))
+    assert tokens.get() == "refreshed-elsewhere"
+    assert platform.fetches == 1

@@ -154,44 +154,40 @@ def test_a_task_for_a_row_owned_by_another_worker_does_nothing(wecom_bot, fake_o
     assert fake_ollama.requests == []
 
 
-def test_the_sweep_enqueues_stuck_rows_again(
-    wecom_bot,
-    fake_ollama,
-    fake_platforms,
-    eager_celery,
-    settings,
-    django_capture_on_commit_callbacks,
-):
+@pytest.fixture
+def sweep(wecom_bot, fake_platforms, eager_celery, settings, django_capture_on_commit_callbacks):
+    """Run the periodic sweep, with every row old enough to count as stuck, to the end."""
     settings.IM_STUCK_AFTER_SECONDS = 0
+
+    def run_sweep():
+        with django_capture_on_commit_callbacks(execute=True):
+            return sweep_stuck_messages.apply().get()
+
+    return run_sweep
+
+
+def test_the_sweep_enqueues_stuck_rows_again(wecom_bot, fake_ollama, fake_platforms, sweep):
     lost = receive(wecom_bot, inbound())  # committed, but its task never reached a worker
     crashed = receive(wecom_bot, inbound())  # a worker died holding it
     Message.objects.filter(pk=crashed.pk).update(
         status=Message.Status.ANSWERING, claimed_until=timezone.now() - timedelta(seconds=1)
     )
     assert {row[0] for row in stuck()} == {lost.pk, crashed.pk}
-    with django_capture_on_commit_callbacks(execute=True):
-        assert sweep_stuck_messages.apply().get() == 2
+    assert sweep() == 2
     assert Message.objects.filter(role="user", status="answered").count() == 2
     assert len(fake_platforms.messages("wecom")) == 2
     assert stuck() == []
 
 
 def test_an_answer_stored_by_a_worker_that_then_died_is_sent_once_and_not_asked_again(
-    wecom_bot,
-    fake_ollama,
-    fake_platforms,
-    eager_celery,
-    settings,
-    django_capture_on_commit_callbacks,
+    wecom_bot, fake_ollama, fake_platforms, sweep
 ):
-    settings.IM_STUCK_AFTER_SECONDS = 0
     question = receive(wecom_bot, inbound())
     first_worker = claim(question.pk, Message.Role.USER)
     add_reply(first_worker, "the stored answer", model="qwen2:1.5b", claimed=True)
     # ... and died before sending it; both claims run out.
     Message.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
-    with django_capture_on_commit_callbacks(execute=True):
-        assert sweep_stuck_messages.apply().get() == 2  # the question and its reply
+    assert sweep() == 2  # the question and its reply
     question.refresh_from_db()
     assert question.status == Message.Status.ANSWERED
     assert fake_ollama.requests == []
