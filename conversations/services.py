@@ -8,18 +8,17 @@ call happens here.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from channels_im.models import Bot
 from channels_im.platforms.base import InboundMessage
 
 from . import ratelimit, texts
 from .commands import command_for
-from .models import Conversation, Message
+from .models import Message
 from .replies import add_reply
+from .sessions import session_for
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message:
     return Message.objects.create(
         tenant_id=bot.tenant_id,
         bot=bot,
-        conversation=open_conversation(bot, inbound),
+        conversation_id=session_for(bot, inbound),
         role=Message.Role.USER,
         content=inbound.text,
         sender=inbound.sender,
@@ -62,34 +61,6 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message:
         status=status,
         reply_context={"is_group": inbound.is_group, **inbound.reply_context},
     )
-
-
-def open_conversation(bot: Bot, inbound: InboundMessage) -> Conversation:
-    """The session this message belongs to; a new one after the tenant's timeout."""
-    user_id = "" if (inbound.is_group and bot.shared_group_session) else inbound.sender
-    now = timezone.now()
-    fresh_after = now - timedelta(seconds=bot.tenant.session_timeout_seconds)
-    conversation = (
-        Conversation.objects.filter(
-            bot=bot,
-            chat_id=inbound.chat,
-            user_id=user_id,
-            last_activity_at__gte=fresh_after,
-            closed_at__isnull=True,
-        )
-        .order_by("-last_activity_at")
-        .first()
-    )
-    if conversation is None:
-        return Conversation.objects.create(
-            tenant_id=bot.tenant_id,
-            bot=bot,
-            chat_id=inbound.chat,
-            user_id=user_id,
-            last_activity_at=now,
-        )
-    Conversation.objects.filter(pk=conversation.pk).update(last_activity_at=now)
-    return conversation
 
 
 def enqueue_answer(message_id: int) -> None:

@@ -1,0 +1,80 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from channels_im.platforms.base import InboundMessage
+from conversations.models import Conversation
+from conversations.sessions import session_for
+
+pytestmark = pytest.mark.django_db
+
+
+def inbound(sender="alice", chat="chat-1", is_group=False):
+    return InboundMessage(external_id=None, sender=sender, chat=chat, text="hi", is_group=is_group)
+
+
+def test_a_message_opens_a_session_the_next_one_continues_and_freshens(wecom_bot):
+    first = session_for(wecom_bot, inbound())
+    Conversation.objects.filter(pk=first).update(
+        last_activity_at=timezone.now() - timedelta(seconds=60)
+    )
+    assert session_for(wecom_bot, inbound()) == first
+    touched = Conversation.objects.get(pk=first).last_activity_at
+    assert timezone.now() - touched < timedelta(seconds=5)
+
+
+def test_silence_past_the_tenants_timeout_opens_a_new_session(wecom_bot):
+    timeout = wecom_bot.tenant.session_timeout_seconds
+    first = session_for(wecom_bot, inbound())
+    Conversation.objects.filter(pk=first).update(
+        last_activity_at=timezone.now() - timedelta(seconds=timeout + 1)
+    )
+    second = session_for(wecom_bot, inbound())
+    assert second != first
+    assert Conversation.objects.get(pk=second).user_id == "alice"
+
+
+def test_a_closed_session_is_not_continued(wecom_bot):
+    first = session_for(wecom_bot, inbound())
+    Conversation.objects.filter(pk=first).update(closed_at=timezone.now())
+    assert session_for(wecom_bot, inbound()) != first
+
+
+def test_sessions_are_per_bot_chat_and_user(wecom_bot, tenant_a):
+    from tests.factories import BotFactory
+
+    other_bot = BotFactory(tenant=tenant_a, platform="wecom", name="other")
+    ids = {
+        session_for(wecom_bot, inbound()),
+        session_for(wecom_bot, inbound(sender="bob")),
+        session_for(wecom_bot, inbound(chat="chat-2")),
+        session_for(other_bot, inbound()),
+    }
+    assert len(ids) == 4
+
+
+def test_a_shared_group_session_ignores_the_sender_but_not_in_one_to_one_chats(wecom_bot):
+    wecom_bot.shared_group_session = True
+    group = session_for(wecom_bot, inbound(sender="alice", is_group=True))
+    assert session_for(wecom_bot, inbound(sender="bob", is_group=True)) == group
+    assert Conversation.objects.get(pk=group).user_id == ""
+    assert session_for(wecom_bot, inbound(sender="alice")) != group
+
+
+def test_of_two_fresh_sessions_the_newest_is_continued(wecom_bot):
+    # Two first messages racing each open one; later messages must all pick the same.
+    now = timezone.now()
+    older, newer = (
+        Conversation.objects.create(
+            tenant=wecom_bot.tenant,
+            bot=wecom_bot,
+            chat_id="chat-1",
+            user_id="alice",
+            last_activity_at=now - timedelta(seconds=seconds),
+        ).pk
+        for seconds in (20, 10)
+    )
+    assert session_for(wecom_bot, inbound()) == newer
+    assert session_for(wecom_bot, inbound()) == newer
+    assert Conversation.objects.get(pk=older).last_activity_at < now
