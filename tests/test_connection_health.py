@@ -1,0 +1,72 @@
+"""The database connection's health check (assistant/postgresql): a connection the server
+dropped is replaced before a callback uses it, and a healthy one costs no query."""
+
+import select
+
+import psycopg
+import pytest
+from django.db import connection
+
+from conversations.models import Message
+from tests.callbacks.wecom import wecom_post, wecom_text_xml, with_query
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's own connections"),
+]
+
+
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def from_outside(sql: str, *params):
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"], user=settings["USER"], dbname="postgres"
+    ) as other:
+        return other.execute(sql, params).fetchone()
+
+
+@pytest.fixture
+def checked(settings):
+    """Health checks on and due, as at the start of every request and task."""
+    connection.settings_dict["CONN_HEALTH_CHECKS"] = True
+    connection.ensure_connection()
+    connection.health_check_enabled = True
+
+    def due():
+        connection.health_check_done = False
+
+    return due
+
+
+def test_a_callback_after_the_server_dropped_the_connection_is_stored(client, wecom_bot, checked):
+    dropped = backend_pid()
+    from_outside("SELECT pg_terminate_backend(%s)", dropped)
+    # The server's goodbye reaches the socket before the next request does.
+    select.select([connection.connection.fileno()], [], [], 5)
+    checked()
+
+    query, body = wecom_post(wecom_bot.credentials, wecom_text_xml("still there?"))
+    response = client.post(with_query(wecom_bot.callback_path, query), body, "text/xml")
+
+    assert response.status_code == 200
+    assert Message.objects.filter(content="still there?").exists()
+    assert backend_pid() != dropped
+
+
+def test_a_healthy_connection_is_kept_without_a_query(checked):
+    pid = backend_pid()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'the last statement'")
+    checked()
+
+    connection.close_if_health_check_failed()
+
+    assert connection.health_check_done
+    (last,) = from_outside("SELECT query FROM pg_stat_activity WHERE pid = %s", pid)
+    assert last == "SELECT 'the last statement'"
+    assert backend_pid() == pid
