@@ -8,7 +8,6 @@ Errors are typed by HTTP status only: Ollama's error texts change between versio
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,8 @@ from typing import Any
 
 import requests
 from django.conf import settings
+
+from assistant import http
 
 DeltaCallback = Callable[[str], None]
 Messages = list[dict[str, str]]
@@ -165,16 +166,6 @@ def _openai_body(model: str, messages: Messages, options: dict[str, Any]) -> dic
     return body
 
 
-_local = threading.local()
-
-
-def _session() -> requests.Session:
-    """One keep-alive session per worker thread, so answers skip the TCP handshake."""
-    if not hasattr(_local, "session"):
-        _local.session = requests.Session()
-    return _local.session
-
-
 @contextmanager
 def _open_stream(url: str, body: dict[str, Any]) -> Iterator[requests.Response]:
     """POST and yield the open 2xx response; every transport failure becomes an LLMError.
@@ -183,7 +174,7 @@ def _open_stream(url: str, body: dict[str, Any]) -> Iterator[requests.Response]:
     """
     timeout = (settings.OLLAMA_CONNECT_TIMEOUT, settings.OLLAMA_TIMEOUT)
     try:
-        with _session().post(url, json=body, stream=True, timeout=timeout) as response:
+        with http.session().post(url, json=body, stream=True, timeout=timeout) as response:
             _raise_for_status(response)
             yield response
     except _UNSENDABLE as exc:

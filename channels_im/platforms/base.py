@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json as json_module
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
+
+from assistant import http
 
 if TYPE_CHECKING:
     from channels_im.models import Bot
@@ -203,7 +204,7 @@ def http_json(
     "rate limited" as HTTP 400 with its code in the body).
     """
     try:
-        response = session().request(
+        response = http.session().request(
             method, url, params=params, json=json, headers=headers, timeout=settings.IM_HTTP_TIMEOUT
         )
     except requests.RequestException as exc:
@@ -221,16 +222,6 @@ def http_json(
         return response.json()
     except ValueError as exc:
         raise DeliveryError(f"{method} {_path(url)}: response is not JSON") from exc
-
-
-_local = threading.local()
-
-
-def session() -> requests.Session:
-    """One keep-alive session per thread: the same few API hosts are called again and again."""
-    if not hasattr(_local, "session"):
-        _local.session = requests.Session()
-    return _local.session
 
 
 def _path(url: str) -> str:
