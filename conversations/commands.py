@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.utils import timezone
 from django.utils.translation import gettext, override
 
-from .models import Conversation, Message
+from . import sessions
+from .models import Message
 
 RESET = ("/reset", "/new", "/重置", "重置", "/清空")
 HELP = ("/help", "/帮助", "帮助", "/?")
@@ -25,7 +25,7 @@ def command_for(text: str) -> Callable[[Message], str] | None:
 
 def reset(message: Message) -> str:
     """Close the session: the next message starts a new conversation with no history."""
-    Conversation.objects.filter(pk=message.conversation_id).update(closed_at=timezone.now())
+    sessions.close(message.conversation_id)
     with override(message.tenant.language):
         return gettext("Done: I have forgotten our conversation. Ask me anything.")
 

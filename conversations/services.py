@@ -1,24 +1,24 @@
 """Intake: what happens to an inbound message inside the callback's request.
 
-One transaction: drop duplicates, apply rate limits, find or open the session, store
-the message, and enqueue the reply once the row is committed. No model or platform
-call happens here.
+Find or open the session, store the message (a platform's retry stops here), apply the
+rate limits, and enqueue the reply once the row is committed. No model or platform call
+happens here.
 """
 
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from channels_im.models import Bot
 from channels_im.platforms.base import InboundMessage
 
-from . import ratelimit, texts
+from . import ratelimit, sessions, texts
 from .commands import command_for
 from .models import Message
 from .replies import add_reply
-from .sessions import session_for
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +26,8 @@ logger = logging.getLogger(__name__)
 def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     """Store an inbound message and enqueue what answers it; None for a duplicate."""
     command = command_for(inbound.text)
-    try:
-        with transaction.atomic():
-            status = Message.Status.IGNORED if command else Message.Status.QUEUED
-            message = store(bot, inbound, status)
-    except IntegrityError:
+    message = store(bot, inbound, Message.Status.IGNORED if command else Message.Status.QUEUED)
+    if message is None:
         return None  # a platform retry: the first copy is already in hand
     if command:
         add_reply(message, command(message))
@@ -49,18 +46,38 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     return message
 
 
-def store(bot: Bot, inbound: InboundMessage, status: str) -> Message:
-    return Message.objects.create(
-        tenant_id=bot.tenant_id,
-        bot=bot,
-        conversation_id=session_for(bot, inbound),
-        role=Message.Role.USER,
-        content=inbound.text,
-        sender=inbound.sender,
-        external_id=inbound.external_id,
-        status=status,
-        reply_context={"is_group": inbound.is_group, **inbound.reply_context},
-    )
+def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
+    """The message's row in its session; None if the platform sent it before.
+
+    Two statements and no transaction around them, which would cost two more round trips
+    on every message. All a transaction would undo is a session opened by a copy that
+    turns out to be a duplicate (copies racing each other); it is closed again, so no
+    later message continues an empty session.
+    """
+    session = sessions.session_for(bot, inbound)
+    try:
+        with _contained():
+            return Message.objects.create(
+                tenant_id=bot.tenant_id,
+                bot=bot,
+                conversation_id=session.id,
+                role=Message.Role.USER,
+                content=inbound.text,
+                sender=inbound.sender,
+                external_id=inbound.external_id,
+                status=status,
+                reply_context={"is_group": inbound.is_group, **inbound.reply_context},
+            )
+    except IntegrityError:
+        if session.opened:
+            sessions.close(session.id)
+        return None
+
+
+def _contained() -> AbstractContextManager:
+    """Inside a caller's transaction, a savepoint, so that a duplicate's error does not
+    break it; in autocommit, the INSERT is a transaction of its own already."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def enqueue_answer(message_id: int) -> None:

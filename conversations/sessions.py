@@ -4,6 +4,7 @@ a new one after the tenant's timeout of silence or a /reset."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.db import connection
 from django.utils import timezone
@@ -31,8 +32,13 @@ _TOUCH_SQL = f"""
 """  # noqa: S608 - a constant table name, values as parameters
 
 
-def session_for(bot: Bot, inbound: InboundMessage) -> int:
-    """The id of the session `inbound` continues, opening one if none is fresh."""
+class Session(NamedTuple):
+    id: int
+    opened: bool  # by this call
+
+
+def session_for(bot: Bot, inbound: InboundMessage) -> Session:
+    """The session `inbound` continues, or one opened for it if none is fresh."""
     user_id = "" if (inbound.is_group and bot.shared_group_session) else inbound.sender
     now = timezone.now()
     fresh_after = now - timedelta(seconds=bot.tenant.session_timeout_seconds)
@@ -41,11 +47,17 @@ def session_for(bot: Bot, inbound: InboundMessage) -> int:
         cursor.execute(_TOUCH_SQL, [at(now), bot.pk, inbound.chat, user_id, at(fresh_after)])
         touched = cursor.fetchone()
     if touched is not None:
-        return touched[0]
-    return Conversation.objects.create(
+        return Session(touched[0], opened=False)
+    opened = Conversation.objects.create(
         tenant_id=bot.tenant_id,
         bot=bot,
         chat_id=inbound.chat,
         user_id=user_id,
         last_activity_at=now,
-    ).pk
+    )
+    return Session(opened.pk, opened=True)
+
+
+def close(session_id: int) -> None:
+    """End a session: the next message opens a new one."""
+    Conversation.objects.filter(pk=session_id).update(closed_at=timezone.now())

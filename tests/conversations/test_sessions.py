@@ -5,31 +5,43 @@ from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
 from conversations.models import Conversation
-from conversations.sessions import session_for
+from conversations.services import receive
+from conversations.sessions import session_for as found
 
 pytestmark = pytest.mark.django_db
 
 
-def inbound(sender="alice", chat="chat-1", is_group=False):
-    return InboundMessage(external_id=None, sender=sender, chat=chat, text="hi", is_group=is_group)
+def inbound(sender="alice", chat="chat-1", is_group=False, external_id=None):
+    return InboundMessage(
+        external_id=external_id, sender=sender, chat=chat, text="hi", is_group=is_group
+    )
+
+
+def session_for(bot, message):
+    return found(bot, message).id
+
+
+def make_stale(conversation_id, bot):
+    timeout = bot.tenant.session_timeout_seconds
+    Conversation.objects.filter(pk=conversation_id).update(
+        last_activity_at=timezone.now() - timedelta(seconds=timeout + 1)
+    )
 
 
 def test_a_message_opens_a_session_the_next_one_continues_and_freshens(wecom_bot):
-    first = session_for(wecom_bot, inbound())
-    Conversation.objects.filter(pk=first).update(
+    first = found(wecom_bot, inbound())
+    assert first.opened
+    Conversation.objects.filter(pk=first.id).update(
         last_activity_at=timezone.now() - timedelta(seconds=60)
     )
-    assert session_for(wecom_bot, inbound()) == first
-    touched = Conversation.objects.get(pk=first).last_activity_at
+    assert found(wecom_bot, inbound()) == (first.id, False)
+    touched = Conversation.objects.get(pk=first.id).last_activity_at
     assert timezone.now() - touched < timedelta(seconds=5)
 
 
 def test_silence_past_the_tenants_timeout_opens_a_new_session(wecom_bot):
-    timeout = wecom_bot.tenant.session_timeout_seconds
     first = session_for(wecom_bot, inbound())
-    Conversation.objects.filter(pk=first).update(
-        last_activity_at=timezone.now() - timedelta(seconds=timeout + 1)
-    )
+    make_stale(first, wecom_bot)
     second = session_for(wecom_bot, inbound())
     assert second != first
     assert Conversation.objects.get(pk=second).user_id == "alice"
@@ -78,3 +90,23 @@ def test_of_two_fresh_sessions_the_newest_is_continued(wecom_bot):
     assert session_for(wecom_bot, inbound()) == newer
     assert session_for(wecom_bot, inbound()) == newer
     assert Conversation.objects.get(pk=older).last_activity_at < now
+
+
+def test_a_late_retry_that_opened_a_session_closes_it_again(wecom_bot):
+    # The retry finds its first copy's session gone quiet and opens one, then turns out
+    # to be a duplicate: no later message may continue that empty session.
+    first = receive(wecom_bot, inbound(external_id="m1"))
+    make_stale(first.conversation_id, wecom_bot)
+    assert receive(wecom_bot, inbound(external_id="m1")) is None
+    [opened_by_retry] = Conversation.objects.exclude(pk=first.conversation_id)
+    assert opened_by_retry.closed_at is not None
+
+    later = receive(wecom_bot, inbound(external_id="m2"))
+    assert later.conversation_id not in (first.conversation_id, opened_by_retry.pk)
+
+
+def test_a_retry_within_the_session_leaves_it_open(wecom_bot):
+    first = receive(wecom_bot, inbound(external_id="m1"))
+    assert receive(wecom_bot, inbound(external_id="m1")) is None
+    assert Conversation.objects.get().closed_at is None
+    assert receive(wecom_bot, inbound(external_id="m2")).conversation_id == first.conversation_id
