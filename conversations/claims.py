@@ -82,7 +82,15 @@ def claim(message_id: int, role: str) -> Message | None:
 
 
 def settle(row: Message, **fields: Any) -> None:
-    """Record what became of a claimed row, with the queue wait measured at its claim."""
+    """Record what became of a claimed row, with the queue wait measured at its claim.
+
+    A row not stored yet (an answer is sent before its row is written) is stored now.
+    """
+    if row.pk is None:
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.save(force_insert=True)
+        return
     Message.objects.filter(pk=row.pk).update(queue_wait_ms=row.queue_wait_ms, **fields)
 
 

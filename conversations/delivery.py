@@ -51,11 +51,14 @@ def send(reply: Message) -> None:
 
 def outbound(reply: Message) -> OutboundReply:
     def on_part_sent(count: int) -> None:
+        # Parts remain: a crash from here on resumes after this one, never repeats it.
         reply.reply_context["parts_sent"] = count
-        Message.objects.filter(pk=reply.pk).update(reply_context=reply.reply_context)
+        settle(reply, reply_context=reply.reply_context)
 
     return replace(
-        outbound_for(reply.reply_to, text=reply.content, key=str(reply.pk)),
+        # One answer per question, so the question names it: the same key whether the
+        # answer was stored before it went or not.
+        outbound_for(reply.reply_to, text=reply.content, key=f"a{reply.reply_to_id}"),
         parts_sent=reply.reply_context.get("parts_sent", 0),
         on_part_sent=on_part_sent,
     )

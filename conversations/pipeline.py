@@ -1,12 +1,14 @@
-"""The worker's side: claim a queued message, ask the model, store and deliver the answer.
+"""The worker's side: claim a queued message, ask the model, deliver and store the answer.
 
 The row is the source of truth: a redelivered task, a Celery retry and the sweep may all
-point at one row, and only the one holding its claim answers. The answer's row is stored
-first (one INSERT; a question has at most one reply row), sent by the same worker (no
-second broker hop), and then the question is marked answered with its figures. A worker
-that dies in between leaves a reply row that its own claim delivers, and the question's
-next claim finds it and only records the outcome. Only a failed delivery goes to the
-delivery queue to be retried.
+point at one row, and only the one holding its claim answers. The answer is sent by the
+same worker (no second broker hop) and its row written right after, with the outcome;
+then the question is marked answered with its figures. Writing the row first would keep
+nothing safer: a worker dying between the send and its record answers twice either way
+(the platform's idempotency key, one per question, catches that where there is one). An
+answer sent in parts is stored once its first part is out, so a crash resumes after the
+parts sent; a failed send stores it for the delivery queue to retry; and a question
+claimed again that has a reply row only records the outcome.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .claims import RetryLater, backoff, claim, ms_between, release, settle
 from .context import build_messages
 from .live import LiveProgress
 from .models import Message
-from .replies import add_reply, enqueue_delivery
+from .replies import add_reply, enqueue_delivery, new_reply
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,8 @@ def answer(message_id: int) -> None:
         logger.info("message %s is not claimable (answered or owned); skipping", message_id)
         return
     if question.attempts > 1 and Message.objects.filter(reply_to=question).exists():
-        # An earlier worker stored the answer and died: its reply row is delivered on its own.
+        # An earlier worker sent or stored the answer, then died before recording this
+        # question: the reply row carries its own delivery.
         settle(question, status=Message.Status.ANSWERED, claimed_until=None, error="")
         return
     if question.attempts > settings.OLLAMA_MAX_RETRIES + 1:
@@ -50,8 +53,7 @@ def answer(message_id: int) -> None:
         logger.exception("answering message %s failed unexpectedly", question.pk)
         reply = handle_failure(question, llm.ModelUnavailable(f"{type(exc).__name__}: {exc}"))
     else:
-        reply = add_reply(question, completion.content, model=completion.model, claimed=True)
-        deliver_now(reply)
+        deliver_now(new_reply(question, completion.content, model=completion.model))
         record_answer(question, completion)
         return
     deliver_now(reply)
@@ -117,7 +119,8 @@ def handle_failure(question: Message, exc: llm.LLMError) -> Message:
 
 
 def deliver_now(reply: Message) -> None:
-    """Send the reply this worker just stored; a transient failure goes to the queue."""
+    """Send a reply this worker owns (stored or not yet); a transient failure goes to the
+    queue, stored."""
     try:
         delivery.send(reply)
     except RetryLater as exc:

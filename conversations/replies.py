@@ -18,7 +18,16 @@ def add_reply(question: Message, text: str, *, model: str = "", claimed: bool = 
     `claimed`: the calling worker sends it itself right after commit; otherwise (inside a
     web request) the delivery queue does, once committed.
     """
-    reply = Message.objects.create(
+    reply = new_reply(question, text, model=model, claimed=claimed)
+    reply.save(force_insert=True)
+    if not claimed:
+        transaction.on_commit(lambda: enqueue_delivery(reply.pk))
+    return reply
+
+
+def new_reply(question: Message, text: str, *, model: str = "", claimed: bool = True) -> Message:
+    """The assistant's row answering `question`, not stored yet."""
+    return Message(
         tenant=question.tenant,
         bot=question.bot,
         conversation_id=question.conversation_id,
@@ -30,9 +39,6 @@ def add_reply(question: Message, text: str, *, model: str = "", claimed: bool = 
         claimed_until=claimed_until() if claimed else None,
         attempts=1 if claimed else 0,
     )
-    if not claimed:
-        transaction.on_commit(lambda: enqueue_delivery(reply.pk))
-    return reply
 
 
 def enqueue_delivery(reply_id: int, countdown: float = 0) -> None:

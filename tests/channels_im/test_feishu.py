@@ -18,6 +18,7 @@ from tests.callbacks.feishu import (
 )
 from tests.channels_im.adapter_contract import AdapterContract
 from tests.factories import BotFactory
+from tests.fakes.ollama import DEFAULT_REPLY
 from tests.fakes.platforms import FakePlatforms
 
 pytestmark = pytest.mark.django_db
@@ -424,3 +425,34 @@ class TestFeishuContract(AdapterContract):
 
     def delivered_texts(self, fake_platforms, client, bot):
         return fake_platforms.feishu_chat()
+
+
+def test_an_answer_sent_again_after_the_worker_died_before_recording_it_arrives_once(
+    client, bot, deliver, fake_ollama, fake_platforms, settings, monkeypatch
+):
+    """The answer goes out before its row is written. A worker dying in between leaves the
+    question to be answered again: the new answer carries the same key, one per question,
+    and Feishu keeps the first."""
+    from conversations.tasks import sweep_stuck_messages
+
+    settings.IM_STUCK_AFTER_SECONDS = 0
+    monkeypatch.setitem(  # no cards: the answer goes as text replies
+        fake_platforms.routes,
+        ("POST", "/open-apis/cardkit/v1/cards"),
+        lambda server, request: (400, {"code": 200860, "msg": "cards unavailable"}),
+    )
+    deliver(client, message_request(bot, "What is our VPN address?", "om_1"))
+    # What a death between the send and its record leaves: no reply row, and the
+    # question answering under a claim that has run out.
+    Message.objects.filter(role="assistant").delete()
+    Message.objects.filter(role="user").update(
+        status="answering", claimed_until="2000-01-01T00:00:00Z"
+    )
+    sweep_stuck_messages.delay()
+    fake_ollama.reply = "The next answer"
+    deliver(client, message_request(bot, "And the proxy?", "om_2"))
+
+    replies = fake_platforms.received("/open-apis/im/v1/messages/om_1/reply")
+    assert len(replies) == 2 and replies[0].json["uuid"] == replies[1].json["uuid"]
+    assert fake_platforms.feishu_chat() == [DEFAULT_REPLY, "The next answer"]
+    assert set(Message.objects.values_list("status", flat=True)) == {"answered"}
