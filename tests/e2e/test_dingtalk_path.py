@@ -5,7 +5,7 @@ import pytest
 
 from conversations.models import Message
 from tests.callbacks.dingtalk import DINGTALK_CREDENTIALS, message_request
-from tests.e2e.worker import delivered_reply, wait_for
+from tests.e2e.worker import answered, wait_for
 from tests.factories import BotFactory, TenantFactory
 
 pytestmark = pytest.mark.e2e
@@ -31,5 +31,5 @@ def test_a_dingtalk_message_is_answered_by_a_real_worker(
     assert call.query == {"session": "s-msg-e2e-1"}
     [request_to_model] = fake_ollama.requests
     assert request_to_model["messages"][-1] == {"role": "user", "content": "VPN 连不上"}
-    reply = delivered_reply(worker)
-    assert reply.reply_to.status == Message.Status.ANSWERED
+    [reply] = answered(worker=worker)
+    assert reply.status == Message.Status.ANSWERED and reply.delivered_at is not None

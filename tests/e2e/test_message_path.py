@@ -5,7 +5,7 @@ import pytest
 
 from conversations.models import Message
 from tests.callbacks.wecom import wecom_post, wecom_text_xml, with_query
-from tests.e2e.worker import delivered_reply, wait_for
+from tests.e2e.worker import answered, wait_for
 from tests.factories import BotFactory, TenantFactory
 
 pytestmark = pytest.mark.e2e
@@ -31,5 +31,5 @@ def test_a_wecom_message_is_answered_by_a_real_worker(client, worker, fake_ollam
     assert request["model"] == "gemma:2b"
     assert request["messages"][0] == {"role": "system", "content": "You are ACME's IT helpdesk."}
     assert request["messages"][-1] == {"role": "user", "content": "VPN 连不上"}
-    reply = delivered_reply(worker)
-    assert reply.reply_to.status == Message.Status.ANSWERED
+    [reply] = answered(worker=worker)
+    assert reply.status == Message.Status.ANSWERED and reply.delivered_at is not None

@@ -76,15 +76,16 @@ def wait_for(condition, timeout: float = 30.0, worker: Worker | None = None):
     raise AssertionError(f"condition not met within {timeout}s\n{log}")
 
 
-def delivered_reply(worker: Worker | None = None):  # noqa: ANN201 - a conversations Message
-    """The answer, once the worker has recorded it as delivered (which it does just after
-    the platform received it)."""
+def answered(count: int = 1, worker: Worker | None = None) -> list:
+    """The answers, once the worker has recorded `count` questions as answered: the last
+    thing it does for each, after the platform received the answer and its row was written."""
     from conversations.models import Message
 
-    return wait_for(
-        lambda: Message.objects.filter(role="assistant", delivered_at__isnull=False).first(),
+    wait_for(
+        lambda: Message.objects.filter(role="user", status="answered").count() == count,
         worker=worker,
     )
+    return list(Message.objects.filter(role="assistant").order_by("id"))
 
 
 def free_port() -> int:
