@@ -53,7 +53,7 @@ def answer(message_id: int) -> None:
         logger.exception("answering message %s failed unexpectedly", question.pk)
         reply = handle_failure(question, llm.ModelUnavailable(f"{type(exc).__name__}: {exc}"))
     else:
-        deliver_now(new_reply(question, completion.content, model=completion.model))
+        deliver_now(new_reply(question, completion.content, model=completion.model, claimed=True))
         record_answer(question, completion)
         return
     deliver_now(reply)

@@ -25,7 +25,7 @@ def add_reply(question: Message, text: str, *, model: str = "", claimed: bool = 
     return reply
 
 
-def new_reply(question: Message, text: str, *, model: str = "", claimed: bool = True) -> Message:
+def new_reply(question: Message, text: str, *, model: str = "", claimed: bool) -> Message:
     """The assistant's row answering `question`, not stored yet."""
     return Message(
         tenant=question.tenant,
