@@ -31,11 +31,10 @@ def from_outside(sql: str, *params):
 
 
 @pytest.fixture
-def checked(settings):
-    """Health checks on and due, as at the start of every request and task."""
-    connection.settings_dict["CONN_HEALTH_CHECKS"] = True
+def checked():
+    """Makes the health check due, as at the start of every request and task."""
     connection.ensure_connection()
-    connection.health_check_enabled = True
+    assert connection.health_check_enabled  # settings turn it on for PostgreSQL
 
     def due():
         connection.health_check_done = False

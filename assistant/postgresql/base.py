@@ -13,8 +13,8 @@ from django.db.backends.postgresql import base
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def close_if_health_check_failed(self) -> None:
-        checked = self.connection is None or self.health_check_done or not self.health_check_enabled
-        if checked or self.pool:  # a pool checks its own connections
+        due = self.connection is not None and self.health_check_enabled
+        if not due or self.health_check_done or self.pool:  # a pool checks its own
             return
         if not self._idle_and_open():
             self.close()
