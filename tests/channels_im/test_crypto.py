@@ -1,6 +1,6 @@
 """Callback crypto against the vectors produced by the platforms' own SDKs.
 
-Every value comes from shared/spec/platform_vectors.json so that a mismatch means we
+Every value comes from tests/fixtures/platform_vectors.json so that a mismatch means we
 disagree with wechatpy / lark-oapi / DingTalk's samples, not with ourselves.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from urllib.parse import quote_plus
 
 import pytest
@@ -18,9 +17,9 @@ from channels_im.platforms.base import BadPayload, SignatureInvalid
 from channels_im.platforms.dingtalk_crypto import dingtalk_sign
 from channels_im.platforms.feishu_crypto import FeishuCipher, feishu_signature
 from channels_im.platforms.wxcrypto import WxBizMsgCrypt
+from tests.fixtures import PLATFORM_VECTORS
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "spec" / "platform_vectors.json"
-VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
+VECTORS = PLATFORM_VECTORS
 WECOM = VECTORS["wecom"]
 DINGTALK = VECTORS["dingtalk"]
 FEISHU = VECTORS["feishu"]

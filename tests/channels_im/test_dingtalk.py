@@ -1,6 +1,5 @@
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,11 +17,11 @@ from tests.callbacks.dingtalk import (
 )
 from tests.channels_im.adapter_contract import AdapterContract
 from tests.factories import BotFactory
+from tests.fixtures import PLATFORM_VECTORS
 
 pytestmark = pytest.mark.django_db
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "spec" / "platform_vectors.json"
-VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))["dingtalk"]
+VECTORS = PLATFORM_VECTORS["dingtalk"]
 CARD_TEMPLATE = "382e4302-551d-4880-bf29-a30acfab2e71.schema"
 
 

@@ -1,6 +1,5 @@
 import json
 import time
-from pathlib import Path
 
 import pytest
 from django.db import DatabaseError
@@ -20,6 +19,7 @@ from tests.channels_im.adapter_contract import AdapterContract
 from tests.factories import BotFactory
 from tests.fakes.ollama import DEFAULT_REPLY
 from tests.fakes.platforms import FakePlatforms
+from tests.fixtures import PLATFORM_VECTORS
 
 pytestmark = pytest.mark.django_db
 
@@ -30,8 +30,7 @@ FEISHU_CREDENTIALS = {
     "encrypt_key": "FeishuEncryptKey0001",
     "bot_open_id": BOT_OPEN_ID,
 }
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "spec" / "platform_vectors.json"
-VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))["feishu"]
+VECTORS = PLATFORM_VECTORS["feishu"]
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,10 +20,10 @@ from tests.callbacks.wecom_bot import (
 )
 from tests.channels_im.adapter_contract import AdapterContract
 from tests.factories import BotFactory
+from tests.fixtures import PLATFORM_VECTORS
 
 pytestmark = pytest.mark.django_db
 
-VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "spec" / "platform_vectors.json"
 
 
 def shown_answers(client, bot) -> list[str]:
@@ -49,7 +48,7 @@ def question_stream(bot, msg_id: str) -> str:
 
 @pytest.fixture
 def vector():
-    return json.loads(VECTORS_PATH.read_text(encoding="utf-8"))["wecom"]
+    return PLATFORM_VECTORS["wecom"]
 
 
 def outbound(stream_id, text="", *, url=""):
