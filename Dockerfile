@@ -5,6 +5,7 @@ WORKDIR /app
 
 COPY pyproject.toml ./
 COPY assistant assistant
+COPY common common
 COPY tenants tenants
 COPY channels_im channels_im
 COPY conversations conversations

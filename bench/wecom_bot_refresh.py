@@ -34,7 +34,7 @@ def main() -> None:
 
     with Product(first_token_delay=0.3, chunk_delay=0.05) as product:
         product.ollama.reply = " ".join(f"word{n}" for n in range(200))  # ~10 s of typing
-        from channels_im.platforms.wecom_bot import stream_id_for
+        from channels_im.platforms.wecom_bot.stream import stream_id_for
         from tests.callbacks.wecom_bot import message_request, refresh_request
 
         bot = product.make_bot("wecom_bot")

@@ -7,12 +7,12 @@ for that platform's credentials, declared by its adapter's `credential_fields`.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -25,6 +25,9 @@ from tenants.encryption import mask
 from .models import Bot
 from .platforms import adapter_class
 from .platforms.base import CredentialField
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 CREDENTIAL_PREFIX = "cred_"
 
@@ -53,7 +56,7 @@ class BotCredentialsForm(forms.ModelForm):
                 field.help_text = join_help(spec.hint, _("Not set yet."))
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         credentials = dict(self.instance.credentials or {})
         for spec in self.credential_fields:
             value = cleaned.get(CREDENTIAL_PREFIX + spec.name) or ""
@@ -73,7 +76,7 @@ class BotCredentialsForm(forms.ModelForm):
         return super().save(commit)
 
 
-def join_help(*parts: str) -> str:
+def join_help(*parts: StrOrPromise) -> str:
     return " · ".join(str(part) for part in parts if part)
 
 
@@ -185,7 +188,7 @@ class BotAdmin(TenantScopedAdmin):
             (_("Status"), {"fields": ("last_error", "last_error_at", "public_id", "created_at")}),
         )
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Bot | None = None) -> Any:
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
         # The stored credentials belong to one platform; another needs a new bot.
         if obj is not None:

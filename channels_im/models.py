@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -12,6 +13,9 @@ from tenants.fields import EncryptedJSONField
 from tenants.models import Tenant
 
 from .platforms import adapter_class, platform_choices
+
+if TYPE_CHECKING:
+    from .platforms.base import PlatformAdapter
 
 
 class Bot(models.Model):
@@ -59,7 +63,8 @@ class Bot(models.Model):
         return settings.PUBLIC_BASE_URL + self.callback_path
 
     @property
-    def adapter(self):  # noqa: ANN201 - the platform's PlatformAdapter subclass
+    def adapter(self) -> PlatformAdapter:
+        """This bot's platform module (a PlatformAdapter subclass), bound to it."""
         return adapter_class(self.platform)(self)
 
     def record_error(self, error: str) -> None:

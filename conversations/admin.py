@@ -39,7 +39,8 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         # A sliced count is COUNT(*) over a LIMIT subquery: bounded work.
-        return self.object_list[: self.CAP].count()
+        log: QuerySet[Message] = self.object_list  # type: ignore[assignment]
+        return log[: self.CAP].count()
 
 
 class LogAdmin(TenantScopedAdmin):
@@ -138,7 +139,7 @@ def csv_lines(queryset: QuerySet[Message]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     # The BOM tells Excel the file is UTF-8; without it Chinese text comes out garbled.
     yield "\ufeff"
-    yield writer.writerow([str(Message._meta.get_field(f).verbose_name) for f in EXPORT_FIELDS])
+    yield writer.writerow([str(Message._meta.get_field(f).verbose_name) for f in EXPORT_FIELDS])  # type: ignore[union-attr]
     for message in queryset.iterator(chunk_size=1000):
         yield writer.writerow([csv_cell(getattr(message, f)) for f in EXPORT_FIELDS])
 

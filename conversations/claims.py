@@ -1,33 +1,78 @@
-"""Who owns a row right now. The same small state machine drives answering and delivery:
+"""Who owns a row right now, and everything that is written on a row while it is owned.
 
-queued (due) → answering (claimed until T) → answered | failed, or back to queued with a
-"not before" time after a transient failure. A claim is one conditional UPDATE, so a
-redelivered task, a Celery retry and the sweep may all point at one row and only one
-of them does the work.
+The same small state machine drives answering (a user row) and delivery (an assistant
+row): queued (due) → answering (claimed until T) → answered | failed, or back to queued
+with a "not before" time after a transient failure. `Claim.take` is one conditional
+UPDATE, so a redelivered task, a retry and the sweep may all point at one row and only
+one of them does the work. The `Claim` it returns is the only writer of that row until
+the outcome is recorded:
+
+- the answer row is written by the claim of its question (`Claim.answer`): not before it
+  is sent, but the first time something must be kept: a part of a split answer sent, the
+  outcome of the send, or the apology stored with its question's failure;
+- `Claim.fail` alone decides retry-or-fail, with the bot's last error;
+- `Claim.crash_loop` is the one guard against a row whose workers keep dying.
+
+Retrying is said by raising RetryLater; `tasks.py`, the only module that talks to the
+broker, enqueues the row's task again when it is due.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from channels_im.bot_cache import bot_by_id
+from channels_im.platforms.base import DeliveryError
 
+from .llm import LLMError
 from .models import Message
+
+logger = logging.getLogger(__name__)
 
 
 class RetryLater(Exception):
     """A transient failure: the row is queued again and due in `countdown` seconds."""
 
-    def __init__(self, countdown: float):
-        super().__init__(f"retry in {countdown:.1f}s")
+    def __init__(self, row_id: int, role: str, countdown: float):
+        super().__init__(f"retry {role} row {row_id} in {countdown:.1f}s")
+        self.row_id = row_id
+        self.role = role
         self.countdown = countdown
+
+
+class GaveUp(Exception):
+    """A row claimed again and again without an outcome: each worker died on it."""
+
+    permanent = True
+
+
+# What failed: the model, the platform, or the workers themselves.
+Failure = LLMError | DeliveryError | GaveUp
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int
+    backoff: float  # seconds before the first retry; doubles with each attempt
+    label: str  # names the step in the bot's last error
+
+
+def policy(role: str) -> RetryPolicy:
+    """Answering retries the model; delivering retries the platform."""
+    if role == Message.Role.USER:
+        return RetryPolicy(settings.OLLAMA_MAX_RETRIES, settings.OLLAMA_RETRY_BACKOFF, "model")
+    return RetryPolicy(
+        settings.IM_DELIVERY_MAX_RETRIES, settings.IM_DELIVERY_RETRY_BACKOFF, "delivery"
+    )
 
 
 def backoff(attempt: int, base: float) -> float:
@@ -60,38 +105,87 @@ _CLAIM_SQL = f"""
 """  # noqa: S608 - a constant table name, values as parameters
 
 
-def claim(message_id: int, role: str) -> Message | None:
-    """Take the row for this worker, or None if it is done or someone else owns it.
+class Claim:
+    """This worker's hold on one row (`row`), until `row.claimed_until`."""
 
-    Its bot and tenant come from the bot cache. The queue wait is measured now and
-    written with the outcome (`settle`).
-    """
-    now = timezone.now()
-    at = connection.ops.adapt_datetimefield_value
-    answering, queued = Message.Status.ANSWERING, Message.Status.QUEUED
-    params = [answering, at(claimed_until()), message_id, role, queued, at(now), answering, at(now)]
-    taken = list(Message.objects.raw(_CLAIM_SQL, params))
-    if not taken:
-        return None
-    [row] = taken
-    row.bot = bot_by_id(row.bot_id)
-    row.tenant = row.bot.tenant
-    if row.queue_wait_ms is None:
-        row.queue_wait_ms = ms_between(row.created_at, now)
-    return row
+    def __init__(self, row: Message):
+        self.row = row
+        self.policy = policy(row.role)
 
+    @classmethod
+    def take(cls, message_id: int, role: str) -> Claim | None:
+        """The row for this worker, or None if it is done or someone else owns it.
 
-def settle(row: Message, **fields: Any) -> None:
-    """Record what became of a claimed row, with the queue wait measured at its claim.
+        Its bot and tenant come from the bot cache. The queue wait is measured now and
+        written with the outcome.
+        """
+        now = timezone.now()
+        at = connection.ops.adapt_datetimefield_value
+        answering, queued = Message.Status.ANSWERING, Message.Status.QUEUED
+        params = [answering, at(claimed_until()), message_id, role]
+        params += [queued, at(now), answering, at(now)]
+        taken = list(Message.objects.raw(_CLAIM_SQL, params))
+        if not taken:
+            return None
+        [row] = taken
+        row.bot = bot_by_id(row.bot_id)
+        row.tenant = row.bot.tenant
+        if row.queue_wait_ms is None:
+            row.queue_wait_ms = ms_between(row.created_at, now)
+        return cls(row)
 
-    A row not stored yet (an answer is sent before its row is written) is stored now.
-    """
-    if row.pk is None:
+    def answer(self, text: str, *, model: str = "") -> Claim:
+        """The claim of the answer to this question: held by this worker, not stored yet."""
+        reply = self.row.new_reply(text, model=model)
+        reply.status = Message.Status.ANSWERING
+        reply.claimed_until = claimed_until()
+        reply.attempts = 1
+        return Claim(reply)
+
+    @property
+    def crash_loop(self) -> GaveUp | None:
+        """The failure to record when workers died on this row more often than it may be
+        retried (a time limit, an OOM kill): stop, rather than try forever."""
+        if self.row.attempts <= self.policy.max_retries + 1:
+            return None
+        return GaveUp(f"gave up after {self.row.attempts - 1} attempts")
+
+    def record(self, **fields: Any) -> None:
+        """Write `fields` on the row, keeping the claim; an answer row not stored yet is
+        INSERTed now (the only place it is), with the queue wait measured at the claim."""
         for name, value in fields.items():
-            setattr(row, name, value)
-        row.save(force_insert=True)
-        return
-    Message.objects.filter(pk=row.pk).update(queue_wait_ms=row.queue_wait_ms, **fields)
+            setattr(self.row, name, value)
+        if self.row.pk is None:
+            self.row.save(force_insert=True)
+            return
+        wait = self.row.queue_wait_ms
+        Message.objects.filter(pk=self.row.pk).update(queue_wait_ms=wait, **fields)
+
+    def succeed(self, **fields: Any) -> None:
+        """The row's work is done: answered, the claim released, no error."""
+        self.record(status=Message.Status.ANSWERED, claimed_until=None, error="", **fields)
+
+    def fail(self, exc: Failure, *, apology: str = "", **fields: Any) -> Claim | None:
+        """Retry a transient failure later, or record the failure for good.
+
+        Retrying gives the row back to the queue and raises RetryLater. Failing for good
+        records `fields` and the error, sets the bot's last error and, given an `apology`,
+        stores it as the answer in the same transaction and returns its claim for sending.
+        """
+        if not exc.permanent and self.row.attempts <= self.policy.max_retries:
+            countdown = backoff(self.row.attempts, self.policy.backoff)
+            due = timezone.now() + timedelta(seconds=countdown)
+            self.record(status=Message.Status.QUEUED, claimed_until=due, error=str(exc))
+            raise RetryLater(self.row.pk, self.row.role, countdown) from exc
+        logger.warning("%s row %s failed for good: %s", self.row.role, self.row.pk, exc)
+        reply = None
+        with transaction.atomic():
+            self.record(status=Message.Status.FAILED, claimed_until=None, error=str(exc), **fields)
+            if apology:
+                reply = self.answer(apology)
+                reply.record()
+        self.row.bot.record_error(f"{self.policy.label}: {exc}")
+        return reply
 
 
 def claimed_until() -> datetime:
@@ -101,16 +195,6 @@ def claimed_until() -> datetime:
 
 def ms_between(start: datetime, end: datetime) -> int:
     return max(int((end - start).total_seconds() * 1000), 0)
-
-
-def release(message: Message, *, after: float, error: str) -> None:
-    """Give the row back to the queue, due again in `after` seconds."""
-    settle(
-        message,
-        status=Message.Status.QUEUED,
-        claimed_until=timezone.now() + timedelta(seconds=after),
-        error=error,
-    )
 
 
 def stuck(limit: int = 500) -> list[tuple[int, str]]:

@@ -7,16 +7,20 @@ import time
 
 from channels_im.platforms.base import DeliveryError, LiveReply
 
-from .models import Message
+from .claims import Claim
 
 logger = logging.getLogger(__name__)
 
 
 class LiveProgress:
     """The `on_delta` callback of one answer. A failing live channel never fails the
-    answer: the final text is delivered by `send` all the same."""
+    answer: the final text is delivered by `send` all the same.
 
-    def __init__(self, question: Message, live: LiveReply):
+    What the live channel's `start` returns is kept on the question's row (its
+    `reply_context["live"]`), where the outbound reply reads it back as `live`.
+    """
+
+    def __init__(self, question: Claim, live: LiveReply):
         self.question = question
         self.live = live
         self.text = ""
@@ -31,14 +35,13 @@ class LiveProgress:
         try:
             self._push()
         except DeliveryError as exc:
-            logger.warning("live updates for message %s stopped: %s", self.question.pk, exc)
+            logger.warning("live updates for message %s stopped: %s", self.question.row.pk, exc)
             self.broken = True
         self.last_push = now
 
     def _push(self) -> None:
-        context = self.question.reply_context
+        context = self.question.row.reply_context
         if "live" in context:  # started by this attempt or by an earlier one
             self.live.update(self.text)
             return
-        context["live"] = self.live.start(self.text)
-        Message.objects.filter(pk=self.question.pk).update(reply_context=context)
+        self.question.record(reply_context={**context, "live": self.live.start(self.text)})

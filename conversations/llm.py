@@ -17,7 +17,7 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from assistant import http
+from common import http
 
 DeltaCallback = Callable[[str], None]
 Messages = list[dict[str, str]]

@@ -88,6 +88,8 @@ class Message(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices)
     error = models.TextField(_("error"), blank=True)
     model = models.CharField(_("model"), max_length=200, blank=True)
+    # Why the model stopped ("stop", "length" …): a cut-off answer leaves a trace.
+    done_reason = models.CharField(_("done reason"), max_length=32, blank=True)
     # What the platform module needs to answer (a message id, a webhook URL …).
     reply_context = models.JSONField(default=dict, blank=True)
 
@@ -129,3 +131,16 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_role_display()}: {self.content[:60]}"
+
+    def new_reply(self, text: str, *, model: str = "") -> Message:
+        """The assistant's row answering this one, queued for delivery and not stored yet."""
+        return Message(
+            tenant=self.tenant,
+            bot=self.bot,
+            conversation_id=self.conversation_id,
+            reply_to=self,
+            role=Message.Role.ASSISTANT,
+            content=text,
+            model=model,
+            status=Message.Status.QUEUED,
+        )

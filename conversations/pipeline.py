@@ -1,71 +1,75 @@
-"""The worker's side: claim a queued message, ask the model, deliver and store the answer.
+"""The worker's side: claim a queued question, ask the model, deliver and store the answer.
 
-The row is the source of truth: a redelivered task, a Celery retry and the sweep may all
-point at one row, and only the one holding its claim answers. The answer is sent by the
+The question's `Claim` (claims.py) owns its row and, until it is written, its answer's:
+when each is written and who retries what is decided there. The answer is sent by the
 same worker (no second broker hop) and its row written right after, with the outcome;
 then the question is marked answered with its figures. Writing the row first would keep
 nothing safer: a worker dying between the send and its record answers twice either way
-(the platform's idempotency key, one per question, catches that where there is one). An
-answer sent in parts is stored once its first part is out, so a crash resumes after the
-parts sent; a failed send stores it for the delivery queue to retry; and a question
-claimed again that has a reply row only records the outcome.
+(the platform's idempotency key, one per question, catches that where there is one). A
+question claimed again that has an answer row only records the outcome: that row carries
+its own delivery.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from tenants.models import Tenant
+
 from . import delivery, llm, texts
-from .claims import RetryLater, backoff, claim, ms_between, release, settle
+from .claims import Claim, Failure, ms_between
 from .context import build_messages
 from .live import LiveProgress
 from .models import Message
-from .replies import add_reply, enqueue_delivery, new_reply
 
 logger = logging.getLogger(__name__)
 
 
 def answer(message_id: int) -> None:
-    """Answer one queued message, or do nothing if another worker owns it."""
-    question = claim(message_id, Message.Role.USER)
+    """Answer one queued question, or do nothing if another worker owns it.
+
+    Raises RetryLater when the question (transient model failure) or its answer
+    (transient send failure) is to be worked on again later.
+    """
+    question = Claim.take(message_id, Message.Role.USER)
     if question is None:
         logger.info("message %s is not claimable (answered or owned); skipping", message_id)
         return
-    if question.attempts > 1 and Message.objects.filter(reply_to=question).exists():
+    if question.row.attempts > 1 and Message.objects.filter(reply_to=question.row).exists():
         # An earlier worker sent or stored the answer, then died before recording this
-        # question: the reply row carries its own delivery.
-        settle(question, status=Message.Status.ANSWERED, claimed_until=None, error="")
+        # question: the answer row carries its own delivery.
+        question.succeed()
         return
-    if question.attempts > settings.OLLAMA_MAX_RETRIES + 1:
-        # Claimed again and again without an outcome (a crash loop): stop and apologise.
-        gave_up = llm.ModelUnavailable(f"gave up after {question.attempts - 1} attempts")
-        deliver_now(handle_failure(question, gave_up))
+    if (gave_up := question.crash_loop) is not None:
+        apologise(question, gave_up)
         return
     try:
         completion = ask_model(question)
     except llm.LLMError as exc:
-        reply = handle_failure(question, exc)
-    except Exception as exc:  # noqa: BLE001 - a bug or a time limit must not strand the row
-        logger.exception("answering message %s failed unexpectedly", question.pk)
-        reply = handle_failure(question, llm.ModelUnavailable(f"{type(exc).__name__}: {exc}"))
-    else:
-        deliver_now(new_reply(question, completion.content, model=completion.model, claimed=True))
-        record_answer(question, completion)
+        apologise(question, exc)
         return
-    deliver_now(reply)
+    except Exception as exc:  # noqa: BLE001 - a bug or a time limit must not strand the row
+        logger.exception("answering message %s failed unexpectedly", question.row.pk)
+        apologise(question, llm.ModelUnavailable(f"{type(exc).__name__}: {exc}"))
+        return
+    try:
+        delivery.send(question.answer(completion.content, model=completion.model))
+    finally:
+        # Answered whether the send went now or waits, stored, for the delivery queue.
+        question.succeed(**figures(question.row, completion))
 
 
-def ask_model(question: Message) -> llm.Completion:
-    tenant = question.tenant
-    live = question.bot.adapter.live(delivery.outbound_for(question))
+def ask_model(question: Claim) -> llm.Completion:
+    row = question.row
+    tenant = row.tenant
+    live = row.bot.adapter.live(delivery.outbound_for(row))
     completion = llm.chat(
         tenant.endpoint,
         tenant.model,
-        build_messages(question),
+        build_messages(row),
         options=model_options(tenant),
         keep_alive=tenant.keep_alive or None,
         on_delta=LiveProgress(question, live) if live else None,
@@ -75,53 +79,34 @@ def ask_model(question: Message) -> llm.Completion:
     return completion
 
 
-def model_options(tenant) -> dict:  # noqa: ANN001 - a Tenant
-    options: dict = {"num_ctx": tenant.num_ctx}
+def model_options(tenant: Tenant) -> dict[str, Any]:
+    options: dict[str, Any] = {"num_ctx": tenant.num_ctx}
     if tenant.temperature is not None:
         options["temperature"] = tenant.temperature
     return options
 
 
-def record_answer(question: Message, completion: llm.Completion) -> None:
-    """The question's outcome and figures; total_ms runs until the answer was sent."""
-    settle(
-        question,
-        status=Message.Status.ANSWERED,
-        claimed_until=None,
-        error="",
-        model=completion.model,
-        first_token_ms=completion.first_token_ms,
-        total_ms=ms_between(question.created_at, timezone.now()),
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
+def figures(question: Message, completion: llm.Completion) -> dict[str, Any]:
+    """The question's figures; total_ms runs until the answer was sent."""
+    return {
+        "model": completion.model,
+        "done_reason": completion.done_reason,
+        "first_token_ms": completion.first_token_ms,
+        "total_ms": ms_between(question.created_at, timezone.now()),
+        "prompt_tokens": completion.prompt_tokens,
+        "completion_tokens": completion.completion_tokens,
+    }
+
+
+def apologise(question: Claim, exc: Failure) -> None:
+    """Retry a transient failure later; otherwise the person gets an apology and the row
+    says why."""
+    row = question.row
+    apology = question.fail(
+        exc,
+        apology=texts.apology(row.tenant),
+        model=row.tenant.model,
+        total_ms=ms_between(row.created_at, timezone.now()),
     )
-
-
-def handle_failure(question: Message, exc: llm.LLMError) -> Message:
-    """Retry a transient failure with backoff; otherwise store an apology and say why."""
-    if not exc.permanent and question.attempts <= settings.OLLAMA_MAX_RETRIES:
-        countdown = backoff(question.attempts, settings.OLLAMA_RETRY_BACKOFF)
-        release(question, after=countdown, error=str(exc))
-        raise RetryLater(countdown) from exc
-    logger.warning("message %s failed for good: %s", question.pk, exc)
-    with transaction.atomic():
-        settle(
-            question,
-            status=Message.Status.FAILED,
-            claimed_until=None,
-            error=str(exc),
-            model=question.tenant.model,
-            total_ms=ms_between(question.created_at, timezone.now()),
-        )
-        reply = add_reply(question, texts.apology(question.tenant), claimed=True)
-    question.bot.record_error(f"model: {exc}")
-    return reply
-
-
-def deliver_now(reply: Message) -> None:
-    """Send a reply this worker owns (stored or not yet); a transient failure goes to the
-    queue, stored."""
-    try:
-        delivery.send(reply)
-    except RetryLater as exc:
-        enqueue_delivery(reply.pk, countdown=exc.countdown)
+    if apology is not None:
+        delivery.send(apology)

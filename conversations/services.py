@@ -15,10 +15,9 @@ from django.db import IntegrityError, connection, transaction
 from channels_im.models import Bot
 from channels_im.platforms.base import InboundMessage
 
-from . import ratelimit, sessions, texts
+from . import ratelimit, sessions, tasks, texts
 from .commands import command_for
 from .models import Message
-from .replies import add_reply
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     verdict = ratelimit.check_or_allow(bot.tenant, inbound.sender)
     if not verdict.limited:
         # Outside any transaction this runs at once; inside a caller's, after its commit.
-        transaction.on_commit(lambda: enqueue_answer(message.pk))
+        transaction.on_commit(lambda: tasks.enqueue(message.pk, Message.Role.USER))
         return message
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(status=Message.Status.RATE_LIMITED)
@@ -80,11 +79,10 @@ def _contained() -> AbstractContextManager:
     return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
-def enqueue_answer(message_id: int) -> None:
-    from .tasks import generate_reply
-
-    try:
-        generate_reply.delay(message_id)
-    except Exception:
-        # The broker is down: the row stays queued and the sweep enqueues it later.
-        logger.exception("could not enqueue message %s; the sweep will retry", message_id)
+def add_reply(question: Message, text: str) -> Message:
+    """Store the bot's own answer to `question` (a command's, a limit notice), for the
+    delivery queue to send once the caller's transaction commits."""
+    reply = question.new_reply(text)
+    reply.save(force_insert=True)
+    transaction.on_commit(lambda: tasks.enqueue(reply.pk, Message.Role.ASSISTANT))
+    return reply

@@ -1,37 +1,60 @@
-"""Thin Celery tasks: each takes an id and hands it to one service function.
+"""Thin Celery tasks, and the only module that talks to the broker.
 
-Retries are driven by RetryLater, raised after the row itself was queued again, so the
-database (not the broker) knows what is pending.
+Each task takes a row id and hands it to one service function. A service that wants a
+row worked on again later raises RetryLater after queuing the row itself, so the
+database (not the broker) knows what is pending; the task then enqueues that row's task
+with the countdown (a failed answer send becomes a delivery task). The sweep enqueues
+what a lost broker message or a dead worker left behind.
 """
 
-from celery import shared_task
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from celery import Task, shared_task
 
 from . import delivery, pipeline
 from .claims import RetryLater, stuck
 from .models import Message
 
-
-@shared_task(bind=True, acks_late=True, max_retries=None)
-def generate_reply(self, message_id: int) -> None:
-    try:
-        pipeline.answer(message_id)
-    except RetryLater as exc:
-        raise self.retry(countdown=exc.countdown) from exc
+logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
-def deliver_reply(self, reply_id: int) -> None:
-    try:
-        delivery.deliver(reply_id)
-    except RetryLater as exc:
-        raise self.retry(countdown=exc.countdown) from exc
+@shared_task(acks_late=True)
+def generate_reply(message_id: int) -> None:
+    _run(pipeline.answer, message_id)
+
+
+@shared_task(acks_late=True)
+def deliver_reply(reply_id: int) -> None:
+    _run(delivery.deliver, reply_id)
 
 
 @shared_task
 def sweep_stuck_messages() -> int:
     """Enqueue again what a lost broker message or a dead worker left behind."""
     rows = stuck()
-    for message_id, role in rows:
-        task = generate_reply if role == Message.Role.USER else deliver_reply
-        task.delay(message_id)
+    for row_id, role in rows:
+        enqueue(row_id, role)
     return len(rows)
+
+
+def enqueue(row_id: int, role: str, countdown: float = 0) -> None:
+    """Send the task that works on this row: answering a question, delivering an answer.
+
+    A broker outage is logged and nothing more: the row stays queued in the database and
+    the sweep enqueues it once the broker is back.
+    """
+    task: Task = generate_reply if role == Message.Role.USER else deliver_reply
+    try:
+        task.apply_async((row_id,), countdown=countdown)
+    except Exception:
+        logger.exception("could not enqueue %s row %s; the sweep will retry", role, row_id)
+
+
+def _run(service: Callable[[int], None], row_id: int) -> None:
+    try:
+        service(row_id)
+    except RetryLater as later:
+        enqueue(later.row_id, later.role, later.countdown)

@@ -7,7 +7,7 @@ are read-only everywhere. Only superusers create or delete tenants and membershi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -17,6 +17,9 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from .models import ApiKey, Membership, Tenant
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 admin.site.site_header = _("IM Assistant administration")
 admin.site.site_title = _("IM Assistant")
@@ -28,7 +31,7 @@ def tenant_roles(request: HttpRequest) -> dict[int, str]:
     roles: dict[int, str] | None = getattr(request, "_tenant_roles", None)
     if roles is None:
         roles = dict(
-            Membership.objects.filter(user_id=request.user.pk).values_list("tenant_id", "role")
+            Membership.objects.filter(user=request.user.pk).values_list("tenant_id", "role")
         )
         request._tenant_roles = roles  # type: ignore[attr-defined]
     return roles
@@ -57,7 +60,7 @@ class TenantRelatedListFilter(admin.RelatedFieldListFilter):
 
     def field_choices(
         self, field: Any, request: HttpRequest, model_admin: admin.ModelAdmin
-    ) -> list[tuple[Any, str]]:
+    ) -> list[tuple[str, StrOrPromise]]:
         limit = {} if request.user.is_superuser else {"tenant__in": tenant_ids(request)}
         ordering = self.field_admin_ordering(field, request, model_admin)
         return field.get_choices(include_blank=False, ordering=ordering, limit_choices_to=limit)
@@ -152,8 +155,6 @@ class TenantAdmin(TenantScopedAdmin):
     list_filter = ("is_active",)
     search_fields = ("name", "slug")
     readonly_fields = ("created_at", "updated_at")
-    # Ollama is usually plain HTTP on the local network; don't guess https for "host:11434".
-    formfield_overrides = {models.URLField: {"assume_scheme": "http"}}
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active")}),
         (_("Model"), {"fields": ("model_endpoint", "model", "temperature", "keep_alive")}),

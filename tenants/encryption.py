@@ -51,7 +51,7 @@ def encrypt(plaintext: str) -> str:
     kid, key = next(iter(configured_keys().items()))
     cipher = AES.new(key, AES.MODE_GCM, nonce=secrets.token_bytes(NONCE_BYTES))
     ciphertext, tag = cipher.encrypt_and_digest(plaintext.encode())
-    blob = base64.b64encode(cipher.nonce + ciphertext + tag).decode()
+    blob = base64.b64encode(bytes(cipher.nonce) + ciphertext + tag).decode()
     return f"{PREFIX}:{kid}:{blob}"
 
 

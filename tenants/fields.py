@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 
@@ -12,6 +12,10 @@ from . import encryption
 
 class EncryptedJSONField(models.TextField):
     """A dict stored as one AES-GCM ciphertext; the database never sees the plaintext."""
+
+    if TYPE_CHECKING:  # what django-stubs reads as the attribute's type: a dict, not text
+        _pyi_private_set_type: dict[str, Any]  # type: ignore[assignment]
+        _pyi_private_get_type: dict[str, Any]  # type: ignore[assignment]
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
         if value is None or value == "":

@@ -65,7 +65,7 @@ def _fresh_cache():
     from django.core.cache import cache
 
     from channels_im.bot_cache import forget_all
-    from channels_im.platforms.base import TokenCache
+    from channels_im.platforms.client import TokenCache
 
     cache.clear()
     forget_all()

@@ -1,6 +1,8 @@
 """Registry of platform modules: one line per platform key.
 
-Adding a platform is one new module and one line here; `Bot.platform` choices follow.
+Adding a platform is one new package and one line here; `Bot.platform` choices follow.
+Every platform is a package shaped alike: `adapter.py` (verify, parse, ack, send),
+`client.py` (its API, on `client.ApiClient`) and `crypto.py` (its signatures and envelope).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
-    from channels_im.models import Bot
+    from django_stubs_ext import StrOrPromise
 
     from .base import PlatformAdapter
 
@@ -28,9 +30,5 @@ def adapter_class(platform: str) -> type[PlatformAdapter]:
     return import_string(PLATFORMS[platform])
 
 
-def platform_choices() -> list[tuple[str, str]]:
+def platform_choices() -> list[tuple[str, StrOrPromise]]:
     return [(key, adapter_class(key).label) for key in PLATFORMS]
-
-
-def get_adapter(bot: Bot) -> PlatformAdapter:
-    return adapter_class(bot.platform)(bot)

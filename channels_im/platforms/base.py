@@ -1,30 +1,23 @@
-"""The contract every IM platform module implements, and the one door for outbound HTTP.
+"""The contract every IM platform module implements, and the types that cross it.
 
 A platform module turns a callback request into a platform-neutral result and sends a
-reply back. It knows nothing of Celery, the database or the model.
+reply back. It knows nothing of Celery, the database or the model. Outbound HTTP and
+access tokens are `client.py`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json as json_module
-import logging
-import time
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import requests
-from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
-from assistant import http
-
 if TYPE_CHECKING:
-    from channels_im.models import Bot
+    from django_stubs_ext import StrOrPromise
 
-logger = logging.getLogger(__name__)
+    from channels_im.models import Bot
 
 
 class SignatureInvalid(Exception):
@@ -89,6 +82,8 @@ class OutboundReply:
     recipient: str
     is_group: bool
     reply_context: dict[str, Any]
+    # What LiveReply.start returned for this answer (a card id …); empty: no live message.
+    live: dict[str, Any] = field(default_factory=dict)
     # Parts of a split answer an earlier attempt delivered, and how to record one more.
     parts_sent: int = 0
     on_part_sent: Callable[[int], None] = field(default=lambda count: None, compare=False)
@@ -109,7 +104,12 @@ class CredentialField:
     name: str  # the key in apply_config files, shown as the admin label
     required: bool = True
     secret: bool = True
-    hint: str = ""  # where the platform's console shows it (translatable)
+    hint: StrOrPromise = ""  # where the platform's console shows it (translatable)
+
+    @classmethod
+    def optional(cls, name: str, hint: StrOrPromise, *, secret: bool = False) -> CredentialField:
+        """A credential the bot works without; most such are identifiers, not secrets."""
+        return cls(name, required=False, secret=secret, hint=hint)
 
 
 CallbackResult = Challenge | Ignored | InboundMessage | PlatformCallback
@@ -121,7 +121,7 @@ class LiveReply:
     The worker calls `start` at the first token and `update` with the whole text so far,
     at most once per `interval` seconds. The final text still goes through the adapter's
     `send`, which finishes the live message using what `start` returned (kept on the row
-    in `reply_context`), so delivery stays one exactly-once step.
+    in the outbound reply's `live`), so delivery stays one exactly-once step.
     """
 
     interval: ClassVar[float] = 0.5
@@ -138,8 +138,7 @@ class LiveReply:
 class PlatformAdapter:
     """Base class of the platform modules; one instance serves one bot."""
 
-    key: ClassVar[str]
-    label: ClassVar[str]
+    label: ClassVar[StrOrPromise]
     credential_fields: ClassVar[tuple[CredentialField, ...]] = ()
     # Longest text one outbound message may carry, and how it is measured.
     max_message_bytes: ClassVar[int] = 2048
@@ -179,7 +178,7 @@ class PlatformAdapter:
 def json_object(raw: bytes | str) -> dict[str, Any]:
     """A JSON object, or BadPayload: broken, hostile or non-object JSON is never a 500."""
     try:
-        value = json_module.loads(raw)
+        value = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise BadPayload(f"body is not JSON: {type(exc).__name__}") from exc
     if not isinstance(value, dict):
@@ -187,87 +186,12 @@ def json_object(raw: bytes | str) -> dict[str, Any]:
     return value
 
 
-def http_json(
-    method: str,
-    url: str,
-    *,
-    params: dict[str, Any] | None = None,
-    json: Any = None,
-    headers: dict[str, str] | None = None,
-    coded_4xx: bool = False,
-) -> dict[str, Any]:
-    """Every platform API call goes through here: one timeout, one error taxonomy.
-
-    Connection errors, timeouts, 429 and 5xx are transient; other 4xx are permanent.
-    Platform-level error codes inside a 200 body are the caller's to interpret, and so
-    are those of a JSON 4xx body with `coded_4xx` (Feishu answers "token expired" or
-    "rate limited" as HTTP 400 with its code in the body).
-    """
+def check_timestamp(timestamp: str, *, now: float, max_skew: float) -> None:
+    """Raise SignatureInvalid unless `timestamp` (a number, in the unit of `now`) lies
+    within `max_skew` of `now`: an old signed request is a replay."""
     try:
-        response = http.session().request(
-            method, url, params=params, json=json, headers=headers, timeout=settings.IM_HTTP_TIMEOUT
-        )
-    except requests.RequestException as exc:
-        raise DeliveryError(f"{method} {_path(url)}: {type(exc).__name__}") from exc
-    if response.status_code == 429 or response.status_code >= 500:
-        raise DeliveryError(f"{method} {_path(url)}: HTTP {response.status_code}")
-    coded = coded_4xx and "json" in response.headers.get("Content-Type", "")
-    if response.status_code >= 400 and not coded:
-        raise DeliveryError(
-            f"{method} {_path(url)}: HTTP {response.status_code}",
-            permanent=True,
-            code=response.status_code,
-        )
-    try:
-        return response.json()
+        skew = abs(now - int(timestamp))
     except ValueError as exc:
-        raise DeliveryError(f"{method} {_path(url)}: response is not JSON") from exc
-
-
-def _path(url: str) -> str:
-    """The URL without its query string, which may carry an access token."""
-    return url.split("?", 1)[0]
-
-
-def secret_id(secret: str) -> str:
-    """A short, non-reversible name for a secret: cache keys change when it rotates."""
-    return hashlib.sha256(secret.encode()).hexdigest()[:12]
-
-
-class TokenCache:
-    """An access token shared by every process through the cache, refreshed before expiry,
-    and remembered by each process until then so that a send costs no cache round trip."""
-
-    # Refresh this many seconds before the platform's stated expiry.
-    EARLY_SECONDS = 300
-    # key -> (token, when to refresh it as a time.time()), this process's copy.
-    _remembered: ClassVar[dict[str, tuple[str, float]]] = {}
-
-    def __init__(self, key: str, fetch: Callable[[], tuple[str, int]]):
-        self.key = f"im:access-token:{key}"
-        self.fetch = fetch
-
-    def get(self) -> str:
-        hit = self._remembered.get(self.key)
-        if not _fresh(hit):
-            hit = cache.get(self.key)  # another process may have refreshed it already
-        if not _fresh(hit):
-            token, expires_in = self.fetch()
-            lifetime = max(expires_in - self.EARLY_SECONDS, 60)
-            hit = (token, time.time() + lifetime)
-            cache.set(self.key, hit, lifetime)
-        self._remembered[self.key] = hit
-        return hit[0]
-
-    def invalidate(self) -> None:
-        """The platform refused the token: forget it here and for every process."""
-        self._remembered.pop(self.key, None)
-        cache.delete(self.key)
-
-    @classmethod
-    def forget_all(cls) -> None:
-        cls._remembered.clear()
-
-
-def _fresh(hit: tuple[str, float] | None) -> bool:
-    return hit is not None and hit[1] > time.time()
+        raise SignatureInvalid("timestamp is not a number") from exc
+    if skew > max_skew:
+        raise SignatureInvalid("timestamp outside the allowed window")

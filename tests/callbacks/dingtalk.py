@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 
-from channels_im.platforms.dingtalk_crypto import dingtalk_sign
-from channels_im.platforms.wxcrypto import WxBizMsgCrypt
+from channels_im.platforms.dingtalk.crypto import dingtalk_sign
+from channels_im.platforms.wecom.crypto import WxBizMsgCrypt
 
 DINGTALK_CREDENTIALS = {
     "app_key": "dingspecappkey0001",

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 
-from channels_im.platforms.feishu_crypto import FeishuCipher, feishu_signature
+from channels_im.platforms.feishu.crypto import FeishuCipher, feishu_signature
 
 BOT_OPEN_ID = "ou_bot_0001"
 SENDER_OPEN_ID = "ou_sender_zhangsan"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from channels_im.platforms.wxcrypto import WxBizMsgCrypt
+from channels_im.platforms.wecom.crypto import WxBizMsgCrypt
 
 
 def wecom_text_xml(

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from channels_im.platforms.wxcrypto import WxBizMsgCrypt
+from channels_im.platforms.wecom.crypto import WxBizMsgCrypt
 from tests.callbacks.wecom import _flip_a_byte, with_query
 
 AIBOTID = "aibot-spec-0001"

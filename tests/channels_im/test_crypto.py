@@ -14,9 +14,9 @@ import pytest
 from Crypto.Cipher import AES
 
 from channels_im.platforms.base import BadPayload, SignatureInvalid
-from channels_im.platforms.dingtalk_crypto import dingtalk_sign
-from channels_im.platforms.feishu_crypto import FeishuCipher, feishu_signature
-from channels_im.platforms.wxcrypto import WxBizMsgCrypt
+from channels_im.platforms.dingtalk.crypto import dingtalk_sign
+from channels_im.platforms.feishu.crypto import FeishuCipher, feishu_signature
+from channels_im.platforms.wecom.crypto import WxBizMsgCrypt
 from tests.fixtures import PLATFORM_VECTORS
 
 VECTORS = PLATFORM_VECTORS

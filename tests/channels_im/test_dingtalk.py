@@ -5,7 +5,7 @@ import pytest
 
 from channels_im.platforms.base import DeliveryError, OutboundReply
 from channels_im.platforms.dingtalk import adapter as dingtalk
-from channels_im.platforms.wxcrypto import WxBizMsgCrypt
+from channels_im.platforms.wecom.crypto import WxBizMsgCrypt
 from conversations.models import Message
 from tests.callbacks.dingtalk import (
     DINGTALK_CREDENTIALS,
@@ -67,10 +67,13 @@ def reply(text, *, group=False, webhook=True, live=None, key="1"):
         "sender_staff_id": "zhangsan",
         "sender_nick": "Zhangsan",
     }
-    if live:
-        context["live"] = live
     return OutboundReply(
-        key=key, text=text, recipient="zhangsan", is_group=group, reply_context=context
+        key=key,
+        text=text,
+        recipient="zhangsan",
+        is_group=group,
+        reply_context=context,
+        live=live or {},
     )
 
 

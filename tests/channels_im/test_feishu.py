@@ -5,7 +5,8 @@ import pytest
 from django.db import DatabaseError
 
 from channels_im.platforms.base import DeliveryError, OutboundReply
-from channels_im.platforms.feishu import CARD_TEXT_BYTES, LAST_SEQUENCE, TEXT_BYTES, StreamingCard
+from channels_im.platforms.feishu.adapter import TEXT_BYTES
+from channels_im.platforms.feishu.card import CARD_TEXT_BYTES, LAST_SEQUENCE, StreamingCard
 from conversations.models import Message
 from tests.callbacks.feishu import (
     BOT_OPEN_ID,
@@ -68,13 +69,14 @@ def post_event(client, bot, event, **kwargs):
     return client.generic(**feishu_post(bot, json.dumps(event, ensure_ascii=False), **kwargs))
 
 
-def reply(text, key="1", **context):
+def reply(text, key="1", live=None, message_id="om_question"):
     return OutboundReply(
         key=key,
         text=text,
         recipient=SENDER_OPEN_ID,
         is_group=False,
-        reply_context={"message_id": "om_question", **context},
+        reply_context={"message_id": message_id},
+        live=live or {},
     )
 
 

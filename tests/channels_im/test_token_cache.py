@@ -2,7 +2,7 @@
 
 from django.core.cache import cache
 
-from channels_im.platforms.base import TokenCache
+from channels_im.platforms.client import TokenCache
 
 
 class Platform:

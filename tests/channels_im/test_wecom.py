@@ -27,7 +27,7 @@ def send_text(client, bot, content="你好", **kwargs):
 
 
 def test_it_answers_the_url_verification_with_the_decrypted_echo(client, wecom_bot):
-    from channels_im.platforms.wxcrypto import WxBizMsgCrypt
+    from channels_im.platforms.wecom.crypto import WxBizMsgCrypt
 
     creds = wecom_bot.credentials
     crypt = WxBizMsgCrypt(creds["token"], creds["encoding_aes_key"], creds["corp_id"])

@@ -3,9 +3,15 @@ import time
 
 import pytest
 
-from channels_im.platforms import wecom, wecom_bot
 from channels_im.platforms.base import DeliveryError, OutboundReply
-from channels_im.platforms.wecom_bot import StreamLive, StreamStore, stream_id_for, stream_payload
+from channels_im.platforms.wecom import adapter as wecom
+from channels_im.platforms.wecom_bot import adapter as wecom_bot
+from channels_im.platforms.wecom_bot.stream import (
+    StreamLive,
+    StreamStore,
+    stream_id_for,
+    stream_payload,
+)
 from conversations.models import Conversation, Message
 from tests.callbacks.wecom import with_query
 from tests.callbacks.wecom_bot import (
@@ -23,7 +29,6 @@ from tests.factories import BotFactory
 from tests.fixtures import PLATFORM_VECTORS
 
 pytestmark = pytest.mark.django_db
-
 
 
 def shown_answers(client, bot) -> list[str]:

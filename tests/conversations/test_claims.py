@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from conversations.claims import claim, settle, stuck
+from conversations.claims import Claim, stuck
 from conversations.models import Message
 from tests.factories import MessageFactory
 
@@ -44,7 +44,7 @@ def ago(seconds):
 )
 def test_it_takes_a_row_nobody_owns(status, claim_ends_in, settings):
     message = row(status, claim_ends_in, attempts=1)
-    taken = claim(message.pk, Message.Role.USER)
+    taken = Claim.take(message.pk, Message.Role.USER).row
     assert taken.pk == message.pk
     assert taken.status == ANSWERING and taken.attempts == 2
     seconds_left = (taken.claimed_until - timezone.now()).total_seconds()
@@ -66,30 +66,30 @@ def test_it_takes_a_row_nobody_owns(status, claim_ends_in, settings):
 )
 def test_it_leaves_a_row_that_is_owned_due_later_or_done(status, claim_ends_in):
     message = row(status, claim_ends_in)
-    assert claim(message.pk, Message.Role.USER) is None
+    assert Claim.take(message.pk, Message.Role.USER) is None
     message.refresh_from_db()
     assert message.status == status and message.attempts == 0
 
 
 def test_it_takes_only_rows_of_the_role_asked_for():
     message = row()
-    assert claim(message.pk, Message.Role.ASSISTANT) is None
-    assert claim(message.pk, Message.Role.USER) is not None
+    assert Claim.take(message.pk, Message.Role.ASSISTANT) is None
+    assert Claim.take(message.pk, Message.Role.USER) is not None
 
 
 def test_the_second_claim_of_a_row_takes_nothing():
     message = row()
-    assert claim(message.pk, Message.Role.USER) is not None
-    assert claim(message.pk, Message.Role.USER) is None
+    assert Claim.take(message.pk, Message.Role.USER) is not None
+    assert Claim.take(message.pk, Message.Role.USER) is None
 
 
 def test_the_queue_wait_is_measured_at_the_first_claim_and_written_with_the_outcome():
     message = row(created_at=ago(3))
-    taken = claim(message.pk, Message.Role.USER)
-    assert 3000 <= taken.queue_wait_ms < 4000
-    settle(taken, status=ANSWERED, claimed_until=None)
+    taken = Claim.take(message.pk, Message.Role.USER)
+    assert 3000 <= taken.row.queue_wait_ms < 4000
+    taken.record(status=ANSWERED, claimed_until=None)
     message.refresh_from_db()
-    assert message.queue_wait_ms == taken.queue_wait_ms and message.status == ANSWERED
+    assert message.queue_wait_ms == taken.row.queue_wait_ms and message.status == ANSWERED
 
 
 @pytest.mark.django_db(transaction=True)
@@ -100,7 +100,7 @@ def test_of_many_workers_claiming_one_row_at_once_exactly_one_takes_it():
     def worker():
         start.wait()
         try:
-            if claim(message.pk, Message.Role.USER) is not None:
+            if Claim.take(message.pk, Message.Role.USER) is not None:
                 winners.append(threading.get_ident())
         finally:
             connection.close()
@@ -124,5 +124,5 @@ def test_the_sweep_finds_what_a_claim_would_take(settings):
     row(created_at=ago(1))  # too young to be stuck
     assert sorted(pk for pk, _ in stuck()) == sorted([lost.pk, dead_worker.pk])
     for message in (lost, dead_worker):
-        assert claim(message.pk, Message.Role.USER) is not None
-    assert claim(owned.pk, Message.Role.USER) is None
+        assert Claim.take(message.pk, Message.Role.USER) is not None
+    assert Claim.take(owned.pk, Message.Role.USER) is None

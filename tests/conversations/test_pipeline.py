@@ -8,9 +8,8 @@ from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
 from conversations import pipeline
-from conversations.claims import claim, stuck
+from conversations.claims import Claim, stuck
 from conversations.models import Conversation, Message
-from conversations.replies import add_reply
 from conversations.services import receive
 from conversations.tasks import generate_reply, sweep_stuck_messages
 
@@ -183,8 +182,8 @@ def test_an_answer_stored_by_a_worker_that_then_died_is_sent_once_and_not_asked_
     wecom_bot, fake_ollama, fake_platforms, sweep
 ):
     question = receive(wecom_bot, inbound())
-    first_worker = claim(question.pk, Message.Role.USER)
-    add_reply(first_worker, "the stored answer", model="qwen2:1.5b", claimed=True)
+    first_worker = Claim.take(question.pk, Message.Role.USER)
+    first_worker.answer("the stored answer", model="qwen2:1.5b").record()
     # ... and died before sending it; both claims run out.
     Message.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
     assert sweep() == 2  # the question and its reply

@@ -20,25 +20,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from ..base import (
-    BadPayload,
-    CallbackResult,
-    CredentialField,
-    DeliveryError,
-    Ignored,
-    InboundMessage,
-    LiveReply,
-    OutboundReply,
-    PlatformAdapter,
-    SignatureInvalid,
-    http_json,
-    json_object,
-)
-from ..dingtalk_crypto import dingtalk_sign
+from .. import base
+from ..client import http_json
 from ..text import split_utf8
-from ..wxcrypto import WxBizMsgCrypt
+from ..wecom.crypto import WxBizMsgCrypt
 from . import card
 from .client import DingTalkClient
+from .crypto import dingtalk_sign
 
 if TYPE_CHECKING:
     from channels_im.models import Bot
@@ -52,22 +40,11 @@ WEBHOOK_MARGIN_MS = 60_000
 # Markdown titles are the notification preview; DingTalk shows about this many characters.
 TITLE_CHARS = 20
 MARKDOWN_MARKS = str.maketrans("", "", "*`~")
-# Webhook errcode "send too fast": worth retrying, unlike the others.
-TRANSIENT_CODES = {130101}
 
 
 def now_ms() -> int:
     """The clock in DingTalk's milliseconds; one place for tests to freeze."""
     return int(time.time() * 1000)
-
-
-def check_timestamp(timestamp: str) -> None:
-    try:
-        skew = abs(now_ms() - int(timestamp))
-    except ValueError as exc:
-        raise SignatureInvalid("timestamp is not a number") from exc
-    if skew > MAX_CLOCK_SKEW_MS:
-        raise SignatureInvalid("timestamp outside the allowed window")
 
 
 def event_query(request: HttpRequest) -> tuple[str, str, str] | None:
@@ -109,30 +86,26 @@ class RobotMessage(serializers.Serializer):
     sessionWebhookExpiredTime = serializers.IntegerField(default=0)
 
 
-class DingTalkAdapter(PlatformAdapter):
-    key = "dingtalk"
+class DingTalkAdapter(base.PlatformAdapter):
     label = _("DingTalk internal robot (钉钉企业内部机器人)")
-    credential_fields = (
-        CredentialField("app_key", secret=False, hint=_("AppKey (Client ID): 凭证与基础信息")),
-        CredentialField("app_secret", hint=_("AppSecret (Client Secret): 凭证与基础信息")),
-        CredentialField(
-            "robot_code", secret=False, hint=_("RobotCode: 机器人配置 (usually the AppKey)")
-        ),
-        CredentialField(
-            "card_template_id",
-            required=False,
-            secret=False,
-            hint=_("Optional: an AI card template id, to stream answers"),
-        ),
-        CredentialField(
-            "token", required=False, hint=_("Optional: Token of encrypted event callbacks")
-        ),
-        CredentialField(
-            "aes_key", required=False, hint=_("Optional: aes_key of encrypted event callbacks")
-        ),
-    )
     # DingTalk publishes no limit; ~2,000 CJK characters is what DingTalk's own connector uses.
     max_message_bytes = 6000
+    credential_fields = (
+        base.CredentialField("app_key", secret=False, hint=_("AppKey (Client ID): 凭证与基础信息")),
+        base.CredentialField("app_secret", hint=_("AppSecret (Client Secret): 凭证与基础信息")),
+        base.CredentialField(
+            "robot_code", secret=False, hint=_("RobotCode: 机器人配置 (usually the AppKey)")
+        ),
+        base.CredentialField.optional(
+            "card_template_id", _("Optional: an AI card template id, to stream answers")
+        ),
+        base.CredentialField.optional(
+            "token", _("Optional: Token of encrypted event callbacks"), secret=True
+        ),
+        base.CredentialField.optional(
+            "aes_key", _("Optional: aes_key of encrypted event callbacks"), secret=True
+        ),
+    )
 
     def __init__(self, bot: Bot):
         super().__init__(bot)
@@ -145,43 +118,43 @@ class DingTalkAdapter(PlatformAdapter):
         signed = event_query(request)
         if signed is not None:
             signature, timestamp, nonce = signed
-            check_timestamp(timestamp)
+            base.check_timestamp(timestamp, now=now_ms(), max_skew=MAX_CLOCK_SKEW_MS)
             self.crypto.verify(signature, timestamp, nonce, self._ciphertext(request))
             return
-        timestamp, sign = request.headers.get("timestamp"), request.headers.get("sign")
+        timestamp, sign = request.headers.get("timestamp", ""), request.headers.get("sign", "")
         if not timestamp or not sign:
-            raise SignatureInvalid("timestamp or sign header missing")
-        check_timestamp(timestamp)
+            raise base.SignatureInvalid("timestamp or sign header missing")
+        base.check_timestamp(timestamp, now=now_ms(), max_skew=MAX_CLOCK_SKEW_MS)
         secret = self.credentials.get("app_secret")
         if not secret:
-            raise SignatureInvalid("bot credentials are incomplete")
+            raise base.SignatureInvalid("bot credentials are incomplete")
         if not hmac.compare_digest(sign.encode(), dingtalk_sign(timestamp, secret).encode()):
-            raise SignatureInvalid("sign mismatch")
+            raise base.SignatureInvalid("sign mismatch")
 
-    def parse(self, request: HttpRequest) -> CallbackResult:
+    def parse(self, request: HttpRequest) -> base.CallbackResult:
         if event_query(request) is None:
-            return self.parse_message(json_object(request.body))
+            return self.parse_message(base.json_object(request.body))
         self._sealed = True
-        inner = json_object(self.crypto.decrypt(self._ciphertext(request)))
+        inner = base.json_object(self.crypto.decrypt(self._ciphertext(request)))
         if "msgtype" in inner:
             return self.parse_message(inner)
-        return Ignored(f"event {inner.get('EventType') or 'unknown'}")
+        return base.Ignored(f"event {inner.get('EventType') or 'unknown'}")
 
-    def parse_message(self, data: dict[str, Any]) -> CallbackResult:
+    def parse_message(self, data: dict[str, Any]) -> base.CallbackResult:
         if data.get("msgtype") != "text":
-            return Ignored(f"message type {data.get('msgtype') or 'unknown'}")
+            return base.Ignored(f"message type {data.get('msgtype') or 'unknown'}")
         schema = RobotMessage(data=data)
         if not schema.is_valid():
-            raise BadPayload(f"robot message fields invalid: {sorted(schema.errors)}")
+            raise base.BadPayload(f"robot message fields invalid: {sorted(schema.errors)}")
         msg = schema.validated_data
         is_group = msg["conversationType"] == "2"
         if is_group and not msg["isInAtList"]:
-            return Ignored("group message without an @mention of the robot")
+            return base.Ignored("group message without an @mention of the robot")
         # senderId is an encrypted id that no send API accepts; it only keeps sessions apart.
         sender = msg["senderStaffId"] or msg["senderId"]
         if not sender:
-            raise BadPayload("robot message without a sender")
-        return InboundMessage(
+            raise base.BadPayload("robot message without a sender")
+        return base.InboundMessage(
             external_id=msg["msgId"],
             sender=sender,
             chat=msg["conversationId"],
@@ -202,7 +175,7 @@ class DingTalkAdapter(PlatformAdapter):
         mention = f"@{self.bot.name}"
         return text[len(mention) :].strip() if text.startswith(mention) else text
 
-    def ack(self, result: CallbackResult) -> HttpResponse:
+    def ack(self, result: base.CallbackResult) -> HttpResponse:
         return JsonResponse(self.sealed_success() if self._sealed else {})
 
     def sealed_success(self) -> dict[str, str]:
@@ -220,16 +193,18 @@ class DingTalkAdapter(PlatformAdapter):
     def crypto(self) -> WxBizMsgCrypt:
         creds = self.credentials
         if not creds.get("token") or not creds.get("aes_key"):
-            raise SignatureInvalid("encrypted callbacks need the token and aes_key credentials")
+            raise base.SignatureInvalid(
+                "encrypted callbacks need the token and aes_key credentials"
+            )
         try:
             return WxBizMsgCrypt(creds["token"], creds["aes_key"], creds["app_key"])
         except (KeyError, ValueError) as exc:
-            raise SignatureInvalid("bot credentials are incomplete") from exc
+            raise base.SignatureInvalid("bot credentials are incomplete") from exc
 
     def _ciphertext(self, request: HttpRequest) -> str:
-        encrypted = json_object(request.body).get("encrypt")
+        encrypted = base.json_object(request.body).get("encrypt")
         if not isinstance(encrypted, str) or not encrypted:
-            raise BadPayload("no encrypt field")
+            raise base.BadPayload("no encrypt field")
         return encrypted
 
     # --- outbound --------------------------------------------------------------------
@@ -238,9 +213,8 @@ class DingTalkAdapter(PlatformAdapter):
     def client(self) -> DingTalkClient:
         return DingTalkClient(self.credentials["app_key"], self.credentials["app_secret"])
 
-    def send(self, reply: OutboundReply) -> None:
-        live = reply.reply_context.get("live")
-        if live and self._finish_card(live["out_track_id"], reply.text):
+    def send(self, reply: base.OutboundReply) -> None:
+        if reply.live and self._finish_card(reply.live["out_track_id"], reply.text):
             return
         # In a group only the first part @-mentions the asker: one notification.
         reply.send_parts(
@@ -254,14 +228,14 @@ class DingTalkAdapter(PlatformAdapter):
         """Finish the live card; False if it is gone for good, so a message goes instead."""
         try:
             card.finish(self.client, out_track_id, text)
-        except DeliveryError as exc:
+        except base.DeliveryError as exc:
             if not exc.permanent:
                 raise
             logger.warning("bot %s: AI card not finished (%s); sending a message", self.bot.pk, exc)
             return False
         return True
 
-    def _send_markdown(self, reply: OutboundReply, text: str, *, mention: bool) -> None:
+    def _send_markdown(self, reply: base.OutboundReply, text: str, *, mention: bool) -> None:
         webhook = self.live_webhook(reply.reply_context)
         if webhook is None:
             self._send_by_openapi(reply, text)
@@ -274,11 +248,7 @@ class DingTalkAdapter(PlatformAdapter):
             # A markdown @ only notifies when the id also appears in the text as "@id".
             body["markdown"]["text"] = f"@{reply.recipient}\n\n{text}"
             body["at"] = {"atUserIds": [reply.recipient], "isAtAll": False}
-        answer = http_json("POST", webhook, json=body)
-        code = answer.get("errcode", 0)
-        if code != 0:
-            error = f"DingTalk sessionWebhook: errcode {code} {str(answer.get('errmsg'))[:200]}"
-            raise DeliveryError(error, permanent=code not in TRANSIENT_CODES, code=code)
+        DingTalkClient.raise_for_code("sessionWebhook", http_json("POST", webhook, json=body))
 
     def live_webhook(self, context: dict[str, Any]) -> str | None:
         """The session webhook while it lives, and only on the configured DingTalk host."""
@@ -293,7 +263,7 @@ class DingTalkAdapter(PlatformAdapter):
             return None
         return url
 
-    def _send_by_openapi(self, reply: OutboundReply, text: str) -> None:
+    def _send_by_openapi(self, reply: base.OutboundReply, text: str) -> None:
         markdown = {"title": markdown_title(text), "text": text}
         message = {
             "robotCode": self.credentials["robot_code"],
@@ -307,11 +277,11 @@ class DingTalkAdapter(PlatformAdapter):
         path = "/v1.0/robot/oToMessages/batchSend"
         answer = self.client.call("POST", path, {**message, "userIds": [reply.recipient]})
         if answer.get("flowControlledStaffIdList"):
-            raise DeliveryError("DingTalk batchSend: the recipient is flow-controlled")
+            raise base.DeliveryError("DingTalk batchSend: the recipient is flow-controlled")
         if answer.get("invalidStaffIdList"):
-            raise DeliveryError("DingTalk batchSend: not a staff id", permanent=True)
+            raise base.DeliveryError("DingTalk batchSend: not a staff id", permanent=True)
 
-    def live(self, reply: OutboundReply) -> LiveReply | None:
+    def live(self, reply: base.OutboundReply) -> base.LiveReply | None:
         template = self.credentials.get("card_template_id")
         if not template:
             return None
@@ -320,5 +290,5 @@ class DingTalkAdapter(PlatformAdapter):
             group=reply.reply_context["conversation_id"] if reply.is_group else None,
             user=reply.recipient,
         )
-        started = reply.reply_context.get("live", {}).get("out_track_id", "")
+        started = reply.live.get("out_track_id", "")
         return card.AICard(self.client, reply.key, {"cardTemplateId": template, **space}, started)

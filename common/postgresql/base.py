@@ -12,6 +12,10 @@ from django.db.backends.postgresql import base
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    # Set by Django's BaseDatabaseWrapper; django-stubs does not declare them.
+    health_check_enabled: bool
+    health_check_done: bool
+
     def close_if_health_check_failed(self) -> None:
         due = self.connection is not None and self.health_check_enabled
         if not due or self.health_check_done or self.pool:  # a pool checks its own

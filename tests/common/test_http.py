@@ -1,7 +1,7 @@
 import pytest
 import requests
 
-from assistant import http
+from common import http
 
 
 @pytest.fixture

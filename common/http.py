@@ -27,15 +27,15 @@ class _EnvironmentReadOnce(requests.Session):
     origin; the outcome is the same."""
 
     def merge_environment_settings(
-        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
         if proxies or not self.trust_env:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        parts = urlsplit(url)
+        parts = urlsplit(str(url))
         found = _environment_settings(f"{parts.scheme}://{parts.netloc}", stream, verify, cert)
         return {**found, "proxies": dict(found["proxies"])}  # the caller may change its copy
 
 
 @lru_cache(maxsize=256)
-def _environment_settings(origin: str, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+def _environment_settings(origin: str, stream: Any, verify: Any, cert: Any) -> Any:
     return requests.Session().merge_environment_settings(origin, {}, stream, verify, cert)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from Crypto.Cipher import AES
 
-from .base import BadPayload, SignatureInvalid
+from ..base import BadPayload, SignatureInvalid
 
 if TYPE_CHECKING:
     from Crypto.Cipher._mode_cbc import CbcMode

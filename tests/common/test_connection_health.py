@@ -1,4 +1,4 @@
-"""The database connection's health check (assistant/postgresql): a connection the server
+"""The database connection's health check (common/postgresql): a connection the server
 dropped is replaced before a callback uses it, and a healthy one costs no query."""
 
 import select

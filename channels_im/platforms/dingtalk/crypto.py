@@ -1,4 +1,7 @@
-"""DingTalk robot signing, used both to check inbound robot callbacks and to sign webhooks."""
+"""DingTalk robot signing (spec §2.2): checks inbound robot callbacks, signs webhooks.
+
+Encrypted event callbacks use WeCom's envelope (`wecom.crypto.WxBizMsgCrypt`).
+"""
 
 from __future__ import annotations
 

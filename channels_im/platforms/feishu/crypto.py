@@ -9,7 +9,7 @@ import secrets
 from Crypto.Cipher import AES
 from Crypto.Util.Padding import pad, unpad
 
-from .base import BadPayload
+from ..base import BadPayload
 
 
 class FeishuCipher:
