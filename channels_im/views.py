@@ -3,7 +3,7 @@
 import logging
 from uuid import UUID
 
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -47,6 +47,12 @@ class CallbackView(View):
             return HttpResponse("invalid signature", status=403)
         except BadPayload as exc:
             logger.warning("callback for bot %s unreadable: %s", public_id, exc)
+            return HttpResponse("bad request", status=400)
+        except DataError:
+            # A value the database refuses is this request's fault, not an outage: a 5xx
+            # would have the platform retry it for hours. InboundMessage checks what it
+            # knows of; this is the net under that.
+            logger.exception("callback for bot %s carries a value that cannot be stored", public_id)
             return HttpResponse("bad request", status=400)
         except DatabaseError:
             return database_unavailable()

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 from contextlib import AbstractContextManager, nullcontext
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from channels_im.models import Bot
 from channels_im.platforms.base import InboundMessage
 
 from . import ratelimit, sessions, tasks, texts
 from .commands import command_for
-from .models import Message
+from .models import Conversation, Message
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,11 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
         if session.opened:
             sessions.close(session.id)
         return None
+    except DataError:
+        # Refused, so nothing of it may stay: not even the session it opened.
+        if session.opened:
+            Conversation.objects.filter(pk=session.id).delete()
+        raise
 
 
 def _contained() -> AbstractContextManager:

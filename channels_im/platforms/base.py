@@ -8,6 +8,7 @@ access tokens are `client.py`'s.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -62,7 +63,14 @@ class PlatformCallback:
 
 @dataclass(frozen=True)
 class InboundMessage:
-    """One user message, whatever platform it came from."""
+    """One user message, whatever platform it came from, checked to be storable.
+
+    Built from a signed callback, it may still carry what no database column can hold: an
+    identifier longer than its column, a NUL or a lone surrogate (valid JSON escapes that
+    PostgreSQL refuses). Such an identifier is a BadPayload (400), raised here, before
+    anything is stored; text is cleaned instead, since neither is something a person
+    wrote: NUL dropped, a lone surrogate shown as U+FFFD.
+    """
 
     external_id: str  # the platform's message id: the dedupe key
     sender: str  # the platform's user id
@@ -71,6 +79,39 @@ class InboundMessage:
     is_group: bool = False
     # What send() needs later to answer this message (a message id, a webhook URL …).
     reply_context: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("external_id", "sender", "chat"):
+            check_identifier(name, getattr(self, name))
+        # Frozen: the cleaned values replace the given ones once, here.
+        object.__setattr__(self, "text", storable(self.text))
+        object.__setattr__(self, "reply_context", storable(self.reply_context))
+
+
+# The longest identifier the columns that store them take (message id, sender, chat).
+MAX_IDENTIFIER_CHARS = 200
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def check_identifier(name: str, value: str) -> None:
+    """Raise BadPayload unless `value` fits its column: at most MAX_IDENTIFIER_CHARS
+    characters, none of them a control character or a lone surrogate."""
+    if len(value) > MAX_IDENTIFIER_CHARS:
+        raise BadPayload(f"{name} is longer than {MAX_IDENTIFIER_CHARS} characters")
+    if not value.isprintable() or _UNSTORABLE.search(value):
+        raise BadPayload(f"{name} contains characters that are not text")
+
+
+def storable(value: Any) -> Any:
+    """`value` (text, or JSON made of it) as the database stores it: NUL dropped, lone
+    surrogates replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [storable(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True)

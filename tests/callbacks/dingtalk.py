@@ -11,6 +11,7 @@ from django.conf import settings
 
 from channels_im.platforms.dingtalk.crypto import dingtalk_sign
 from channels_im.platforms.wecom.crypto import WxBizMsgCrypt
+from tests.callbacks import as_json
 
 DINGTALK_CREDENTIALS = {
     "app_key": "dingspecappkey0001",
@@ -93,7 +94,7 @@ def message_request(
     )
     timestamp = str(now_ms() - 2 * HOUR_MS if stale else now_ms())
     secret = "not-the-app-secret" if forge else bot.credentials["app_secret"]
-    data = json.dumps(body, ensure_ascii=False).encode()
+    data = as_json(body).encode()
     return {
         "method": "POST",
         "path": bot.callback_path,
@@ -107,7 +108,7 @@ def event_request(bot, event: dict[str, Any], *, timestamp: str | None = None) -
     """An encrypted event push (spec §2.4): signed query string, `{"encrypt": …}` body."""
     creds = bot.credentials
     crypt = WxBizMsgCrypt(creds["token"], creds["aes_key"], creds["app_key"])
-    encrypted = crypt.encrypt(json.dumps(event, ensure_ascii=False))
+    encrypted = crypt.encrypt(as_json(event))
     timestamp = timestamp or str(now_ms())
     query = {
         "signature": crypt.signature(timestamp, "nonce123", encrypted),

@@ -8,6 +8,7 @@ import time
 import uuid
 
 from channels_im.platforms.feishu.crypto import FeishuCipher, feishu_signature
+from tests.callbacks import as_json
 
 BOT_OPEN_ID = "ou_bot_0001"
 SENDER_OPEN_ID = "ou_sender_zhangsan"
@@ -101,9 +102,7 @@ def message_request(
         bot.credentials, text, msg_id, group=group, mention_bot=mention_bot, event_id=event_id
     )
     timestamp = int(time.time()) - 7200 if stale else None
-    return feishu_post(
-        bot, json.dumps(event, ensure_ascii=False), timestamp=timestamp, forge=forge, tamper=tamper
-    )
+    return feishu_post(bot, as_json(event), timestamp=timestamp, forge=forge, tamper=tamper)
 
 
 def url_verification_request(

@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 
 from channels_im.platforms.wecom.crypto import WxBizMsgCrypt
+from tests.callbacks import as_json
 from tests.callbacks.wecom import _flip_a_byte, with_query
 
 AIBOTID = "aibot-spec-0001"
@@ -64,7 +65,7 @@ def signed_request(
     tamper: bool = False,
 ) -> dict[str, Any]:
     crypt = crypt_for(bot)
-    encrypted = crypt.encrypt(json.dumps(payload, ensure_ascii=False))
+    encrypted = crypt.encrypt(as_json(payload))
     if tamper:
         encrypted = _flip_a_byte(encrypted)
     timestamp, nonce = str(int(time.time()) - (7200 if stale else 0)), "1372623149"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from channels_im.models import Bot
-from conversations.models import Message
+from conversations.models import Conversation, Message
 from tests.factories import BotFactory
 
 
@@ -21,6 +21,7 @@ class AdapterContract:
     credentials: dict[str, Any]
     encrypted = True  # the platform encrypts bodies, so tampering is detectable
     uses_token = True  # the platform's send API needs an access token
+    json_bodies = True  # a body can carry JSON escapes of characters no column stores
 
     @pytest.fixture
     def bot(self, tenant_a, fake_ollama, fake_platforms) -> Bot:
@@ -87,6 +88,19 @@ class AdapterContract:
         settings.DATA_UPLOAD_MAX_MEMORY_SIZE = len(request["data"]) - 1
         assert client.generic(**request).status_code == 400
         assert not Message.objects.exists()
+
+    def test_it_cleans_text_the_database_cannot_store(self, client, bot):
+        if not self.json_bodies:
+            pytest.skip("XML cannot carry a NUL or a lone surrogate: the parser refuses it")
+        response = client.generic(**self.message_request(bot, "a\x00b\udc00c", "c-nul"))
+        assert response.status_code == 200
+        assert Message.objects.get().content == "ab\ufffdc"
+
+    def test_it_refuses_an_identifier_longer_than_its_column(self, client, bot):
+        response = client.generic(**self.message_request(bot, "hi", "m" * 300))
+        assert response.status_code == 400
+        assert not Message.objects.exists()
+        assert not Conversation.objects.exists()
 
     def test_it_answers_a_duplicate_once(self, client, bot, deliver, fake_ollama, fake_platforms):
         for _ in range(3):

@@ -214,6 +214,7 @@ def test_it_reports_a_permanent_platform_error(fake_platforms, tenant_a):
 
 
 class TestWeComAppContract(AdapterContract):
+    json_bodies = False  # XML: a NUL or a lone surrogate makes the body unreadable (400)
     platform = "wecom"
     credentials = WECOM_CREDENTIALS
 

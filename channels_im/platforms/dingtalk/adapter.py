@@ -66,8 +66,23 @@ def markdown_title(text: str) -> str:
     return plain[:TITLE_CHARS] or "…"
 
 
+class _Content(serializers.Field):
+    """What a person wrote: cleaned of what no column stores (InboundMessage does that),
+    where DRF's CharField would refuse the whole message."""
+
+    default_error_messages = {"invalid": "Not a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: str) -> str:
+        return value
+
+
 class _Text(serializers.Serializer):
-    content = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    content = _Content()
 
 
 class RobotMessage(serializers.Serializer):

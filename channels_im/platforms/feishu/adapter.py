@@ -134,6 +134,7 @@ class FeishuAdapter(base.PlatformAdapter):
         event_id = header.get("event_id")
         if not event_id or not isinstance(event_id, str):
             raise base.BadPayload("event without event_id")
+        base.check_identifier("event_id", event_id)  # before it names a cache key
         if cache.get(self._event_key(event_id)) is not None:
             return base.Ignored("duplicate event")
         return self.parse_message(event, event_id)
@@ -248,7 +249,7 @@ def text_content(content: Any) -> str:
     """The text of a `text` message, whose `content` is itself a JSON string."""
     if not isinstance(content, str):
         raise base.BadPayload("message content is not a string")
-    text = base.json_object(content.encode()).get("text")
+    text = base.json_object(content).get("text")
     if not isinstance(text, str):
         raise base.BadPayload("text message without text")
     return text

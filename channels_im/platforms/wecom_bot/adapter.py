@@ -100,6 +100,7 @@ class WeComBotAdapter(WeComCallbacks):
         self, payload: dict[str, Any], msg_type: str
     ) -> base.InboundMessage | base.Ignored:
         msgid, sender = _required(payload, "msgid"), _required(payload, "from", "userid")
+        base.check_identifier("msgid", msgid)  # before it names the stream
         is_group = _text(payload, "chattype") == "group"
         text = self.strip_mention(_content(payload, msg_type), is_group=is_group)
         if not text:
