@@ -1,3 +1,4 @@
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,11 @@ pytestmark = pytest.mark.django_db
 
 def inbound(sender="alice", chat="chat-1", is_group=False, external_id=None):
     return InboundMessage(
-        external_id=external_id, sender=sender, chat=chat, text="hi", is_group=is_group
+        external_id=external_id or uuid.uuid4().hex,
+        sender=sender,
+        chat=chat,
+        text="hi",
+        is_group=is_group,
     )
 
 
