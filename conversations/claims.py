@@ -7,14 +7,17 @@ UPDATE, so a redelivered task, a retry and the sweep may all point at one row an
 one of them does the work. The `Claim` it returns is the only writer of that row until
 the outcome is recorded:
 
-- the answer row is written by the claim of its question (`Claim.answer`): not before it
-  is sent, but the first time something must be kept: a part of a split answer sent, the
-  outcome of the send, or the apology stored with its question's failure;
+- the answer row is created, unsaved, by the claim of its question (`Claim.answer`) and
+  held by its own claim, whose `record` INSERTs it the first time something must be
+  kept: a part of a split answer sent, the outcome of the send, or the apology stored
+  with its question's failure. (The web's intake stores the bot's own answers, to a
+  command or over a rate limit, as queued rows for the delivery queue: services.py.);
 - `Claim.fail` alone decides retry-or-fail, with the bot's last error;
 - `Claim.crash_loop` is the one guard against a row whose workers keep dying.
 
-Retrying is said by raising RetryLater; `tasks.py`, the only module that talks to the
-broker, enqueues the row's task again when it is due.
+Retrying is said by raising RetryLater, naming the row to work on again (a question, or
+the answer whose send failed); `tasks.py`, the only module that talks to the broker,
+enqueues that row's task for when it is due.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ Failure = LLMError | DeliveryError | GaveUp
 @dataclass(frozen=True)
 class RetryPolicy:
     max_retries: int
-    backoff: float  # seconds before the first retry; doubles with each attempt
+    first_backoff: float  # seconds before the first retry; doubles with each attempt
     label: str  # names the step in the bot's last error
 
 
@@ -152,7 +155,8 @@ class Claim:
 
     def record(self, **fields: Any) -> None:
         """Write `fields` on the row, keeping the claim; an answer row not stored yet is
-        INSERTed now (the only place it is), with the queue wait measured at the claim."""
+        INSERTed now (the only place the worker does), with the queue wait measured at
+        the claim."""
         for name, value in fields.items():
             setattr(self.row, name, value)
         if self.row.pk is None:
@@ -173,7 +177,7 @@ class Claim:
         stores it as the answer in the same transaction and returns its claim for sending.
         """
         if not exc.permanent and self.row.attempts <= self.policy.max_retries:
-            countdown = backoff(self.row.attempts, self.policy.backoff)
+            countdown = backoff(self.row.attempts, self.policy.first_backoff)
             due = timezone.now() + timedelta(seconds=countdown)
             self.record(status=Message.Status.QUEUED, claimed_until=due, error=str(exc))
             raise RetryLater(self.row.pk, self.row.role, countdown) from exc

@@ -20,7 +20,7 @@ from django.utils import timezone
 from tenants.models import Tenant
 
 from . import delivery, llm, texts
-from .claims import Claim, Failure, ms_between
+from .claims import Claim, Failure, RetryLater, ms_between
 from .context import build_messages
 from .live import LiveProgress
 from .models import Message
@@ -44,22 +44,25 @@ def answer(message_id: int) -> None:
         question.succeed()
         return
     if (gave_up := question.crash_loop) is not None:
-        apologise(question, gave_up)
+        fail(question, gave_up)
         return
     try:
         completion = ask_model(question)
     except llm.LLMError as exc:
-        apologise(question, exc)
+        fail(question, exc)
         return
     except Exception as exc:  # noqa: BLE001 - a bug or a time limit must not strand the row
         logger.exception("answering message %s failed unexpectedly", question.row.pk)
-        apologise(question, llm.ModelUnavailable(f"{type(exc).__name__}: {exc}"))
+        fail(question, llm.ModelUnavailable(f"{type(exc).__name__}: {exc}"))
         return
+    answer_claim = question.answer(completion.content, model=completion.model)
     try:
-        delivery.send(question.answer(completion.content, model=completion.model))
-    finally:
-        # Answered whether the send went now or waits, stored, for the delivery queue.
+        delivery.send(answer_claim)
+    except RetryLater:
+        # Stored for the delivery queue: the question is answered, its answer waits.
         question.succeed(**figures(question.row, completion))
+        raise
+    question.succeed(**figures(question.row, completion))
 
 
 def ask_model(question: Claim) -> llm.Completion:
@@ -98,9 +101,9 @@ def figures(question: Message, completion: llm.Completion) -> dict[str, Any]:
     }
 
 
-def apologise(question: Claim, exc: Failure) -> None:
-    """Retry a transient failure later; otherwise the person gets an apology and the row
-    says why."""
+def fail(question: Claim, exc: Failure) -> None:
+    """Retry a transient failure later (raises RetryLater); otherwise the person gets an
+    apology and the row says why."""
     row = question.row
     apology = question.fail(
         exc,

@@ -350,3 +350,22 @@ def test_a_cache_outage_lets_messages_through_instead_of_stranding_them(wecom_bo
     }
     message = receive(wecom_bot, inbound())
     assert message.status == Message.Status.QUEUED
+
+
+def test_a_worker_killed_while_sending_leaves_the_question_to_be_answered_again(
+    wecom_bot, fake_ollama, fake_platforms, monkeypatch
+):
+    class Killed(BaseException):
+        """What a time limit or a shutdown raises through every `except Exception`."""
+
+    def killed(adapter, reply):
+        raise Killed
+
+    monkeypatch.setattr(type(wecom_bot.adapter), "send", killed)
+    question = receive(wecom_bot, inbound())
+    with pytest.raises(Killed):
+        pipeline.answer(question.pk)
+    question.refresh_from_db()
+    # Not "answered" without an answer: once its claim runs out it is taken again.
+    assert question.status == Message.Status.ANSWERING
+    assert not Message.objects.filter(reply_to=question).exists()

@@ -70,7 +70,7 @@ class DingTalkAPI:
 
     def dingtalk_robot_send(self, request: Recorded) -> tuple[int, Any]:
         if not self.token_valid(header(request, TOKEN_HEADER)):
-            return 401, INVALID_TOKEN
+            return 400, INVALID_TOKEN  # DingTalk says so with a 400, not a 401
         body = request.json or {}
         group = request.path.endswith("/groupMessages/send")
         target = body.get("openConversationId") if group else body.get("userIds")
@@ -88,7 +88,7 @@ class DingTalkAPI:
 
     def dingtalk_card_create(self, request: Recorded) -> tuple[int, Any]:
         if not self.token_valid(header(request, TOKEN_HEADER)):
-            return 401, INVALID_TOKEN
+            return 400, INVALID_TOKEN  # DingTalk says so with a 400, not a 401
         body = request.json or {}
         space = body.get("openSpaceId") or ""
         if not body.get("cardTemplateId") or not body.get("outTrackId"):
@@ -115,7 +115,7 @@ class DingTalkAPI:
     def _card_check(self, request: Recorded, required: tuple[str, ...]) -> tuple[int, Any] | None:
         """The error answer for a card call, or None when it is acceptable."""
         if not self.token_valid(header(request, TOKEN_HEADER)):
-            return 401, INVALID_TOKEN
+            return 400, INVALID_TOKEN  # DingTalk says so with a 400, not a 401
         body = request.json or {}
         if any(not body.get(name) for name in required):
             return bad_request(f"{', '.join(required)} required")

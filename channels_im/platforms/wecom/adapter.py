@@ -25,7 +25,7 @@ MAX_CLOCK_SKEW_SECONDS = 3600
 
 
 def parse_xml(body: bytes | str) -> Element:
-    """A hardened parse: entity tricks and broken XML are a base.BadPayload, never a 500."""
+    """A hardened parse: entity tricks and broken XML are a BadPayload, never a 500."""
     try:
         return fromstring(body, forbid_dtd=True)
     except (ParseError, DefusedXmlException, ValueError) as exc:

@@ -224,7 +224,7 @@ def _content(payload: dict[str, Any], msg_type: str) -> str:
 
 
 def _get(value: Any, *path: str) -> Any:
-    """value[a][b]…, None where a key is missing; a non-object on the way is a base.BadPayload."""
+    """value[a][b]…, None where a key is missing; a non-object on the way is a BadPayload."""
     for key in path:
         if value is None:
             return None
