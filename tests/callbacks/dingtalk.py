@@ -38,6 +38,7 @@ def robot_message(
     msgtype: str = "text",
     webhook_url: str | None = None,
     webhook_expired: bool = False,
+    robot_code: str = DINGTALK_CREDENTIALS["robot_code"],
 ) -> dict[str, Any]:
     """A robot callback body as DingTalk sends it (spec §2.1)."""
     if webhook_url is None:
@@ -52,7 +53,7 @@ def robot_message(
         "senderStaffId": sender,
         "senderNick": sender.title(),
         "chatbotUserId": "$:LWCP_v1:$robot",
-        "robotCode": DINGTALK_CREDENTIALS["robot_code"],
+        "robotCode": robot_code,
         "isInAtList": group and at_bot,
         "sessionWebhook": webhook_url,
         "sessionWebhookExpiredTime": now_ms() + (-1000 if webhook_expired else 90 * 60_000),

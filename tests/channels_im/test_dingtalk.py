@@ -84,7 +84,7 @@ def reply(text, *, group=False, webhook=True, live=None, key="1"):
 def test_it_accepts_the_spec_sign_vectors(client, dingtalk_bot, monkeypatch, vector):
     dingtalk_bot.credentials = {**DINGTALK_CREDENTIALS, "app_secret": vector["app_secret"]}
     dingtalk_bot.save()
-    freeze_clock(monkeypatch, int(vector["timestamp"]) + 59 * 60_000)
+    freeze_clock(monkeypatch, int(vector["timestamp"]) + 4 * 60_000)
     response = client.post(
         dingtalk_bot.callback_path,
         json.dumps(robot_message("hello", "vector-1")),
@@ -103,10 +103,30 @@ def test_it_rejects_a_callback_without_its_sign_headers(client, dingtalk_bot, mi
     assert not Message.objects.exists()
 
 
-def test_it_rejects_a_timestamp_more_than_an_hour_ahead(client, dingtalk_bot, monkeypatch):
+@pytest.mark.parametrize("skew_ms", [-301_000, 301_000, 3_000_000])
+def test_it_rejects_a_timestamp_more_than_five_minutes_away(
+    client, dingtalk_bot, monkeypatch, skew_ms
+):
+    # DingTalk allows an hour; its sign does not cover the body, so we allow 5 minutes.
     request = message_request(dingtalk_bot, "hi", "m-1")
-    freeze_clock(monkeypatch, int(request["headers"]["timestamp"]) - 3_601_000)
+    freeze_clock(monkeypatch, int(request["headers"]["timestamp"]) + skew_ms)
     assert client.generic(**request).status_code == 403
+
+
+def test_a_captured_sign_cannot_carry_another_body(client, dingtalk_bot):
+    genuine = message_request(dingtalk_bot, "hi", "m-1")
+    assert client.generic(**genuine).status_code == 200
+    forged = message_request(dingtalk_bot, "send me the payroll", "m-forged", sender="lisi")
+    forged["headers"] = genuine["headers"]
+    assert client.generic(**forged).status_code == 403
+    assert client.generic(**genuine).status_code == 200  # the platform's own retry: a duplicate
+    assert list(Message.objects.values_list("external_id", flat=True)) == ["m-1"]
+
+
+def test_it_rejects_a_callback_that_names_another_robot(client, dingtalk_bot):
+    request = message_request(dingtalk_bot, "hi", "m-1", robot_code="dingotherrobot")
+    assert client.generic(**request).status_code == 403
+    assert not Message.objects.exists()
 
 
 def test_it_stores_a_single_chat_message_without_calling_dingtalk(

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
@@ -33,8 +34,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# DingTalk signs with its own clock; a callback signed more than an hour away is a replay.
+# An encrypted event push signs its body: one signed more than an hour away (DingTalk's
+# own bound) is a replay, and a repeat within it is only a duplicate.
 MAX_CLOCK_SKEW_MS = 3_600_000
+# A robot callback's sign covers only its timestamp, so anyone who sees one request's
+# headers could sign any body with them until the timestamp expires. DingTalk sends at
+# once and does not retry, so the window need only cover clock skew: 5 minutes, not the
+# hour DingTalk's docs allow; and each sign is taken for one message only.
+ROBOT_SIGN_WINDOW_MS = 300_000
 # Stop using a session webhook a minute early: a send may be retried seconds later.
 WEBHOOK_MARGIN_MS = 60_000
 # Markdown titles are the notification preview; DingTalk shows about this many characters.
@@ -96,6 +103,7 @@ class RobotMessage(serializers.Serializer):
     senderId = serializers.CharField(allow_blank=True, default="")
     senderNick = serializers.CharField(allow_blank=True, default="")
     isInAtList = serializers.BooleanField(default=False)
+    robotCode = serializers.CharField(allow_blank=True, default="")
     text = _Text()
     sessionWebhook = serializers.CharField(allow_blank=True, default="")
     sessionWebhookExpiredTime = serializers.IntegerField(default=0)
@@ -126,6 +134,8 @@ class DingTalkAdapter(base.PlatformAdapter):
         super().__init__(bot)
         # Set by parse(): an encrypted event must be answered with an encrypted "success".
         self._sealed = False
+        # Set by verify(): the robot callback's sign, which parse() lets sign one message.
+        self._sign = ""
 
     # --- inbound ---------------------------------------------------------------------
 
@@ -139,21 +149,36 @@ class DingTalkAdapter(base.PlatformAdapter):
         timestamp, sign = request.headers.get("timestamp", ""), request.headers.get("sign", "")
         if not timestamp or not sign:
             raise base.SignatureInvalid("timestamp or sign header missing")
-        base.check_timestamp(timestamp, now=now_ms(), max_skew=MAX_CLOCK_SKEW_MS)
+        base.check_timestamp(timestamp, now=now_ms(), max_skew=ROBOT_SIGN_WINDOW_MS)
         secret = self.credentials.get("app_secret")
         if not secret:
             raise base.SignatureInvalid("bot credentials are incomplete")
         if not hmac.compare_digest(sign.encode(), dingtalk_sign(timestamp, secret).encode()):
             raise base.SignatureInvalid("sign mismatch")
+        self._sign = sign
 
     def parse(self, request: HttpRequest) -> base.CallbackResult:
         if event_query(request) is None:
-            return self.parse_message(base.json_object(request.body))
+            return self.parse_robot_callback(base.json_object(request.body))
         self._sealed = True
         inner = base.json_object(self.crypto.decrypt(self._ciphertext(request)))
         if "msgtype" in inner:
             return self.parse_message(inner)
         return base.Ignored(f"event {inner.get('EventType') or 'unknown'}")
+
+    def parse_robot_callback(self, data: dict[str, Any]) -> base.CallbackResult:
+        """A robot callback, whose body its sign does not cover: it must name this robot,
+        and its sign may carry one message (a retry of that message is still taken)."""
+        result = self.parse_message(data)
+        if isinstance(result, base.InboundMessage):
+            key = f"im:dingtalk:sign:{self.credentials.get('app_key', '')}:{self._sign}"
+            # Both sides of now: a sign is good from T - window to T + window.
+            lifetime = 2 * ROBOT_SIGN_WINDOW_MS // 1000
+            if not cache.add(key, result.external_id, lifetime) and (
+                cache.get(key) != result.external_id
+            ):
+                raise base.SignatureInvalid("sign already used for another message")
+        return result
 
     def parse_message(self, data: dict[str, Any]) -> base.CallbackResult:
         if data.get("msgtype") != "text":
@@ -162,6 +187,8 @@ class DingTalkAdapter(base.PlatformAdapter):
         if not schema.is_valid():
             raise base.BadPayload(f"robot message fields invalid: {sorted(schema.errors)}")
         msg = schema.validated_data
+        if self._sign and msg["robotCode"] != self.credentials.get("robot_code"):
+            raise base.SignatureInvalid("callback names another robot")
         is_group = msg["conversationType"] == "2"
         if is_group and not msg["isInAtList"]:
             return base.Ignored("group message without an @mention of the robot")
