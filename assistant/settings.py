@@ -171,11 +171,17 @@ CELERY_TASK_ROUTES = {
     "conversations.tasks.generate_reply": {"queue": "inference"},
     "conversations.tasks.deliver_reply": {"queue": "delivery"},
     "conversations.tasks.sweep_stuck_messages": {"queue": "delivery"},
+    "conversations.tasks.learn_bot_identities": {"queue": "delivery"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-messages": {
         "task": "conversations.tasks.sweep_stuck_messages",
         "schedule": timedelta(seconds=env.int("IM_SWEEP_INTERVAL_SECONDS", default=60)),
+    },
+    # A new Feishu bot knows its own open_id within a minute (channels_im/identity.py).
+    "learn-bot-identities": {
+        "task": "conversations.tasks.learn_bot_identities",
+        "schedule": timedelta(seconds=60),
     },
 }
 

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager, nullcontext
 from django.db import DataError, IntegrityError, connection, transaction
 
 from channels_im.models import Bot
-from channels_im.platforms.base import InboundMessage
+from channels_im.platforms.base import TEXT, InboundMessage
 
 from . import ratelimit, sessions, tasks, texts
 from .commands import command_for
@@ -23,26 +23,39 @@ logger = logging.getLogger(__name__)
 
 
 def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
-    """Store an inbound message and enqueue what answers it; None for a duplicate."""
-    command = command_for(inbound.text)
-    message = store(bot, inbound, Message.Status.IGNORED if command else Message.Status.QUEUED)
+    """Store an inbound message and enqueue what answers it; None for a duplicate.
+
+    A question goes to the model; a command, or a message the bot cannot read (a picture,
+    a file …), is answered by the bot itself and logged as `ignored`. All three count
+    against the rate limits: each costs a platform send.
+    """
+    readable = inbound.kind == TEXT
+    command = command_for(inbound.text) if readable else None
+    status = Message.Status.QUEUED if readable and not command else Message.Status.IGNORED
+    message = store(bot, inbound, status)
     if message is None:
         return None  # a platform retry: the first copy is already in hand
-    if command:
-        add_reply(message, command(message))
-        return message
     # Counted after the duplicate check, so retries never use up anyone's limit.
     verdict = ratelimit.check_or_allow(bot.tenant, inbound.sender)
-    if not verdict.limited:
+    if verdict.limited:
+        refuse(bot, message, notify=verdict.notify)
+    elif command:
+        add_reply(message, command(message))
+    elif not readable:
+        add_reply(message, texts.unreadable(bot.tenant))
+    else:
         # Outside any transaction this runs at once; inside a caller's, after its commit.
         transaction.on_commit(lambda: tasks.enqueue(message.pk, Message.Role.USER))
-        return message
+    return message
+
+
+def refuse(bot: Bot, message: Message, *, notify: bool) -> None:
+    """Log the message as over the rate limit; tell its sender once per window."""
     with transaction.atomic():
         Message.objects.filter(pk=message.pk).update(status=Message.Status.RATE_LIMITED)
         message.status = Message.Status.RATE_LIMITED
-        if verdict.notify or bot.adapter.answers_every_message:
+        if notify or bot.adapter.answers_every_message:
             add_reply(message, texts.rate_limited(bot.tenant))
-    return message
 
 
 def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
@@ -61,7 +74,8 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
                 bot=bot,
                 conversation_id=session.id,
                 role=Message.Role.USER,
-                content=inbound.text,
+                # What the log shows of a message the bot cannot read: its type.
+                content=inbound.text if inbound.kind == TEXT else f"[{inbound.kind}]",
                 sender=inbound.sender,
                 external_id=inbound.external_id,
                 status=status,

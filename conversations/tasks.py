@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 
+from channels_im import identity
+
 from . import delivery, pipeline
 from .claims import RetryLater, stuck
 from .models import Message
@@ -38,6 +40,12 @@ def sweep_stuck_messages() -> int:
     for row_id, role in rows:
         enqueue(row_id, role)
     return len(rows)
+
+
+@shared_task
+def learn_bot_identities() -> int:
+    """Ask the platforms what they can tell about their bots (a Feishu bot's open_id)."""
+    return identity.learn_identities()
 
 
 def enqueue(row_id: int, role: str, countdown: float = 0) -> None:

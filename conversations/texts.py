@@ -10,6 +10,14 @@ def apology(tenant: Tenant) -> str:
         return gettext("Sorry, I could not answer this time. Please try again in a moment.")
 
 
+def unreadable(tenant: Tenant) -> str:
+    with override(tenant.language):
+        return gettext(
+            "I can only read text (and voice messages with a transcript). "
+            "Please type your question."
+        )
+
+
 def rate_limited(tenant: Tenant) -> str:
     with override(tenant.language):
         return gettext(

@@ -61,6 +61,9 @@ class PlatformCallback:
     """
 
 
+TEXT = "text"  # InboundMessage.kind of everything the bot can read
+
+
 @dataclass(frozen=True)
 class InboundMessage:
     """One user message, whatever platform it came from, checked to be storable.
@@ -75,10 +78,14 @@ class InboundMessage:
     external_id: str  # the platform's message id: the dedupe key
     sender: str  # the platform's user id
     chat: str  # the group id; for 1:1 chats the sender's id
+    # The question as text: a rich message's text, a voice message's transcript.
     text: str
     is_group: bool = False
     # What send() needs later to answer this message (a message id, a webhook URL …).
     reply_context: dict[str, Any] = field(default_factory=dict)
+    # TEXT, or the platform's name of a type the bot cannot read ("image", "file" …): a
+    # person who sent one to the bot is told what it can read.
+    kind: str = TEXT
 
     def __post_init__(self) -> None:
         for name in ("external_id", "sender", "chat"):
@@ -214,6 +221,12 @@ class PlatformAdapter:
     def live(self, reply: OutboundReply) -> LiveReply | None:
         """A live channel for this answer, or None: then only the final text is sent."""
         return None
+
+    def learn_identity(self) -> dict[str, str]:
+        """Credentials the platform can tell about this bot itself (its own user id, which
+        tells its @mentions from others'), to store; {} when there is nothing to learn.
+        Called by a periodic task, never inside a callback; raise DeliveryError on failure."""
+        return {}
 
 
 def json_object(raw: bytes | str) -> dict[str, Any]:

@@ -167,8 +167,51 @@ def test_it_ignores_a_group_message_that_does_not_mention_the_robot(client, ding
     assert not Message.objects.exists()
 
 
-def test_it_acknowledges_and_ignores_other_message_types(client, dingtalk_bot):
-    response = client.generic(**message_request(dingtalk_bot, "", "m-1", msgtype="picture"))
+def robot_request(bot, msg_id, msgtype, content, *, group=False):
+    """A signed robot callback of a type other than text, as DingTalk sends it."""
+    request = message_request(bot, "", msg_id, msgtype=msgtype, group=group)
+    body = json.loads(request["data"])
+    del body["text"]
+    body["content"] = content
+    return {**request, "data": json.dumps(body, ensure_ascii=False).encode()}
+
+
+@pytest.mark.parametrize(
+    ("msgtype", "content", "question"),
+    [
+        (
+            "richText",
+            {"richText": [{"text": "VPN 连不上：\n"}, {"type": "picture"}, {"text": "**急**"}]},
+            "VPN 连不上：\n**急**",
+        ),
+        ("audio", {"recognition": "打印机怎么连？", "duration": 3000}, "打印机怎么连？"),
+    ],
+)
+def test_it_reads_rich_text_and_voice_transcripts(client, dingtalk_bot, msgtype, content, question):
+    response = client.generic(**robot_request(dingtalk_bot, "m-1", msgtype, content))
+    assert response.status_code == 200
+    row = Message.objects.get()
+    assert (row.status, row.content) == ("queued", question)
+
+
+@pytest.mark.parametrize("msgtype", ["picture", "file", "video"])
+def test_it_tells_the_person_what_it_cannot_read(
+    client, dingtalk_bot, fake_platforms, eager_celery, django_capture_on_commit_callbacks, msgtype
+):
+    request = robot_request(dingtalk_bot, "m-1", msgtype, {"downloadCode": "dc-1"})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.generic(**request).status_code == 200
+    row = Message.objects.get(role="user")
+    assert (row.status, row.content) == ("ignored", f"[{msgtype}]")
+    [notice] = fake_platforms.dingtalk_texts()
+    assert "only read text" in notice
+
+
+def test_it_ignores_a_group_picture_that_does_not_mention_it(client, dingtalk_bot):
+    request = robot_request(dingtalk_bot, "m-1", "picture", {"downloadCode": "dc"}, group=True)
+    body = json.loads(request["data"])
+    body["isInAtList"] = False
+    response = client.generic(**{**request, "data": json.dumps(body).encode()})
     assert (response.status_code, response.json()) == (200, {})
     assert not Message.objects.exists()
 

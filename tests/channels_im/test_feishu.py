@@ -8,6 +8,7 @@ from channels_im.platforms.base import DeliveryError, OutboundReply
 from channels_im.platforms.feishu.adapter import TEXT_BYTES
 from channels_im.platforms.feishu.card import CARD_TEXT_BYTES, LAST_SEQUENCE, StreamingCard
 from conversations.models import Message
+from conversations.tasks import learn_bot_identities
 from tests.callbacks.feishu import (
     BOT_OPEN_ID,
     SENDER_OPEN_ID,
@@ -18,6 +19,7 @@ from tests.callbacks.feishu import (
 )
 from tests.channels_im.adapter_contract import AdapterContract
 from tests.factories import BotFactory
+from tests.fakes import feishu_api
 from tests.fakes.ollama import DEFAULT_REPLY
 from tests.fakes.platforms import FakePlatforms
 from tests.fixtures import PLATFORM_VECTORS
@@ -147,11 +149,19 @@ def test_it_makes_no_platform_call_inside_the_callback(client, bot, fake_platfor
     assert fake_platforms.requests == []
 
 
-def test_it_stores_a_group_message_that_mentions_the_bot_without_placeholders(client, bot):
-    request = message_request(bot, "ask @_user_2 about  it @_all", "om_1", group=True)
-    assert client.generic(**request).status_code == 200
+@pytest.mark.parametrize("bot_open_id", [BOT_OPEN_ID, ""])
+def test_it_strips_the_bots_mention_and_names_everyone_else(client, bot, bot_open_id):
+    bot.credentials = dict(bot.credentials, bot_open_id=bot_open_id)
+    bot.save()
+    event = text_event(
+        bot.credentials, "请问 @_user_2 负责的预算审批到哪一步了 @_all", "om_1", group=True
+    )
+    event["event"]["message"]["mentions"].append(
+        {"key": "@_user_2", "id": {"open_id": "ou_wang"}, "name": "王小明"}
+    )
+    assert post_event(client, bot, event).status_code == 200
     message = Message.objects.get()
-    assert message.content == "ask about  it"
+    assert message.content == "请问 @王小明 负责的预算审批到哪一步了 @all"
     assert message.reply_context["is_group"] is True
 
 
@@ -198,12 +208,50 @@ def test_it_takes_an_event_again_after_the_database_failed(client, bot, monkeypa
     assert Message.objects.get().external_id == "om_1"
 
 
-@pytest.mark.parametrize("message_type", ["image", "post", "file"])
-def test_it_acknowledges_and_ignores_other_message_types(client, bot, message_type):
-    event = text_event(bot.credentials, "hi", "om_1", message_type=message_type)
-    response = post_event(client, bot, event)
+@pytest.mark.parametrize("message_type", ["image", "file", "audio", "sticker", "media"])
+def test_it_tells_the_person_what_it_cannot_read(
+    client, bot, deliver, fake_platforms, message_type
+):
+    event = text_event(bot.credentials, "", "om_1", message_type=message_type)
+    event["event"]["message"]["content"] = json.dumps({"image_key": "img_v2_1"})
+    response = deliver(client, feishu_post(bot, json.dumps(event)))
     assert (response.status_code, json.loads(response.content)) == (200, {"msg": "success"})
-    assert not Message.objects.exists()
+    row = Message.objects.get(role="user")
+    assert (row.status, row.content) == ("ignored", f"[{message_type}]")
+    [notice] = fake_platforms.feishu_chat()
+    assert "only read text" in notice
+
+
+@pytest.mark.parametrize("localised", [False, True])
+def test_it_reads_a_rich_text_post_with_its_mentions(client, bot, localised):
+    post = {
+        "title": "打印机",
+        "content": [
+            [
+                {"tag": "at", "user_id": "@_user_1", "user_name": "Bot"},
+                {"tag": "text", "text": " 三楼的打印机："},
+            ],
+            [
+                {"tag": "text", "text": "1. 卡纸", "style": ["bold"]},
+                {"tag": "img", "image_key": "k"},
+            ],
+            [
+                {"tag": "a", "text": "报修单", "href": "https://it.acme.cn/t/1"},
+                {"tag": "text", "text": " 找 "},
+                {"tag": "at", "user_id": "@_user_2", "user_name": "王小明"},
+            ],
+            [{"tag": "code_block", "language": "SHELL", "text": "lpstat -p"}],
+        ],
+    }
+    event = text_event(bot.credentials, "", "om_1", group=True, message_type="post")
+    event["event"]["message"]["content"] = json.dumps({"zh_cn": post} if localised else post)
+    event["event"]["message"]["mentions"].append(
+        {"key": "@_user_2", "id": {"open_id": "ou_wang"}, "name": "王小明"}
+    )
+    assert post_event(client, bot, event).status_code == 200
+    assert Message.objects.get().content == (
+        "打印机\n三楼的打印机：\n1. 卡纸\n报修单 找 @王小明\n```SHELL\nlpstat -p\n```"
+    )
 
 
 def test_it_acknowledges_and_ignores_other_events(client, bot):
@@ -457,3 +505,33 @@ def test_an_answer_sent_again_after_the_worker_died_before_recording_it_arrives_
     assert len(replies) == 2 and replies[0].json["uuid"] == replies[1].json["uuid"]
     assert fake_platforms.feishu_chat() == [DEFAULT_REPLY, "The next answer"]
     assert set(Message.objects.values_list("status", flat=True)) == {"answered"}
+
+
+@pytest.fixture
+def new_bot(bot):
+    """A bot as an admin adds it: the app's credentials, nothing optional."""
+    bot.credentials = {k: v for k, v in bot.credentials.items() if k != "bot_open_id"}
+    bot.save()
+    return bot
+
+
+def test_a_bot_learns_its_own_open_id_and_then_tells_its_mentions_from_others(
+    client, new_bot, fake_platforms
+):
+    bot = new_bot
+    assert learn_bot_identities() == 1
+    bot.refresh_from_db()
+    assert bot.credentials["bot_open_id"] == feishu_api.BOT_OPEN_ID  # what bot/v3/info says
+    assert learn_bot_identities() == 0  # known: Feishu is not asked again
+    assert len(fake_platforms.received("/open-apis/bot/v3/info")) == 1
+    others = text_event(bot.credentials, "hi", "om_1", group=True, mention_bot=False)
+    assert post_event(client, bot, others).status_code == 200
+    assert not Message.objects.exists()
+
+
+def test_a_bot_whose_identity_cannot_be_learned_says_why(new_bot, fake_platforms):
+    bot = new_bot
+    fake_platforms.fail_next = [(400, {"code": 10014, "msg": "app secret invalid"})]
+    assert learn_bot_identities() == 0
+    bot.refresh_from_db()
+    assert "10014" in bot.last_error and "bot_open_id" not in bot.credentials

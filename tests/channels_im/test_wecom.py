@@ -124,9 +124,38 @@ def test_it_rejects_a_malformed_inner_message(client, wecom_bot):
     assert post(client, wecom_bot, query, body).status_code == 400
 
 
-def test_it_acknowledges_and_ignores_other_message_types(client, wecom_bot):
-    query, body = wecom_post(wecom_bot.credentials, wecom_text_xml("", msg_type="image"))
-    response = post(client, wecom_bot, query, body)
+@pytest.mark.parametrize("msg_type", ["image", "voice", "video", "file", "location", "link"])
+def test_it_tells_the_person_what_it_cannot_read(
+    client, wecom_bot, fake_platforms, eager_celery, django_capture_on_commit_callbacks, msg_type
+):
+    query, body = wecom_post(wecom_bot.credentials, wecom_text_xml("", msg_type=msg_type))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, wecom_bot, query, body)
+    assert (response.status_code, response.content) == (200, b"")
+    row = Message.objects.get(role="user")
+    assert (row.status, row.content) == ("ignored", f"[{msg_type}]")
+    [notice] = fake_platforms.messages("wecom")
+    assert "only read text" in notice["text"]["content"]
+
+
+def test_it_answers_a_voice_message_by_its_transcript(client, wecom_bot):
+    xml = wecom_text_xml("", msg_type="voice").replace(
+        "<Content><![CDATA[]]></Content>", "<Recognition><![CDATA[打印机怎么连？]]></Recognition>"
+    )
+    response = post(client, wecom_bot, *wecom_post(wecom_bot.credentials, xml))
+    assert response.status_code == 200
+    row = Message.objects.get()
+    assert (row.status, row.content) == ("queued", "打印机怎么连？")
+
+
+def test_it_acknowledges_and_ignores_events(client, wecom_bot):
+    xml = (
+        "<xml><ToUserName><![CDATA[ww1234567890abcdef]]></ToUserName>"
+        "<FromUserName><![CDATA[zhangsan]]></FromUserName><CreateTime>1700000000</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[enter_agent]]></Event>"
+        "<AgentID>1000002</AgentID></xml>"
+    )
+    response = post(client, wecom_bot, *wecom_post(wecom_bot.credentials, xml))
     assert (response.status_code, response.content) == (200, b"")
     assert not Message.objects.exists()
 

@@ -343,11 +343,54 @@ class TestWeComBotContract(AdapterContract):
         assert Message.objects.get().content == "what is in\nthis picture?"
 
     @pytest.mark.parametrize(
+        ("payload", "kind"),
+        [
+            (
+                robot_payload("m-img", "image", group=False, image={"url": "https://x.invalid/a"}),
+                "image",
+            ),
+            (
+                robot_payload("m-file", "file", group=False, file={"url": "https://x.invalid/f"}),
+                "file",
+            ),
+            (
+                robot_payload(
+                    "m-pics",
+                    "mixed",
+                    mixed={
+                        "msg_item": [{"msgtype": "image", "image": {"url": "https://x.invalid/a"}}]
+                    },
+                ),
+                "image",
+            ),
+        ],
+    )
+    def test_it_tells_the_person_what_it_cannot_read(self, client, bot, deliver, payload, kind):
+        response = deliver(client, signed_request(bot, payload))
+        assert stream_of(bot, response)["finish"] is False  # the stream WeCom will poll
+        row = Message.objects.get(role="user")
+        assert (row.status, row.content) == ("ignored", f"[{kind}]")
+        [notice] = shown_answers(client, bot)
+        assert "only read text" in notice
+
+    def test_it_answers_a_voice_message_by_its_transcript(self, client, bot):
+        payload = robot_payload(
+            "m-voice", "voice", group=False, voice={"content": "打印机怎么连？"}
+        )
+        assert client.generic(**signed_request(bot, payload)).status_code == 200
+        assert Message.objects.get().content == "打印机怎么连？"
+
+    def test_a_quoted_reply_carries_what_it_quotes(self, client, bot):
+        quote = {"msgtype": "text", "text": {"content": "VPN 地址是 vpn.acme.cn\n端口 443"}}
+        response = client.generic(**message_request(bot, "这个端口对吗？", "m-quote", quote=quote))
+        assert response.status_code == 200
+        assert Message.objects.get().content == (
+            "> VPN 地址是 vpn.acme.cn\n> 端口 443\n\n这个端口对吗？"
+        )
+
+    @pytest.mark.parametrize(
         "payload",
         [
-            robot_payload(
-                "m-img", "image", group=False, image={"url": "https://example.invalid/a"}
-            ),
             robot_payload("m-ev", "event", event={"eventtype": "enter_chat"}),
             robot_payload("m-empty", "text", text={"content": "@SpecBot  "}),
         ],

@@ -57,15 +57,17 @@ def test_commands_never_reach_the_model_nor_its_context(say, fake_ollama):
     assert Message.objects.get(content="/help").status == Message.Status.IGNORED
 
 
-def test_commands_do_not_count_against_the_rate_limit(say, wecom_bot, fake_ollama):
-    wecom_bot.tenant.user_rate_limit_per_minute = 1
+def test_commands_count_against_the_rate_limit(say, wecom_bot, fake_platforms):
+    # Each command costs a platform send, and a platform's own send limits bite every
+    # user of the bot: 30 /reset in a row are not 30 sends.
+    wecom_bot.tenant.user_rate_limit_per_minute = 2
     wecom_bot.tenant.save()
-    say("/help")
-    say("/help")
-    question = say("question")  # the user's first counted message of the minute
-    question.refresh_from_db()
-    assert question.status == Message.Status.ANSWERED
-    assert len(fake_ollama.requests) == 1
+    rows = [say("/reset") for _ in range(30)]
+    assert [row.status for row in rows[:3]] == ["ignored", "ignored", "rate_limited"]
+    assert {row.status for row in rows[2:]} == {Message.Status.RATE_LIMITED}
+    texts = sent_texts(fake_platforms)
+    assert len(texts) == 3  # two answers, then the limit notice once
+    assert "faster than this assistant allows" in texts[2]
 
 
 def test_a_group_shares_one_context_when_the_bot_says_so(

@@ -66,6 +66,23 @@ def event_query(request: HttpRequest) -> tuple[str, str, str] | None:
     return signature, query.get("timestamp") or query.get("timeStamp", ""), query.get("nonce", "")
 
 
+def question_text(msg: dict[str, Any]) -> str:
+    """What a robot message asks: a text's content, a rich text's text pieces joined, a
+    voice message's transcript (`recognition`); "" for types without text."""
+    if msg["msgtype"] == "text":
+        return msg.get("text", {}).get("content", "")
+    content = msg["content"] if isinstance(msg["content"], dict) else {}
+    if msg["msgtype"] == "richText":
+        pieces = content.get("richText")
+        pieces = pieces if isinstance(pieces, list) else []
+        texts = [p.get("text") for p in pieces if isinstance(p, dict)]
+        return "".join(text for text in texts if isinstance(text, str))
+    if msg["msgtype"] == "audio":
+        recognition = content.get("recognition")
+        return recognition if isinstance(recognition, str) else ""
+    return ""
+
+
 def markdown_title(text: str) -> str:
     """The first line, without markdown marks, short enough for a notification."""
     first = next((line for line in text.splitlines() if line.strip()), "")
@@ -93,9 +110,10 @@ class _Text(serializers.Serializer):
 
 
 class RobotMessage(serializers.Serializer):
-    """The fields of a robot text callback (spec §2.1) that we use; the rest is ignored."""
+    """The fields of a robot callback (spec §2.1) that we use; the rest is ignored."""
 
     # DingTalk's own field names, so that the schema reads like the spec.
+    msgtype = serializers.CharField()
     msgId = serializers.CharField()
     conversationId = serializers.CharField()
     conversationType = serializers.ChoiceField(choices=["1", "2"])
@@ -104,7 +122,9 @@ class RobotMessage(serializers.Serializer):
     senderNick = serializers.CharField(allow_blank=True, default="")
     isInAtList = serializers.BooleanField(default=False)
     robotCode = serializers.CharField(allow_blank=True, default="")
-    text = _Text()
+    text = _Text(required=False)
+    # The payload of the other types: rich text, a voice message's transcript, a file …
+    content = serializers.JSONField(required=False, default=dict)
     sessionWebhook = serializers.CharField(allow_blank=True, default="")
     sessionWebhookExpiredTime = serializers.IntegerField(default=0)
 
@@ -181,8 +201,8 @@ class DingTalkAdapter(base.PlatformAdapter):
         return result
 
     def parse_message(self, data: dict[str, Any]) -> base.CallbackResult:
-        if data.get("msgtype") != "text":
-            return base.Ignored(f"message type {data.get('msgtype') or 'unknown'}")
+        """A message from a person: any type, addressed to the robot in a single chat or
+        by an @mention in a group; a type the robot cannot read keeps its name."""
         schema = RobotMessage(data=data)
         if not schema.is_valid():
             raise base.BadPayload(f"robot message fields invalid: {sorted(schema.errors)}")
@@ -196,12 +216,14 @@ class DingTalkAdapter(base.PlatformAdapter):
         sender = msg["senderStaffId"] or msg["senderId"]
         if not sender:
             raise base.BadPayload("robot message without a sender")
+        text = self.strip_mention(question_text(msg))
         return base.InboundMessage(
             external_id=msg["msgId"],
             sender=sender,
             chat=msg["conversationId"],
-            text=self.strip_mention(msg["text"]["content"]),
+            text=text,
             is_group=is_group,
+            kind=base.TEXT if text or msg["msgtype"] == "text" else msg["msgtype"],
             reply_context={
                 "session_webhook": msg["sessionWebhook"],
                 "session_webhook_expires_ms": msg["sessionWebhookExpiredTime"],

@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -23,6 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .. import base
 from ..text import split_first, split_utf8
+from . import content
 from .card import CARD_TEXT_BYTES, StreamingCard
 from .client import FeishuClient
 from .crypto import FeishuCipher, feishu_signature
@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 MESSAGE_EVENT = "im.message.receive_v1"
 # Feishu re-pushes an event for about 7 hours (15 s, 5 min, 1 h, 6 h): remember it longer.
 EVENT_SEEN_SECONDS = 8 * 3600
-# Mention placeholders in the text; the names behind them are in `mentions`.
-MENTION = re.compile(r"[ \t]*(?:@_user_\d+|@_all)[ \t]*")
 # Feishu signs with its own clock; a callback signed more than an hour away is a replay.
 MAX_CLOCK_SKEW_SECONDS = 3600
 # A text body may be 150 KB; stay well below it after JSON escaping.
@@ -55,7 +53,8 @@ class FeishuAdapter(base.PlatformAdapter):
         base.CredentialField("encrypt_key", hint=_("Encrypt Key: 事件与回调 → 加密策略")),
         # Decides whether a group message @mentions this bot (GET /open-apis/bot/v3/info).
         base.CredentialField.optional(
-            "bot_open_id", _("Optional: the bot's open_id, to tell its @mentions from others")
+            "bot_open_id",
+            _("Learned from the app's credentials within a minute; set it only to override"),
         ),
         # https://open.larksuite.com for Lark; empty: FEISHU_API_BASE.
         base.CredentialField.optional(
@@ -140,9 +139,12 @@ class FeishuAdapter(base.PlatformAdapter):
         return self.parse_message(event, event_id)
 
     def parse_message(self, event: dict[str, Any], event_id: str) -> base.CallbackResult:
+        """A person's message of any type, in a single chat or @mentioning the bot in a
+        group; text and rich text (`post`) are read, other types keep their name."""
         message = _object(event.get("message"))
-        if message.get("message_type") != "text":
-            return base.Ignored(f"message type {message.get('message_type') or 'unknown'}")
+        message_type = message.get("message_type")
+        if not _text(message_type):
+            raise base.BadPayload("message without message_type")
         is_group = message.get("chat_type") == "group"
         if is_group and not self._mentioned(message.get("mentions")):
             return base.Ignored("group message that does not @mention the bot")
@@ -150,9 +152,12 @@ class FeishuAdapter(base.PlatformAdapter):
         message_id, chat = message.get("message_id"), message.get("chat_id")
         if not (_text(message_id) and _text(sender) and _text(chat)):
             raise base.BadPayload("message without message_id, sender open_id or chat_id")
-        text = MENTION.sub(" ", text_content(message.get("content"))).strip()
-        if not text:
-            return base.Ignored("empty message")
+        text = ""
+        if message_type in content.READABLE_TYPES:
+            mentions = content.Mentions.of(message.get("mentions"), self.bot_open_id)
+            text = content.question(message_type, message.get("content"), mentions)
+            if not text:
+                return base.Ignored("empty message")
         return base.InboundMessage(
             external_id=message_id,
             sender=sender,
@@ -160,15 +165,25 @@ class FeishuAdapter(base.PlatformAdapter):
             text=text,
             is_group=is_group,
             reply_context={"message_id": message_id, "event_id": event_id},
+            kind=base.TEXT if text else message_type,
         )
 
+    @property
+    def bot_open_id(self) -> str:
+        """The bot's own open_id: set by the admin, or learned (`learn_identity`)."""
+        return str(self.credentials.get("bot_open_id") or "")
+
+    def learn_identity(self) -> dict[str, str]:
+        if self.bot_open_id:
+            return {}
+        answer = self.client.call("GET", "/open-apis/bot/v3/info")
+        open_id = _object(answer.get("bot")).get("open_id")
+        return {"bot_open_id": open_id} if _text(open_id) else {}
+
     def _mentioned(self, mentions: Any) -> bool:
-        mentions = mentions if isinstance(mentions, list) else []
-        bot_open_id = self.credentials.get("bot_open_id")
-        if not bot_open_id:
-            # Without the "all group messages" scope Feishu only delivers those that @ the bot.
-            return bool(mentions)
-        return any(_object(_object(m).get("id")).get("open_id") == bot_open_id for m in mentions)
+        # Before the bot's open_id is learned any mention counts: without the "all group
+        # messages" scope Feishu only delivers those that @ the bot.
+        return content.Mentions.of(mentions, self.bot_open_id).bot_key is not None
 
     def _event_key(self, event_id: str) -> str:
         return f"feishu:event:{self.credentials.get('app_id', '')}:{event_id}"
@@ -243,16 +258,6 @@ class FeishuAdapter(base.PlatformAdapter):
                 f"api_base {api_base} is not in FEISHU_ALLOWED_API_BASES", permanent=True
             )
         return FeishuClient(creds.get("app_id", ""), creds.get("app_secret", ""), base=api_base)
-
-
-def text_content(content: Any) -> str:
-    """The text of a `text` message, whose `content` is itself a JSON string."""
-    if not isinstance(content, str):
-        raise base.BadPayload("message content is not a string")
-    text = base.json_object(content).get("text")
-    if not isinstance(text, str):
-        raise base.BadPayload("text message without text")
-    return text
 
 
 def _text(value: Any) -> TypeGuard[str]:

@@ -108,14 +108,23 @@ class WeComAppAdapter(WeComCallbacks):
         return self.parse_message(parse_xml(plaintext.encode()))
 
     def parse_message(self, xml: Element) -> base.CallbackResult:
+        """A person's message (spec §1.2); an app chat is always one to one, so every
+        message is addressed to the bot, whatever its type."""
         msg_type = xml.findtext("MsgType", "")
-        if msg_type != "text":
-            return base.Ignored(f"message type {msg_type or 'unknown'}")
+        if msg_type == "event" or not msg_type:
+            return base.Ignored(f"event {xml.findtext('Event', '') or 'unknown'}")
         msg_id, sender = xml.findtext("MsgId", ""), xml.findtext("FromUserName", "")
         if not msg_id or not sender:
-            raise base.BadPayload("text message without MsgId or FromUserName")
+            raise base.BadPayload("message without MsgId or FromUserName")
+        # A voice message carries WeCom's transcript when the app has recognition on.
+        text = xml.findtext("Content" if msg_type == "text" else "Recognition", "")
+        readable = msg_type == "text" or bool(text.strip())
         return base.InboundMessage(
-            external_id=msg_id, sender=sender, chat=sender, text=xml.findtext("Content", "")
+            external_id=msg_id,
+            sender=sender,
+            chat=sender,
+            text=text,
+            kind=base.TEXT if readable else msg_type,
         )
 
     def ack(self, result: base.CallbackResult) -> HttpResponse:

@@ -64,7 +64,11 @@ class WeComBotAdapter(WeComCallbacks):
         base.CredentialField.optional("bot_id", _("Optional: the robot's aibotid")),
         # The display name, stripped as "@name" anywhere in a message.
         base.CredentialField.optional(
-            "bot_name", _("Optional: the robot's display name, stripped from @mentions")
+            "bot_name",
+            _(
+                "The robot's display name, if it contains a space: WeCom cannot tell "
+                "where such a name ends, so without it only its first word is removed"
+            ),
         ),
     )
 
@@ -87,8 +91,10 @@ class WeComBotAdapter(WeComCallbacks):
         msg_type = _text(payload, "msgtype")
         if msg_type == "stream":
             return StreamRefresh(_required(payload, "stream", "id"))
-        if msg_type not in ("text", "mixed"):
-            return base.Ignored(f"message type {msg_type or 'unknown'}")
+        if msg_type in ("event", ""):
+            return base.Ignored(f"event {_text(payload, 'event', 'eventtype') or 'unknown'}")
+        # A robot only hears what is addressed to it (a group @mention, a single chat), so
+        # a message of any other type gets a word on what it can read.
         return self._message(payload, msg_type)
 
     def _check_robot(self, payload: dict[str, Any]) -> None:
@@ -103,14 +109,19 @@ class WeComBotAdapter(WeComCallbacks):
         base.check_identifier("msgid", msgid)  # before it names the stream
         is_group = _text(payload, "chattype") == "group"
         text = self.strip_mention(_content(payload, msg_type), is_group=is_group)
-        if not text:
+        if not text and msg_type == "text":
             return base.Ignored("message without text")
+        if text and (quoted := _content(_get(payload, "quote"), "quote")):
+            # A reply to an earlier message: the model needs what it replies to.
+            text = "\n".join(f"> {line}" for line in quoted.splitlines()) + "\n\n" + text
         return base.InboundMessage(
             external_id=msgid,
             sender=sender,
             chat=(_text(payload, "chatid") or sender) if is_group else sender,
             text=text,
             is_group=is_group,
+            # A mixed message of pictures only is a picture to us.
+            kind=base.TEXT if text else "image" if msg_type == "mixed" else msg_type,
             reply_context={
                 "stream_id": stream_id_for(str(self.bot.public_id), msgid),
                 "response_url": _text(payload, "response_url"),
@@ -212,14 +223,22 @@ def _stale(context: dict[str, Any]) -> bool:
     return isinstance(started, int) and time.time() - started > STREAM_WINDOW_SECONDS
 
 
-def _content(payload: dict[str, Any], msg_type: str) -> str:
-    """The message's text: a mixed message's text items joined, its images dropped."""
-    if msg_type == "text":
-        return _text(payload, "text", "content")
+def _content(payload: Any, msg_type: str) -> str:
+    """The text of a message (or of the one it quotes, `msg_type` "quote"): a text's, a
+    mixed message's text items joined (its pictures dropped), a voice message's
+    transcript; "" for types without text."""
+    if payload is None:
+        return ""
+    if msg_type == "quote":
+        msg_type = _text(payload, "msgtype")
+    if msg_type in ("text", "voice"):
+        return _text(payload, msg_type, "content")
+    if msg_type != "mixed":
+        return ""
     items = _get(payload, "mixed", "msg_item") or []
     if not isinstance(items, list):
         raise base.BadPayload("mixed.msg_item is not a list")
-    texts = [_text(item, "text", "content") for item in items if _get(item, "msgtype") == "text"]
+    texts = [_content(item, "quote") for item in items if _get(item, "msgtype") == "text"]
     return "\n".join(texts)
 
 
