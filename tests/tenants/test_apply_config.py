@@ -33,7 +33,7 @@ ACME_TOML = f"""
 [[tenants]]
 slug = "acme"
 name = "Acme"
-model_endpoint = "http://127.0.0.1:11434"
+model_endpoint = "http://localhost:11434"
 model = "qwen2:1.5b"
 context_max_rounds = 5
 language = "en"
@@ -65,7 +65,7 @@ def acme() -> Tree:
             {
                 "slug": "acme",
                 "name": "Acme",
-                "model_endpoint": "http://127.0.0.1:11434",
+                "model_endpoint": "http://localhost:11434",
                 "model": "qwen2:1.5b",
                 "context_max_rounds": 5,
                 "language": "en",
