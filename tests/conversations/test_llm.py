@@ -258,3 +258,20 @@ def test_it_reads_the_newer_openai_framing(fake: FakeOllama) -> None:
 
     assert (completion.content, completion.done_reason) == ("Hi there", "length")
     assert (completion.prompt_tokens, completion.completion_tokens) == (3, 2)
+
+
+def test_the_fake_refuses_a_keep_alive_string_without_a_unit_as_ollama_does(
+    fake: FakeOllama,
+) -> None:
+    with pytest.raises(ModelRejected) as caught:
+        chat(fake.url, "gemma:2b", MESSAGES, keep_alive="-1")
+
+    assert str(caught.value) == 'HTTP 400: time: missing unit in duration "-1"'
+    assert chat(fake.url, "gemma:2b", MESSAGES, keep_alive=-1).content == DEFAULT_REPLY
+
+
+def test_the_fake_refuses_an_option_of_the_wrong_type_as_ollama_does(fake: FakeOllama) -> None:
+    with pytest.raises(ModelUnavailable) as caught:
+        chat(fake.url, "gemma:2b", MESSAGES, options={"num_ctx": "4096"})
+
+    assert str(caught.value) == 'HTTP 500: option "num_ctx" must be of type integer'
