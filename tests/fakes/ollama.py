@@ -105,6 +105,7 @@ class FakeOllama:
     midstream_error: str | None  # stream half the reply, then this error line (status 200)
     known_models: set[str] | None  # other models get 404; None = every model exists
     raw_stream: list[str] | None  # if set, sent verbatim as the 200 body's chunks
+    raw_error: tuple[int, bytes] | None  # if set, this status and body, as any server might
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[dict[str, Any]] = []
@@ -130,6 +131,7 @@ class FakeOllama:
         self.midstream_error = None
         self.known_models = None
         self.raw_stream = None
+        self.raw_error = None
         with self._lock:
             self.requests.clear()
             self.served.clear()
@@ -386,6 +388,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, dialect.error("invalid JSON request body"))
             return
         outcome = self.server.fake.admit(body, stream_default=dialect.stream_default)
+        if self.server.fake.raw_error is not None:
+            status, raw = self.server.fake.raw_error
+            self._send(status, "text/plain; charset=utf-8", raw)
+            return
         if isinstance(outcome, tuple):
             status, text = outcome
             self._send_json(status, dialect.error(text))
