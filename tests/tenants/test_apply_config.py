@@ -22,7 +22,6 @@ from tenants.management.commands.apply_config import Command
 from tenants.models import ApiKey, Tenant
 from tests.factories import WECOM_CREDENTIALS, BotFactory
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PUBLIC_ID = "0b6c7f4e-2f0a-4d3e-9a61-5f1d2c3b4a59"
 OTHER_ID = "5d41402a-bc4b-4a76-b971-9d911017c592"
 API_KEY = "crm-key-0123456789abcdef0123456789abcdef"
@@ -229,12 +228,6 @@ def test_it_stores_secrets_encrypted(db):
         assert WECOM_CREDENTIALS[name] not in raw
     assert stored.credentials == WECOM_CREDENTIALS
     assert API_KEY not in ApiKey.objects.get(name="crm").hashed_key
-
-
-def test_it_applies_the_example_files(db):
-    assert load(EXAMPLES / "config.toml") == load(EXAMPLES / "config.json")
-    assert {c.action for c in apply_file(EXAMPLES / "config.toml")} == {"created"}
-    assert {c.action for c in apply_file(EXAMPLES / "config.json")} == {"unchanged"}
 
 
 @pytest.mark.parametrize("written", [1000002, "1000002", " 1000002 ", "１０００００２"])
