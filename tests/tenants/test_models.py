@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import translation
 
 from tenants.models import Tenant
 from tenants.validators import ollama_keep_alive, validate_endpoint, validate_keep_alive
@@ -50,7 +51,8 @@ def test_it_covers_every_numeric_field_of_a_tenant():
 
 def test_it_wants_num_ctx_to_leave_room_for_the_answer(settings):
     settings.OLLAMA_NUM_PREDICT = 2048
-    assert "OLLAMA_NUM_PREDICT (2048)" in errors_of(Tenant(num_ctx=2048))["num_ctx"][0]
+    with translation.override("en"):
+        assert "OLLAMA_NUM_PREDICT (2048)" in errors_of(Tenant(num_ctx=2048))["num_ctx"][0]
     assert errors_of(Tenant(num_ctx=2049)) == {}
 
 
