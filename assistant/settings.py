@@ -6,8 +6,11 @@ start without SECRET_KEY and FIELD_ENCRYPTION_KEY.
 """
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -29,6 +32,34 @@ def required_secret(name: str, dev_default: str) -> str:
     if DEBUG:
         return dev_default
     raise ImproperlyConfigured(f"{name} must be set (production refuses to start without it)")
+
+
+def ranged(name: str, default: int, low: int, high: int) -> int:
+    """An integer variable that must lie in [low, high]: a value outside is a typo that
+    would otherwise surface much later (a worker of 10,000 processes, an unbounded answer).
+    Raises ImproperlyConfigured naming the variable."""
+    value: int = _read(env.int, name, default)
+    _check_range(name, value, low, high)
+    return value
+
+
+def ranged_float(name: str, default: float, low: float, high: float) -> float:
+    """`ranged` for a number of seconds that may have a fraction."""
+    value: float = _read(env.float, name, default)
+    _check_range(name, value, low, high)
+    return value
+
+
+def _read(read: Callable[..., Any], name: str, default: float) -> Any:
+    try:
+        return read(name, default=default)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, not {env.str(name)!r}") from exc
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ImproperlyConfigured(f"{name}={value} is out of range: use {low} to {high}")
 
 
 SECRET_KEY = required_secret("SECRET_KEY", "dev-insecure-secret-key-do-not-use-in-production")
@@ -106,7 +137,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["ENGINE"] = "common.postgresql"  # a cheaper health check
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_MAX_AGE", ranged("DATABASE_CONN_MAX_AGE", 60, 0, 3600))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -156,15 +187,15 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 # Celery's Django fixup closes the database connection around every task unless told to
 # reuse it; reconnecting costs more than most of our tasks' own queries.
-CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
+CELERY_DB_REUSE_MAX = ranged("CELERY_DB_REUSE_MAX", 1000, 0, 100_000)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Processes, not threads: the time limits below (which bound a claim) need them.
 CELERY_WORKER_POOL = "prefork"
-CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=4)
-CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_WORKER_CONCURRENCY = ranged("WORKER_CONCURRENCY", 4, 1, 64)
+CELERY_TASK_SOFT_TIME_LIMIT = ranged("CELERY_TASK_SOFT_TIME_LIMIT", 300, 1, 3600)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_TASK_DEFAULT_QUEUE = "inference"
 CELERY_TASK_ROUTES = {
@@ -176,7 +207,7 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-messages": {
         "task": "conversations.tasks.sweep_stuck_messages",
-        "schedule": timedelta(seconds=env.int("IM_SWEEP_INTERVAL_SECONDS", default=60)),
+        "schedule": timedelta(seconds=ranged("IM_SWEEP_INTERVAL_SECONDS", 60, 5, 3600)),
     },
     # A new Feishu bot knows its own open_id within a minute (channels_im/identity.py).
     "learn-bot-identities": {
@@ -187,12 +218,12 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- Our own settings: model endpoint and platforms -------------------------------------
 OLLAMA_URL = env.str("OLLAMA_URL", default="http://localhost:11434").rstrip("/")
-OLLAMA_CONNECT_TIMEOUT = env.float("OLLAMA_CONNECT_TIMEOUT", default=5.0)
+OLLAMA_CONNECT_TIMEOUT = ranged_float("OLLAMA_CONNECT_TIMEOUT", 5.0, 0.1, 60)
 # Longest silence allowed between two streamed chunks (and before the first one).
-OLLAMA_TIMEOUT = env.float("OLLAMA_TIMEOUT", default=120.0)
-OLLAMA_MAX_RETRIES = env.int("OLLAMA_MAX_RETRIES", default=3)
-OLLAMA_RETRY_BACKOFF = env.float("OLLAMA_RETRY_BACKOFF", default=2.0)
-OLLAMA_NUM_PREDICT = env.int("OLLAMA_NUM_PREDICT", default=1024)
+OLLAMA_TIMEOUT = ranged_float("OLLAMA_TIMEOUT", 120.0, 1, 3600)
+OLLAMA_MAX_RETRIES = ranged("OLLAMA_MAX_RETRIES", 3, 0, 10)
+OLLAMA_RETRY_BACKOFF = ranged_float("OLLAMA_RETRY_BACKOFF", 2.0, 0, 60)
+OLLAMA_NUM_PREDICT = ranged("OLLAMA_NUM_PREDICT", 1024, 1, 32_768)
 
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="https://qyapi.weixin.qq.com").rstrip("/")
 DINGTALK_API_BASE = env.str("DINGTALK_API_BASE", default="https://api.dingtalk.com").rstrip("/")
@@ -204,19 +235,21 @@ FEISHU_ALLOWED_API_BASES = [
     base.rstrip("/")
     for base in env.list("FEISHU_ALLOWED_API_BASES", default=["https://open.larksuite.com"])
 ]
-# Hosts a tenant's model endpoint may name (empty: any). Tenant admins set endpoints, and
-# the worker calls them from inside your network: list your model servers here.
+if not urlsplit(OLLAMA_URL).hostname:
+    raise ImproperlyConfigured(f"OLLAMA_URL must be an http(s) URL, not {OLLAMA_URL!r}")
+# Hosts besides OLLAMA_URL's that a tenant's model endpoint may name ("*": any). Tenant
+# admins set endpoints, and the worker calls them from inside your network.
 MODEL_ENDPOINT_ALLOWED_HOSTS = env.list("MODEL_ENDPOINT_ALLOWED_HOSTS", default=[])
 
-IM_HTTP_TIMEOUT = env.float("IM_HTTP_TIMEOUT", default=10.0)
+IM_HTTP_TIMEOUT = ranged_float("IM_HTTP_TIMEOUT", 10.0, 0.5, 120)
 # How long a web process may keep using a bot's settings after another process changed them.
-IM_BOT_CACHE_SECONDS = env.float("IM_BOT_CACHE_SECONDS", default=5.0)
-IM_DELIVERY_MAX_RETRIES = env.int("IM_DELIVERY_MAX_RETRIES", default=5)
-IM_DELIVERY_RETRY_BACKOFF = env.float("IM_DELIVERY_RETRY_BACKOFF", default=2.0)
+IM_BOT_CACHE_SECONDS = ranged_float("IM_BOT_CACHE_SECONDS", 5.0, 0, 300)
+IM_DELIVERY_MAX_RETRIES = ranged("IM_DELIVERY_MAX_RETRIES", 5, 0, 20)
+IM_DELIVERY_RETRY_BACKOFF = ranged_float("IM_DELIVERY_RETRY_BACKOFF", 2.0, 0, 60)
 # A message still queued (or with an expired claim) after this long is enqueued again.
-IM_STUCK_AFTER_SECONDS = env.int("IM_STUCK_AFTER_SECONDS", default=120)
-IM_CLAIM_SECONDS = env.int("IM_CLAIM_SECONDS", default=CELERY_TASK_TIME_LIMIT + 30)
-IM_MAX_BODY_BYTES = env.int("IM_MAX_BODY_BYTES", default=256 * 1024)
+IM_STUCK_AFTER_SECONDS = ranged("IM_STUCK_AFTER_SECONDS", 120, 10, 86_400)
+IM_CLAIM_SECONDS = ranged("IM_CLAIM_SECONDS", CELERY_TASK_TIME_LIMIT + 30, 1, 86_400)
+IM_MAX_BODY_BYTES = ranged("IM_MAX_BODY_BYTES", 256 * 1024, 16 * 1024, 16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = IM_MAX_BODY_BYTES
 
 # --- Auth, i18n, static -----------------------------------------------------------------

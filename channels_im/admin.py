@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
+from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -59,7 +60,12 @@ class BotCredentialsForm(forms.ModelForm):
         cleaned = super().clean() or {}
         credentials = dict(self.instance.credentials or {})
         for spec in self.credential_fields:
-            value = cleaned.get(CREDENTIAL_PREFIX + spec.name) or ""
+            field = CREDENTIAL_PREFIX + spec.name
+            try:
+                value = spec.clean(cleaned.get(field) or "")
+            except ValidationError as exc:
+                self.add_error(field, exc)
+                continue
             if value:
                 credentials[spec.name] = value
             elif not spec.secret:
@@ -67,7 +73,8 @@ class BotCredentialsForm(forms.ModelForm):
                 credentials.pop(spec.name, None)
         adapter = adapter_class(self.instance.platform)
         for name in adapter.missing_credentials(credentials):
-            self.add_error(CREDENTIAL_PREFIX + name, _("This credential is required."))
+            if not self.has_error(CREDENTIAL_PREFIX + name):
+                self.add_error(CREDENTIAL_PREFIX + name, _("This credential is required."))
         self.credentials = credentials
         return cleaned
 

@@ -22,7 +22,8 @@ from common import http
 DeltaCallback = Callable[[str], None]
 Messages = list[dict[str, str]]
 
-_MAX_ERROR_CHARS = 300
+# An error is stored on rows the admin shows: a short excerpt, never a whole body.
+_MAX_ERROR_CHARS = 200
 # Ample for Ollama's {"error": …}; a proxy's HTML error page need not be read whole.
 _MAX_ERROR_BYTES = 4096
 # A bad endpoint URL or unserialisable options stay bad on every retry.
@@ -180,7 +181,21 @@ def _open_stream(url: str, body: dict[str, Any]) -> Iterator[requests.Response]:
     except _UNSENDABLE as exc:
         raise ModelRejected(f"cannot send the model request: {exc}") from exc
     except requests.RequestException as exc:
-        raise ModelUnavailable(f"model endpoint unreachable: {exc}") from exc
+        raise ModelUnavailable(f"model endpoint unreachable: {_transport_reason(exc)}") from exc
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """The failure's type, and the OS's words for it ("Connection refused") if any.
+
+    Not the exception's text: urllib3 quotes what the peer sent (a BadStatusLine, an
+    InvalidChunkLength), and an endpoint that is no model server may send internal data.
+    """
+    chain = [exc]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) and len(chain) < 10:
+        chain.append(cause)
+    detail = next((e.strerror for e in chain if isinstance(e, OSError) and e.strerror), None)
+    inner = type(chain[-1]).__name__
+    return f"{type(exc).__name__} ({detail or inner})"
 
 
 def _raise_for_status(response: requests.Response) -> None:
@@ -188,7 +203,8 @@ def _raise_for_status(response: requests.Response) -> None:
     if 200 <= status < 300:
         return
     raw = next(response.iter_content(_MAX_ERROR_BYTES), b"")
-    message = f"HTTP {status}: {_clip(_error_text(raw))}"
+    text = _error_text(raw)
+    message = f"HTTP {status}: {text}" if text else f"HTTP {status}"
     # 408 and 429 are "not now" rather than "never".
     if 400 <= status < 500 and status not in (408, 429):
         raise ModelRejected(message, status=status)
@@ -196,18 +212,21 @@ def _raise_for_status(response: requests.Response) -> None:
 
 
 def _error_text(raw: bytes) -> str:
-    """Ollama's `error` text (native: a string; /v1: an object with `message`), else the body."""
-    text = raw.decode("utf-8", errors="replace").strip()
+    """Ollama's `error` text (native: a string; /v1: an object with `message`), printable
+    and clipped; "" for any other body, which is never quoted: a proxy's page or an
+    internal service's answer has no place in an error the admin shows."""
     try:
-        error = json.loads(text).get("error")
+        error = json.loads(raw).get("error")
     except (ValueError, AttributeError):
-        return text
+        return ""
     if isinstance(error, dict):
         error = error.get("message")
-    return error if isinstance(error, str) else text
+    return _clip(error) if isinstance(error, str) else ""
 
 
 def _clip(text: str) -> str:
+    """One line of printable text (no control or bidi characters), at most _MAX_ERROR_CHARS."""
+    text = "".join(c if c.isprintable() else " " for c in text).strip()
     return text if len(text) <= _MAX_ERROR_CHARS else text[:_MAX_ERROR_CHARS] + "…"
 
 
@@ -216,11 +235,11 @@ def _decode(line: bytes) -> dict[str, Any]:
     try:
         chunk = json.loads(line)
     except ValueError as exc:
-        raise ModelUnavailable(f"invalid JSON in the model stream: {_clip(repr(line))}") from exc
+        raise ModelUnavailable(f"invalid JSON in the model stream ({len(line)} bytes)") from exc
     if not isinstance(chunk, dict):
-        raise ModelUnavailable(f"unexpected chunk in the model stream: {_clip(repr(line))}")
+        raise ModelUnavailable(f"unexpected chunk in the model stream: {type(chunk).__name__}")
     if "error" in chunk:
-        raise ModelUnavailable(f"model failed mid-stream: {_clip(_error_text(line))}")
+        raise ModelUnavailable(f"model failed mid-stream: {_error_text(line) or 'no reason'}")
     return chunk
 
 

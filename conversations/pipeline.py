@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from tenants.models import Tenant
+from tenants.validators import ollama_keep_alive
 
 from . import delivery, llm, texts
 from .claims import Claim, Failure, RetryLater, ms_between
@@ -68,18 +70,32 @@ def answer(message_id: int) -> None:
 def ask_model(question: Claim) -> llm.Completion:
     row = question.row
     tenant = row.tenant
+    check_model_settings(tenant)
     live = row.bot.adapter.live(delivery.outbound_for(row))
     completion = llm.chat(
         tenant.endpoint,
         tenant.model,
         build_messages(row),
         options=model_options(tenant),
-        keep_alive=tenant.keep_alive or None,
+        keep_alive=ollama_keep_alive(tenant.keep_alive),
         on_delta=LiveProgress(question, live) if live else None,
     )
     if not completion.content.strip():
         raise llm.ModelUnavailable("the model returned an empty answer")
     return completion
+
+
+def check_model_settings(tenant: Tenant) -> None:
+    """Raise ModelRejected (permanent) if the tenant's endpoint or options fail today's
+    validators: a row saved before them may name a host we no longer call, and retrying
+    cannot fix it."""
+    try:
+        tenant.check_model_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{name}: {' '.join(messages)}" for name, messages in exc.message_dict.items()
+        )
+        raise llm.ModelRejected(f"the tenant's model settings need fixing: {problems}") from exc
 
 
 def model_options(tenant: Tenant) -> dict[str, Any]:

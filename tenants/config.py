@@ -35,7 +35,7 @@ from tenants.models import ApiKey, Tenant
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
-Spec = dict[str, tuple[type, ...]]
+Spec = dict[str, tuple[type, ...]]  # key -> the types a file may use; (): checked elsewhere
 M = TypeVar("M", Bot, ApiKey)
 
 
@@ -91,7 +91,8 @@ TENANT_FIELDS = (
     *("rate_limit_per_minute", "user_rate_limit_per_minute", "session_timeout_seconds"),
     *("context_max_rounds", "num_ctx", "temperature", "keep_alive"),
 )
-TENANT_SPEC: Spec = _spec(Tenant, *TENANT_FIELDS) | CHILDREN
+# keep_alive is text to the model (it may be "5m"), but `keep_alive = -1` means seconds.
+TENANT_SPEC: Spec = _spec(Tenant, *TENANT_FIELDS) | {"keep_alive": (int, str)} | CHILDREN
 BOT_SPEC: Spec = _spec(
     Bot, "name", "platform", "public_id", "system_prompt", "shared_group_session", "is_active"
 )
@@ -138,7 +139,7 @@ def _check_table(
     errors += [
         f"{_join(path, key)}: {message}"
         for key, value in data.items()
-        if key in spec and (message := _type_error(value, spec[key]))
+        if spec.get(key) and (message := _type_error(value, spec[key]))
     ]
     if errors:
         raise ConfigError(errors)
@@ -210,11 +211,24 @@ def _adapter(platform: str, path: str) -> type[PlatformAdapter]:
     return adapter_class(platform)
 
 
-def _check_credentials(platform: str, given: Mapping[str, Any], path: str) -> None:
-    """A bot's keys that are not model fields must be credentials of its platform."""
-    known = [f.name for f in _adapter(platform, f"{path}.platform").credential_fields]
-    hint = f'not a bot field nor a "{platform}" credential (credentials: {", ".join(known)})'
-    _check_table(given, path, dict.fromkeys(known, (str,)), unknown=hint)
+def _credentials(platform: str, given: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """A bot's keys that are not model fields, which must be credentials of its platform,
+    as stored: a numeric one (an AgentId) may be written as a number, and is kept as digits.
+    """
+    fields = {f.name: f for f in _adapter(platform, f"{path}.platform").credential_fields}
+    hint = f'not a bot field nor a "{platform}" credential (credentials: {", ".join(fields)})'
+    # A numeric credential's own check says what is wrong with a bad one.
+    spec: Spec = {name: () if f.numeric else (str,) for name, f in fields.items()}
+    _check_table(given, path, spec, unknown=hint)
+    cleaned, errors = dict(given), []
+    for name, value in given.items():
+        try:
+            cleaned[name] = fields[name].clean(value)
+        except ValidationError as exc:
+            errors += [f"{_join(path, name)}: {message}" for message in exc.messages]
+    if errors:
+        raise ConfigError(errors)
+    return cleaned
 
 
 def _uuid(value: str, path: str) -> uuid.UUID:
@@ -249,7 +263,10 @@ class _Planner:
         slug = data["slug"]
         self._claim(("tenant", slug), f'slug "{slug}"', f"{path}.slug")
         tenant = Tenant.objects.filter(slug=slug).first() or Tenant()
-        changed = _assign(tenant, {k: v for k, v in data.items() if k not in CHILDREN})
+        values = {k: v for k, v in data.items() if k not in CHILDREN}
+        if isinstance(values.get("keep_alive"), int):
+            values["keep_alive"] = str(values["keep_alive"])
+        changed = _assign(tenant, values)
 
         def check_tenant() -> None:
             _clean(tenant, path)
@@ -266,7 +283,7 @@ class _Planner:
         fields = {k: v for k, v in data.items() if k in BOT_SPEC}
         given = {k: v for k, v in data.items() if k not in BOT_SPEC}
         _check_table(fields, path, BOT_SPEC, required=("name", "platform"))
-        _check_credentials(fields["platform"], given, path)
+        given = _credentials(fields["platform"], given, path)
         name = fields["name"]
         self._claim(("bot", tenant.slug, name), f'bot name "{name}"', f"{path}.name")
         if "public_id" in fields:
@@ -281,7 +298,7 @@ class _Planner:
         self._add(bot, "bot", f"{tenant.slug}/{name}", changed, callback_url=bot.callback_url)
 
     @staticmethod
-    def _merge_credentials(bot: Bot, given: dict[str, str], path: str) -> list[str]:
+    def _merge_credentials(bot: Bot, given: dict[str, Any], path: str) -> list[str]:
         """Stored credentials the file leaves out are kept; a new bot needs them all."""
         merged = {**bot.credentials, **given}
         adapter = adapter_class(bot.platform)

@@ -3,7 +3,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -12,18 +11,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-
-def validate_endpoint(value: str) -> None:
-    """An http(s) URL. Unlike URLField this allows single-label hosts such as `ollama`,
-    the name of the model service in docker compose."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(_("Enter an http:// or https:// URL, e.g. http://ollama:11434"))
-    allowed = settings.MODEL_ENDPOINT_ALLOWED_HOSTS
-    if allowed and parts.hostname not in allowed:
-        raise ValidationError(
-            _("This server only calls models on: %(hosts)s") % {"hosts": ", ".join(allowed)}
-        )
+# Migrations name tenants.models.validate_endpoint.
+from .validators import validate_endpoint, validate_keep_alive
 
 
 class Tenant(models.Model):
@@ -52,42 +41,62 @@ class Tenant(models.Model):
         default="zh-hans",
         help_text=_("Language of the bot's own messages (help, apologies, limits)."),
     )
+    # The ranges are what a careful operator could mean; beyond them is a typo (or a
+    # value the model server would choke on, as num_ctx = 2**31 - 1 would).
     rate_limit_per_minute = models.PositiveIntegerField(
-        _("messages per minute (tenant)"), default=120, help_text=_("0 means no limit.")
+        _("messages per minute (tenant)"),
+        default=120,
+        validators=[MaxValueValidator(10_000)],
+        help_text=_("0 to 10,000; 0 means no limit."),
     )
     user_rate_limit_per_minute = models.PositiveIntegerField(
-        _("messages per minute (per user)"), default=10, help_text=_("0 means no limit.")
+        _("messages per minute (per user)"),
+        default=10,
+        validators=[MaxValueValidator(1_000)],
+        help_text=_("0 to 1,000; 0 means no limit."),
     )
     session_timeout_seconds = models.PositiveIntegerField(
         _("session timeout (seconds)"),
         default=1800,
-        validators=[MinValueValidator(60)],
-        help_text=_("After this much silence the next message starts a new conversation."),
+        validators=[MinValueValidator(60), MaxValueValidator(7 * 24 * 3600)],
+        help_text=_(
+            "After this much silence the next message starts a new conversation "
+            "(60 seconds to 7 days)."
+        ),
     )
     context_max_rounds = models.PositiveSmallIntegerField(
         _("context rounds"),
         default=5,
         validators=[MaxValueValidator(100)],
-        help_text=_("How many earlier question/answer pairs the model sees."),
+        help_text=_("How many earlier question/answer pairs the model sees (0 to 100)."),
     )
     num_ctx = models.PositiveIntegerField(
         _("context window (tokens)"),
         default=4096,
-        validators=[MinValueValidator(256)],
-        help_text=_("Ollama's num_ctx; the history is trimmed to fit it."),
+        validators=[MinValueValidator(256), MaxValueValidator(262_144)],
+        help_text=_(
+            "Ollama's num_ctx (256 to 262,144, and more than the longest answer, "
+            "OLLAMA_NUM_PREDICT); the history is trimmed to fit it."
+        ),
     )
     temperature = models.FloatField(
         _("temperature"),
         null=True,
         blank=True,
         validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+        help_text=_("0 to 2; empty: the model's default."),
     )
     keep_alive = models.CharField(
         _("keep alive"),
         max_length=20,
         blank=True,
         default="5m",
-        help_text=_('How long Ollama keeps the model loaded, e.g. "5m", "1h", "-1".'),
+        validators=[validate_keep_alive],
+        help_text=_(
+            'How long Ollama keeps the model loaded after an answer: seconds ("300"; "-1" '
+            'keeps it loaded, "0" unloads it) or a duration ("5m", "1h30m"), at most 7 days. '
+            "Empty: the server's OLLAMA_KEEP_ALIVE."
+        ),
     )
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -104,6 +113,19 @@ class Tenant(models.Model):
     @property
     def endpoint(self) -> str:
         return (self.model_endpoint or settings.OLLAMA_URL).rstrip("/")
+
+    def clean(self) -> None:
+        # The history's budget is num_ctx minus the answer's; none left means no history.
+        if self.num_ctx is not None and self.num_ctx <= settings.OLLAMA_NUM_PREDICT:
+            message = _("Must be more than the longest answer, OLLAMA_NUM_PREDICT (%(n)d).")
+            raise ValidationError({"num_ctx": message % {"n": settings.OLLAMA_NUM_PREDICT}})
+
+    def check_model_settings(self) -> None:
+        """Raise ValidationError if what the worker sends the model (endpoint, options)
+        fails today's validators: a row saved before they existed, or by code that
+        skipped them, must not be sent as is."""
+        sent = {"model_endpoint", "num_ctx", "temperature", "keep_alive"}
+        self.clean_fields(exclude=[f.name for f in self._meta.fields if f.name not in sent])
 
 
 class Membership(models.Model):

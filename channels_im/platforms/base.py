@@ -13,12 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
     from channels_im.models import Bot
+
+
+_NOT_A_NUMBER = _("Enter a whole number, e.g. 1000002: digits only.")
 
 
 class SignatureInvalid(Exception):
@@ -147,12 +152,35 @@ class OutboundReply:
                 self.on_part_sent(index + 1)
 
 
+# Numeric ids are whole numbers the platforms' JSON APIs take as signed 64-bit integers.
+_MAX_NUMERIC_ID = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class CredentialField:
     name: str  # the key in apply_config files, shown as the admin label
     required: bool = True
     secret: bool = True
     hint: StrOrPromise = ""  # where the platform's console shows it (translatable)
+    # The console shows it as a number (WeCom's AgentId), so people write it as one.
+    numeric: bool = False
+
+    def clean(self, value: object) -> object:
+        """The value as stored. A numeric field takes a whole number or a string of digits
+        (spaces around, full-width digits too) and stores the plain digits, "1000002";
+        blank stays "" (required-ness is checked on all credentials at once). Raises
+        ValidationError for `true`, 1.5, "abc", -1 …; other fields are returned as given.
+        """
+        if not self.numeric or value == "":
+            return value
+        text = value.strip() if isinstance(value, str) else None
+        if text is not None and text.isdecimal():
+            value = int(text)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(_NOT_A_NUMBER, code="invalid")
+        if not 0 <= value <= _MAX_NUMERIC_ID:
+            raise ValidationError(_NOT_A_NUMBER, code="invalid")
+        return str(value)
 
     @classmethod
     def optional(cls, name: str, hint: StrOrPromise, *, secret: bool = False) -> CredentialField:

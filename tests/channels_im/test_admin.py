@@ -94,6 +94,26 @@ def test_it_keeps_a_secret_left_blank_and_saves_a_new_one(client, admin_a, bot):
     assert bot.credentials["token"] == "a-brand-new-token-value"
 
 
+@pytest.mark.parametrize("typed", ["1000003", " 1000003 ", "１０００００３"])
+def test_it_stores_a_numeric_id_as_plain_digits(client, admin_a, bot, typed):
+    client.force_login(admin_a)
+    response = client.post(bot_url(bot), bot_form(bot, agent_id=typed))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    bot.refresh_from_db()
+    assert bot.credentials["agent_id"] == "1000003"
+
+
+@pytest.mark.parametrize("typed", ["abc", "1000002.0", "-1", "AgentId 1000002"])
+def test_it_refuses_a_numeric_id_that_is_not_a_whole_number(client, admin_a, bot, typed):
+    client.force_login(admin_a)
+    response = client.post(bot_url(bot), bot_form(bot, agent_id=typed))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["cred_agent_id"] and len(errors["cred_agent_id"]) == 1
+    bot.refresh_from_db()
+    assert bot.credentials["agent_id"] == WECOM_CREDENTIALS["agent_id"]
+
+
 def test_it_requires_the_platforms_credentials(client, admin_a, tenant_a):
     bare = BotFactory(tenant=tenant_a, name="bare", credentials={})
     client.force_login(admin_a)

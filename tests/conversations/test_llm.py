@@ -2,11 +2,13 @@
 
 import json
 import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
-from conversations.llm import Completion, ModelRejected, ModelUnavailable, chat
+from conversations.llm import Completion, LLMError, ModelRejected, ModelUnavailable, chat
 from tests.fakes.ollama import DEFAULT_REPLY, FAILURE_TEXTS, MIDSTREAM_ERROR, FakeOllama
 
 MESSAGES = [
@@ -258,3 +260,95 @@ def test_it_reads_the_newer_openai_framing(fake: FakeOllama) -> None:
 
     assert (completion.content, completion.done_reason) == ("Hi there", "length")
     assert (completion.prompt_tokens, completion.completion_tokens) == (3, 2)
+
+
+def test_the_fake_refuses_a_keep_alive_string_without_a_unit_as_ollama_does(
+    fake: FakeOllama,
+) -> None:
+    with pytest.raises(ModelRejected) as caught:
+        chat(fake.url, "gemma:2b", MESSAGES, keep_alive="-1")
+
+    assert str(caught.value) == 'HTTP 400: time: missing unit in duration "-1"'
+    assert chat(fake.url, "gemma:2b", MESSAGES, keep_alive=-1).content == DEFAULT_REPLY
+
+
+def test_the_fake_refuses_an_option_of_the_wrong_type_as_ollama_does(fake: FakeOllama) -> None:
+    with pytest.raises(ModelUnavailable) as caught:
+        chat(fake.url, "gemma:2b", MESSAGES, options={"num_ctx": "4096"})
+
+    assert str(caught.value) == 'HTTP 500: option "num_ctx" must be of type integer'
+
+
+# A misdirected endpoint: what it answers never reaches an error beyond Ollama's own `error`
+
+LEAK = "db_password=hunter2"
+
+
+@pytest.mark.parametrize("status", [400, 404, 500, 502])
+def test_it_never_quotes_a_body_that_is_not_ollamas_error(fake: FakeOllama, status: int) -> None:
+    fake.raw_error = (status, f"<html>{LEAK}</html>".encode())
+
+    with pytest.raises(LLMError) as caught:
+        chat(fake.url, "gemma:2b", MESSAGES)
+
+    assert str(caught.value) == f"HTTP {status}"
+
+
+def test_it_keeps_ollamas_error_field_as_one_clipped_printable_line(fake: FakeOllama) -> None:
+    error = "model\nnot\x1b[31m found\u202e" + "x" * 1000
+    fake.raw_error = (404, json.dumps({"error": error, "detail": LEAK}).encode())
+
+    with pytest.raises(ModelRejected) as caught:
+        chat(fake.url, "gemma:2b", MESSAGES)
+
+    text = str(caught.value)
+    assert text.startswith("HTTP 404: model not [31m found xxx")
+    assert text.isprintable() and len(text) <= len("HTTP 404: ") + 201
+    assert LEAK not in text
+
+
+@pytest.mark.parametrize("line", [f"{LEAK}\n", f'["{LEAK}"]\n'])
+def test_it_never_quotes_a_stream_line_that_is_not_a_chunk(fake: FakeOllama, line: str) -> None:
+    fake.raw_stream = [line]
+
+    with pytest.raises(ModelUnavailable, match="model stream") as caught:
+        chat(fake.url, "gemma:2b", MESSAGES)
+
+    assert LEAK not in str(caught.value)
+
+
+@contextmanager
+def not_http(reply: bytes) -> Iterator[str]:
+    """A TCP server that answers anything with `reply` (a Redis, say): its URL."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+
+
+def test_it_never_quotes_what_a_server_that_is_not_http_answers() -> None:
+    with not_http(f"-ERR {LEAK}\r\n".encode()) as url, pytest.raises(ModelUnavailable) as caught:
+        chat(url, "gemma:2b", MESSAGES)
+
+    assert str(caught.value).startswith("model endpoint unreachable: ConnectionError (")
+    assert LEAK not in str(caught.value)
+
+
+def test_it_keeps_the_systems_words_for_a_refused_connection() -> None:
+    with pytest.raises(ModelUnavailable) as caught:
+        chat(closed_port_url(), "gemma:2b", MESSAGES)
+
+    assert str(caught.value) == "model endpoint unreachable: ConnectionError (Connection refused)"

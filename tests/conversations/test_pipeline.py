@@ -55,6 +55,61 @@ def test_it_sends_the_tenant_model_system_prompt_and_options_to_ollama(run, weco
     assert request["keep_alive"] == "5m"
 
 
+@pytest.mark.parametrize(("keep_alive", "sent"), [("-1", -1), ("300", 300), ("1h30m", "1h30m")])
+def test_it_sends_every_option_in_the_type_ollama_expects(
+    run, wecom_bot, fake_ollama, keep_alive, sent
+):
+    """The fake refuses what Ollama refuses: "-1" as a string is 400 "missing unit"."""
+    tenant = wecom_bot.tenant
+    tenant.keep_alive, tenant.temperature = keep_alive, 1
+    tenant.save()
+
+    question = run()
+
+    question.refresh_from_db()
+    assert question.status == Message.Status.ANSWERED, question.error
+    [request] = fake_ollama.requests
+    assert request["keep_alive"] == sent and type(request["keep_alive"]) is type(sent)
+    options = request["options"]
+    assert {name: type(value) for name, value in options.items()} == {
+        "num_ctx": int,
+        "num_predict": int,
+        "temperature": float,
+    }
+
+
+def test_it_sends_no_keep_alive_when_the_tenant_sets_none(run, wecom_bot, fake_ollama):
+    wecom_bot.tenant.keep_alive = ""
+    wecom_bot.tenant.save()
+    run()
+    assert "keep_alive" not in fake_ollama.requests[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "stored", "named"),
+    [
+        ("model_endpoint", "http://10.0.0.5/internal?x=", "model_endpoint"),
+        ("keep_alive", "forever", "keep_alive"),
+        ("num_ctx", 2**31 - 1, "num_ctx"),
+    ],
+)
+def test_it_never_sends_settings_saved_before_they_were_checked(
+    run, wecom_bot, fake_ollama, fake_platforms, field, stored, named
+):
+    setattr(wecom_bot.tenant, field, stored)
+    wecom_bot.tenant.save()  # as an older version, or the ORM, could
+
+    question = run()
+
+    question.refresh_from_db()
+    assert (question.status, question.attempts) == (Message.Status.FAILED, 1)
+    assert f"model settings need fixing: {named}: " in question.error
+    assert fake_ollama.requests == []
+    assert fake_platforms.messages("wecom")[0]["text"]["content"].startswith("Sorry")
+    wecom_bot.refresh_from_db()
+    assert named in wecom_bot.last_error
+
+
 def test_it_records_timings_tokens_and_model_on_the_row(run, fake_ollama):
     question = run()
     question.refresh_from_db()

@@ -34,6 +34,11 @@ FAILURE_TEXTS = {
     503: "server busy, please try again.  maximum pending requests exceeded",
 }
 MIDSTREAM_ERROR = "an error was encountered while running the model: unexpected EOF"
+# api.Options fields by type: Ollama answers 500 to a value of another JSON type (a whole
+# number is a float to Go's JSON, so numbers pass for either).
+INT_OPTIONS = {"num_ctx", "num_predict", "num_keep", "seed", "top_k", "repeat_last_n", "num_gpu"}
+FLOAT_OPTIONS = {"temperature", "top_p", "min_p", "repeat_penalty", "presence_penalty"}
+GO_DURATION_UNITS = {"ns", "us", "µs", "μs", "ms", "s", "m", "h"}
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class FakeOllama:
     midstream_error: str | None  # stream half the reply, then this error line (status 200)
     known_models: set[str] | None  # other models get 404; None = every model exists
     raw_stream: list[str] | None  # if set, sent verbatim as the 200 body's chunks
+    raw_error: tuple[int, bytes] | None  # if set, this status and body, as any server might
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[dict[str, Any]] = []
@@ -125,6 +131,7 @@ class FakeOllama:
         self.midstream_error = None
         self.known_models = None
         self.raw_stream = None
+        self.raw_error = None
         with self._lock:
             self.requests.clear()
             self.served.clear()
@@ -164,6 +171,8 @@ class FakeOllama:
             return 400, "model is required"
         if body.get("stream", stream_default) is not True:
             return 400, "the fake Ollama only streams: send stream: true"
+        if (refused := _type_error(body)) is not None:
+            return refused
         if self.known_models is not None and model not in self.known_models:
             return 404, FAILURE_TEXTS[404].format(model=model)
         if (self.fail_status or self.midstream_error) and self._take_failure():
@@ -198,6 +207,44 @@ class FakeOllama:
             chunk_delay=self.chunk_delay,
             error=error,
         )
+
+
+def _type_error(body: dict[str, Any]) -> tuple[int, str] | None:
+    """Ollama's answer to options or a keep_alive of the wrong type; None if all is well."""
+    for key, value in (body.get("options") or {}).items():
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if key in INT_OPTIONS and not is_number:
+            return 500, f'option "{key}" must be of type integer'
+        if key in FLOAT_OPTIONS and not is_number:
+            return 500, f'option "{key}" must be of type float32'
+        if key == "stop" and not isinstance(value, list):
+            return 500, 'option "stop" must be of type array'
+    keep_alive = body.get("keep_alive")
+    # A number is seconds; a string goes through Go's time.ParseDuration.
+    if isinstance(keep_alive, str) and (error := _duration_error(keep_alive)):
+        return 400, error
+    return None
+
+
+def _duration_error(text: str) -> str | None:
+    """Go's time.ParseDuration error for `text` (e.g. "-1" lacks a unit), or None."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    rest = text[1:] if text[:1] in ("-", "+") else text
+    if rest == "0":
+        return None
+    if not rest:
+        return f"time: invalid duration {quoted}"
+    while rest:
+        number = re.match(r"[0-9]*(?:\.[0-9]*)?", rest).group()
+        if number in ("", "."):
+            return f"time: invalid duration {quoted}"
+        unit = re.match(r"[^0-9.]*", rest[len(number) :]).group()
+        if not unit:
+            return f"time: missing unit in duration {quoted}"
+        if unit not in GO_DURATION_UNITS:
+            return f"time: unknown unit {json.dumps(unit, ensure_ascii=False)} in duration {quoted}"
+        rest = rest[len(number) + len(unit) :]
+    return None
 
 
 def _requested_limit(body: dict[str, Any]) -> int:
@@ -341,6 +388,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, dialect.error("invalid JSON request body"))
             return
         outcome = self.server.fake.admit(body, stream_default=dialect.stream_default)
+        if self.server.fake.raw_error is not None:
+            status, raw = self.server.fake.raw_error
+            self._send(status, "text/plain; charset=utf-8", raw)
+            return
         if isinstance(outcome, tuple):
             status, text = outcome
             self._send_json(status, dialect.error(text))

@@ -60,6 +60,34 @@ def test_it_lets_a_tenant_admin_edit_their_tenant_config(client, admin_a, tenant
     assert tenant_a.slug == "tenant-a"  # read-only for tenant admins
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("num_ctx", 2_147_483_647),
+        ("rate_limit_per_minute", 1_000_000),
+        ("session_timeout_seconds", 30),
+        ("keep_alive", "forever"),
+        ("keep_alive", "1h30"),
+        ("model_endpoint", "http://10.0.0.5/internal?x="),
+    ],
+)
+def test_it_refuses_a_tenant_setting_out_of_range(client, admin_a, tenant_a, field, value):
+    client.force_login(admin_a)
+    response = client.post(tenant_url(tenant_a), tenant_form(tenant_a, **{field: value}))
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == [field]
+    tenant_a.refresh_from_db()
+    assert getattr(tenant_a, field) != value
+
+
+def test_it_saves_keep_alive_in_seconds(client, admin_a, tenant_a):
+    client.force_login(admin_a)
+    response = client.post(tenant_url(tenant_a), tenant_form(tenant_a, keep_alive="-1"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    tenant_a.refresh_from_db()
+    assert tenant_a.keep_alive == "-1"
+
+
 def test_it_keeps_tenant_creation_and_deletion_to_the_superuser(
     client, admin_a, superuser, tenant_a
 ):

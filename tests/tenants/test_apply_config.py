@@ -22,7 +22,6 @@ from tenants.management.commands.apply_config import Command
 from tenants.models import ApiKey, Tenant
 from tests.factories import WECOM_CREDENTIALS, BotFactory
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PUBLIC_ID = "0b6c7f4e-2f0a-4d3e-9a61-5f1d2c3b4a59"
 OTHER_ID = "5d41402a-bc4b-4a76-b971-9d911017c592"
 API_KEY = "crm-key-0123456789abcdef0123456789abcdef"
@@ -33,7 +32,7 @@ ACME_TOML = f"""
 [[tenants]]
 slug = "acme"
 name = "Acme"
-model_endpoint = "http://127.0.0.1:11434"
+model_endpoint = "http://localhost:11434"
 model = "qwen2:1.5b"
 context_max_rounds = 5
 language = "en"
@@ -65,7 +64,7 @@ def acme() -> Tree:
             {
                 "slug": "acme",
                 "name": "Acme",
-                "model_endpoint": "http://127.0.0.1:11434",
+                "model_endpoint": "http://localhost:11434",
                 "model": "qwen2:1.5b",
                 "context_max_rounds": 5,
                 "language": "en",
@@ -231,10 +230,26 @@ def test_it_stores_secrets_encrypted(db):
     assert API_KEY not in ApiKey.objects.get(name="crm").hashed_key
 
 
-def test_it_applies_the_example_files(db):
-    assert load(EXAMPLES / "config.toml") == load(EXAMPLES / "config.json")
-    assert {c.action for c in apply_file(EXAMPLES / "config.toml")} == {"created"}
-    assert {c.action for c in apply_file(EXAMPLES / "config.json")} == {"unchanged"}
+@pytest.mark.parametrize("written", [1000002, "1000002", " 1000002 ", "１０００００２"])
+def test_it_takes_a_numeric_id_as_a_number_and_stores_its_digits(db, written):
+    tree = acme()
+    bot(tree)["agent_id"] = written
+
+    apply_config(tree)
+
+    assert Bot.objects.get().credentials["agent_id"] == "1000002"
+    bot(tree)["agent_id"] = "1000002"
+    assert {change.action for change in apply_config(tree)} == {"unchanged"}
+
+
+@pytest.mark.parametrize(("written", "stored"), [(-1, "-1"), (300, "300"), ("5m", "5m")])
+def test_it_takes_keep_alive_in_seconds_as_a_number(db, written, stored):
+    tree = acme()
+    tenant(tree)["keep_alive"] = written
+
+    apply_config(tree)
+
+    assert Tenant.objects.get().keep_alive == stored
 
 
 # Bad input: the path of the bad field, and nothing written
@@ -281,7 +296,20 @@ BAD_TREES = [
         on(bot, app_id="cli_a1b2"),
         f'{B}[0].app_id: not a bot field nor a "wecom" credential (credentials: corp_id, agent_id',
     ),
-    ("credential-type", on(bot, agent_id=1), f"{B}[0].agent_id: expected a string, got an integer"),
+    ("credential-type", on(bot, corp_id=1), f"{B}[0].corp_id: expected a string, got an integer"),
+    ("numeric-id-bool", on(bot, agent_id=True), f"{B}[0].agent_id: "),
+    ("numeric-id-float", on(bot, agent_id=1000002.0), f"{B}[0].agent_id: "),
+    ("numeric-id-text", on(bot, agent_id="abc"), f"{B}[0].agent_id: "),
+    ("numeric-id-negative", on(bot, agent_id=-1), f"{B}[0].agent_id: "),
+    ("numeric-id-sign", on(bot, agent_id="+1000002"), f"{B}[0].agent_id: "),
+    ("numeric-id-huge", on(bot, agent_id=2**63), f"{B}[0].agent_id: "),
+    ("keep-alive-bool", on(tenant, keep_alive=True), f"{T}.keep_alive: expected a string, got a b"),
+    ("keep-alive-no-unit", on(tenant, keep_alive="1h30"), f"{T}.keep_alive: "),
+    ("keep-alive-too-long", on(tenant, keep_alive=10**9), f"{T}.keep_alive: "),
+    ("endpoint-query", on(tenant, model_endpoint="http://localhost/x?y="), f"{T}.model_endpoint: "),
+    ("endpoint-host", on(tenant, model_endpoint="http://10.0.0.5:11434"), f"{T}.model_endpoint: "),
+    ("num-ctx-huge", on(tenant, num_ctx=2**31 - 1), f"{T}.num_ctx: "),
+    ("rate-limit-huge", on(tenant, rate_limit_per_minute=10**6), f"{T}.rate_limit_per_minute: "),
     ("missing-credential", drop(bot, "secret"), f'{B}[0].secret: required for a "wecom" bot'),
     ("empty-credential", on(bot, token=""), f'{B}[0].token: required for a "wecom" bot'),
     ("bad-uuid", on(bot, public_id="not-a-uuid"), f'{B}[0].public_id: not a UUID: "not-a-uuid"'),

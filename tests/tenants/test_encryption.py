@@ -74,27 +74,3 @@ def test_the_system_check_names_a_malformed_key(settings):
     settings.FIELD_ENCRYPTION_KEY = "too-short"
     [error] = encryption_key_check(None)
     assert error.id == "tenants.E001"
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "allowed", "ok"),
-    [
-        ("http://ollama:11434", [], True),  # a compose service name
-        ("ftp://ollama", [], False),
-        ("http://10.0.0.5:11434", ["ollama", "gpu-1"], False),
-        ("http://gpu-1:11434/v1", ["ollama", "gpu-1"], True),
-    ],
-)
-def test_model_endpoints_are_http_urls_on_hosts_the_operator_allows(
-    settings, endpoint, allowed, ok
-):
-    from django.core.exceptions import ValidationError
-
-    from tenants.models import validate_endpoint
-
-    settings.MODEL_ENDPOINT_ALLOWED_HOSTS = allowed
-    if ok:
-        validate_endpoint(endpoint)
-    else:
-        with pytest.raises(ValidationError):
-            validate_endpoint(endpoint)

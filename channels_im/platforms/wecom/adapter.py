@@ -87,7 +87,9 @@ class WeComAppAdapter(WeComCallbacks):
         base.CredentialField(
             "corp_id", secret=False, hint=_("企业ID (CorpID): 我的企业 → 企业信息")
         ),
-        base.CredentialField("agent_id", secret=False, hint=_("AgentId: 应用管理 → the app")),
+        base.CredentialField(
+            "agent_id", secret=False, numeric=True, hint=_("AgentId: 应用管理 → the app")
+        ),
         base.CredentialField("secret", hint=_("Secret: 应用管理 → the app")),
         base.CredentialField("token", hint=_("Token: the app → 接收消息 → 设置API接收")),
         base.CredentialField(

@@ -1,0 +1,85 @@
+"""assistant/settings.py refuses, at start, a numeric variable outside its range."""
+
+import re
+import runpy
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+SETTINGS = Path(__file__).resolve().parents[1] / "assistant" / "settings.py"
+
+# (variable, lowest accepted, highest accepted, a step beyond either end)
+RANGES = [
+    ("DATABASE_CONN_MAX_AGE", 0, 3600, 1),
+    ("CELERY_DB_REUSE_MAX", 0, 100_000, 1),
+    ("WORKER_CONCURRENCY", 1, 64, 1),
+    ("CELERY_TASK_SOFT_TIME_LIMIT", 1, 3600, 1),
+    ("IM_SWEEP_INTERVAL_SECONDS", 5, 3600, 1),
+    ("OLLAMA_CONNECT_TIMEOUT", 0.1, 60, 0.05),
+    ("OLLAMA_TIMEOUT", 1, 3600, 0.5),
+    ("OLLAMA_MAX_RETRIES", 0, 10, 1),
+    ("OLLAMA_RETRY_BACKOFF", 0, 60, 0.5),
+    ("OLLAMA_NUM_PREDICT", 1, 32_768, 1),
+    ("IM_HTTP_TIMEOUT", 0.5, 120, 0.25),
+    ("IM_BOT_CACHE_SECONDS", 0, 300, 0.5),
+    ("IM_DELIVERY_MAX_RETRIES", 0, 20, 1),
+    ("IM_DELIVERY_RETRY_BACKOFF", 0, 60, 0.5),
+    ("IM_STUCK_AFTER_SECONDS", 10, 86_400, 1),
+    ("IM_CLAIM_SECONDS", 1, 86_400, 1),
+    ("IM_MAX_BODY_BYTES", 16 * 1024, 16 * 1024 * 1024, 1),
+]
+
+
+def load_settings(monkeypatch, **variables: str) -> dict:
+    """A fresh run of the settings module with these variables (Django's copy is untouched)."""
+    # A PostgreSQL URL, so that DATABASE_CONN_MAX_AGE is read as well.
+    monkeypatch.setenv("DATABASE_URL", "postgres://user:pw@db.invalid:5432/db")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS))
+
+
+@pytest.mark.parametrize(("name", "low", "high", "step"), RANGES)
+def test_it_accepts_a_setting_at_either_end_of_its_range(monkeypatch, name, low, high, step):
+    for value in (low, high):
+        namespace = load_settings(monkeypatch, **{name: str(value)})
+        assert value in _values(namespace), (name, value)
+
+
+@pytest.mark.parametrize(("name", "low", "high", "step"), RANGES)
+def test_it_refuses_a_setting_beyond_its_range(monkeypatch, name, low, high, step):
+    for value in (low - step, high + step):
+        with pytest.raises(ImproperlyConfigured, match=rf"^{name}=.* out of range: use "):
+            load_settings(monkeypatch, **{name: str(value)})
+
+
+def test_it_names_a_variable_that_is_not_a_number(monkeypatch):
+    with pytest.raises(ImproperlyConfigured, match="^OLLAMA_NUM_PREDICT must be a number"):
+        load_settings(monkeypatch, OLLAMA_NUM_PREDICT="lots")
+
+
+def test_it_bounds_every_numeric_variable_it_reads():
+    source = SETTINGS.read_text()
+    assert "env.int(" not in source and "env.float(" not in source
+    assert set(re.findall(r'ranged(?:_float)?\(\s*"(\w+)"', source)) == {n for n, *_ in RANGES}
+
+
+def _values(namespace: dict) -> list:
+    """Every number the settings hold, nested ones (DATABASES, the beat schedule) too."""
+    found: list = []
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif hasattr(value, "total_seconds"):
+            found.append(value.total_seconds())
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.append(value)
+
+    walk({k: v for k, v in namespace.items() if k.isupper()})
+    return found
