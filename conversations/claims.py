@@ -172,10 +172,14 @@ class Claim:
     def fail(self, exc: Failure, *, apology: str = "", **fields: Any) -> Claim | None:
         """Retry a transient failure later, or record the failure for good.
 
+        Either way the bot's last error says what failed, from the first failure on.
         Retrying gives the row back to the queue and raises RetryLater. Failing for good
-        records `fields` and the error, sets the bot's last error and, given an `apology`,
-        stores it as the answer in the same transaction and returns its claim for sending.
+        records `fields` and the error and, given an `apology`, stores it as the answer in
+        the same transaction and returns its claim for sending. An answer that never
+        reached the person fails its question too: the question's status is what the
+        person saw.
         """
+        self.row.bot.record_error(f"{self.policy.label}: {exc}")
         if not exc.permanent and self.row.attempts <= self.policy.max_retries:
             countdown = backoff(self.row.attempts, self.policy.first_backoff)
             due = timezone.now() + timedelta(seconds=countdown)
@@ -188,8 +192,18 @@ class Claim:
             if apology:
                 reply = self.answer(apology)
                 reply.record()
-        self.row.bot.record_error(f"{self.policy.label}: {exc}")
+            if self.row.role == Message.Role.ASSISTANT:
+                # Its question, recorded answered when the answer went to the delivery
+                # queue (a question still held is failed by its own claim: fail_with).
+                Message.objects.filter(reply=self.row, status=Message.Status.ANSWERED).update(
+                    status=Message.Status.FAILED, error=f"{self.policy.label}: {exc}"
+                )
         return reply
+
+    def fail_with(self, answer: Claim, **fields: Any) -> None:
+        """This question's outcome when its answer failed for good: the person saw nothing."""
+        error = f"{answer.policy.label}: {answer.row.error}"
+        self.record(status=Message.Status.FAILED, claimed_until=None, error=error, **fields)
 
 
 def claimed_until() -> datetime:

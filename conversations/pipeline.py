@@ -64,7 +64,10 @@ def answer(message_id: int) -> None:
         # Stored for the delivery queue: the question is answered, its answer waits.
         question.succeed(**figures(question.row, completion))
         raise
-    question.succeed(**figures(question.row, completion))
+    if answer_claim.row.status == Message.Status.FAILED:
+        question.fail_with(answer_claim, **figures(question.row, completion))
+    else:
+        question.succeed(**figures(question.row, completion))
 
 
 def ask_model(question: Claim) -> llm.Completion:

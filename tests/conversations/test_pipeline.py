@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
 from conversations import pipeline
-from conversations.claims import Claim, stuck
+from conversations.claims import Claim, RetryLater, stuck
 from conversations.models import Conversation, Message
 from conversations.services import receive
 from conversations.tasks import generate_reply, sweep_stuck_messages
@@ -275,6 +275,22 @@ def test_it_records_a_permanent_delivery_failure_on_the_bot(run, wecom_bot, fake
     assert "60020" in reply.error
     wecom_bot.refresh_from_db()
     assert "60020" in wecom_bot.last_error
+    question.refresh_from_db()  # the person saw nothing: the question says so
+    assert (question.status, question.error) == ("failed", reply.error.join(["delivery: ", ""]))
+
+
+def test_the_bots_last_error_is_set_at_the_first_failure(
+    wecom_bot, fake_ollama, fake_platforms, settings
+):
+    fake_platforms.fail_next = [
+        (200, {"errcode": 0, "access_token": "t", "expires_in": 7200}),
+        (200, {"errcode": 45009, "errmsg": "api freq out of limit"}),
+    ]
+    question = receive(wecom_bot, inbound())
+    with pytest.raises(RetryLater):  # the answer waits for the delivery queue
+        pipeline.answer(question.pk)
+    wecom_bot.refresh_from_db()
+    assert "45009" in wecom_bot.last_error  # during the retries, not only after them
 
 
 def test_over_the_user_limit_it_logs_and_tells_the_user_once(
@@ -424,3 +440,18 @@ def test_a_worker_killed_while_sending_leaves_the_question_to_be_answered_again(
     # Not "answered" without an answer: once its claim runs out it is taken again.
     assert question.status == Message.Status.ANSWERING
     assert not Message.objects.filter(reply_to=question).exists()
+
+
+def test_an_answer_that_fails_for_good_in_the_delivery_queue_fails_its_question(
+    run, wecom_bot, fake_platforms
+):
+    fake_platforms.fail_next = [
+        (200, {"errcode": 0, "access_token": "t", "expires_in": 7200}),
+        (200, {"errcode": 45009, "errmsg": "api freq out of limit"}),  # retried later …
+        (200, {"errcode": 60020, "errmsg": "not allow to access"}),  # … and refused for good
+    ]
+    question = run()
+    reply = Message.objects.get(reply_to=question)
+    assert (reply.status, reply.attempts) == ("failed", 2)
+    question.refresh_from_db()
+    assert question.status == Message.Status.FAILED and "60020" in question.error
