@@ -318,12 +318,30 @@ def test_it_splits_long_answers_at_paragraphs(dingtalk_bot, fake_platforms):
     assert parts[0].removeprefix("@zhangsan\n\n") + "\n\n" + parts[1] == text
 
 
-@pytest.mark.parametrize(("errcode", "permanent"), [(130101, False), (400013, True)])
-def test_it_reports_webhook_errors(dingtalk_bot, fake_platforms, errcode, permanent):
-    fake_platforms.fail_next = [(200, {"errcode": errcode, "errmsg": "refused"})]
+def test_it_retries_a_webhook_that_says_send_later(dingtalk_bot, fake_platforms):
+    fake_platforms.fail_next = [(200, {"errcode": 130101, "errmsg": "send too fast"})]
     with pytest.raises(DeliveryError) as error:
         dingtalk_bot.adapter.send(reply("hi"))
-    assert (error.value.permanent, error.value.code) == (permanent, errcode)
+    assert (error.value.permanent, error.value.code) == (False, 130101)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (200, {"errcode": 300001, "errmsg": "session不存在"}),
+        (200, {"errcode": 400013, "errmsg": "refused"}),
+        (404, "<html>gone</html>"),
+    ],
+)
+@pytest.mark.parametrize("group", [False, True])
+def test_a_webhook_that_fails_for_good_falls_back_to_the_openapi(
+    dingtalk_bot, fake_platforms, answer, group
+):
+    fake_platforms.fail_next = [answer]
+    dingtalk_bot.adapter.send(reply("hi", group=group))
+    path = "/v1.0/robot/groupMessages/send" if group else "/v1.0/robot/oToMessages/batchSend"
+    assert len(fake_platforms.received(path)) == 1
+    assert fake_platforms.dingtalk_texts() == ["hi"]
 
 
 def test_it_reports_a_recipient_that_is_not_a_staff_id(dingtalk_bot, fake_platforms):

@@ -312,7 +312,17 @@ class DingTalkAdapter(base.PlatformAdapter):
             # A markdown @ only notifies when the id also appears in the text as "@id".
             body["markdown"]["text"] = f"@{reply.recipient}\n\n{text}"
             body["at"] = {"atUserIds": [reply.recipient], "isAtAll": False}
-        DingTalkClient.raise_for_code("sessionWebhook", http_json("POST", webhook, json=body))
+        try:
+            DingTalkClient.raise_for_code("sessionWebhook", http_json("POST", webhook, json=body))
+        except base.DeliveryError as exc:
+            if not exc.permanent:
+                raise
+            # A webhook can die before its stated expiry (300001 "session不存在" …); the
+            # OpenAPI reaches the same chat.
+            logger.warning(
+                "bot %s: session webhook refused (%s); using the OpenAPI", self.bot.pk, exc
+            )
+            self._send_by_openapi(reply, text)
 
     def live_webhook(self, context: dict[str, Any]) -> str | None:
         """The session webhook while it lives, and only on the configured DingTalk host."""
