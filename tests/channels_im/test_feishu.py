@@ -407,6 +407,46 @@ def test_it_streams_the_answer_into_a_card(client, bot, deliver, fake_ollama, fa
     assert Message.objects.get(role="assistant").status == "answered"
 
 
+def test_a_card_whose_post_was_not_confirmed_is_shown_once_and_finished(
+    client, bot, deliver, fake_ollama, fake_platforms
+):
+    """Feishu showed the card, but a proxy lost its answer (502): the card is kept, posted
+    again under the same uuid (Feishu shows it once) and finished, never left typing; no
+    second message repeats the answer."""
+    fake_ollama.reply = " ".join(f"word{n}" for n in range(12))
+    fake_ollama.chunk_delay = 0.02
+    reply_path = "/open-apis/im/v1/messages/om_1/reply"
+    fake_platforms.lose_answer = [reply_path]  # the card's post, at the first words
+    deliver(client, message_request(bot, "Tell me a story", "om_1"))
+    assert fake_platforms.feishu_chat() == [fake_ollama.reply]
+    [card] = card_operations(fake_platforms, "create")
+    [finished] = card_operations(fake_platforms, "settings")
+    assert (finished["card_id"], json.loads(finished["settings"])) == (
+        card["card_id"],
+        {"config": {"streaming_mode": False}},
+    )
+    sent = fake_platforms.received(reply_path)
+    assert len(sent) == 2 and sent[0].json["uuid"] == sent[1].json["uuid"]
+    assert Message.objects.get(role="assistant").status == "answered"
+
+
+def test_a_text_reply_whose_answer_was_lost_is_resent_under_the_same_uuid(
+    client, bot, deliver, fake_ollama, fake_platforms, monkeypatch
+):
+    monkeypatch.setitem(  # no cards: the answer goes as text replies
+        fake_platforms.routes,
+        ("POST", "/open-apis/cardkit/v1/cards"),
+        lambda server, request: (400, {"code": 200860, "msg": "cards unavailable"}),
+    )
+    reply_path = "/open-apis/im/v1/messages/om_1/reply"
+    fake_platforms.lose_answer = [reply_path]
+    deliver(client, message_request(bot, "What is our VPN address?", "om_1"))
+    assert fake_platforms.feishu_chat() == [fake_ollama.reply]
+    sent = fake_platforms.received(reply_path)
+    assert len(sent) == 2 and sent[0].json["uuid"] == sent[1].json["uuid"]
+    assert Message.objects.get(role="assistant").status == "answered"
+
+
 def test_it_does_not_stream_without_a_message_to_reply_to(bot):
     assert bot.adapter.live(reply("", message_id="")) is None
 
@@ -535,3 +575,32 @@ def test_a_bot_whose_identity_cannot_be_learned_says_why(new_bot, fake_platforms
     assert learn_bot_identities() == 0
     bot.refresh_from_db()
     assert "10014" in bot.last_error and "bot_open_id" not in bot.credentials
+
+
+def test_a_card_left_typing_by_a_dead_worker_is_finished_by_the_sweep(
+    bot, fake_ollama, fake_platforms, eager_celery, settings, django_capture_on_commit_callbacks
+):
+    """A worker died mid-answer, its card on screen: the sweep takes the question again,
+    and when the model then fails for good the card shows the apology and stops typing."""
+    from conversations.delivery import outbound_for
+    from conversations.services import receive
+    from conversations.tasks import sweep_stuck_messages
+
+    question = receive(
+        bot, bot.adapter.parse_message(text_event(bot.credentials, "hi", "om_1")["event"], "ev_1")
+    )
+    live = bot.adapter.live(outbound_for(question)).start("Hel")
+    Message.objects.filter(pk=question.pk).update(
+        status="answering",
+        claimed_until="2000-01-01T00:00:00Z",
+        reply_context={**question.reply_context, "live": live},
+    )
+    settings.IM_STUCK_AFTER_SECONDS = 0
+    fake_ollama.fail_status = 404  # the model was removed meanwhile: no retry helps
+    with django_capture_on_commit_callbacks(execute=True):
+        sweep_stuck_messages.apply()
+    [shown] = fake_platforms.feishu_chat()
+    assert shown.startswith("Sorry")
+    [finished] = card_operations(fake_platforms, "settings")
+    assert json.loads(finished["settings"]) == {"config": {"streaming_mode": False}}
+    assert Message.objects.get(pk=question.pk).status == "failed"

@@ -30,12 +30,23 @@ class FakePlatforms(WeComAPI, DingTalkAPI, FeishuAPI, FakeServer):
             self.requests.clear()
         self.valid_tokens: set[str] = set()
         self.fail_next: list[tuple[int, Any]] = []  # canned (status, body) answers, consumed first
+        # Paths whose next request is carried out but answered 502, as by a proxy that lost
+        # the platform's answer: the caller cannot tell whether it went.
+        self.lose_answer: list[str] = []
         self.delivered: list[tuple[str, dict[str, Any]]] = []  # (platform key, accepted body)
 
     def route(self, request: Recorded) -> tuple[int, Any]:
         with self._state_lock:
             if self.fail_next:
                 return self.fail_next.pop(0)
+        answer = self._route(request)
+        with self._state_lock:
+            if request.path in self.lose_answer:
+                self.lose_answer.remove(request.path)
+                return 502, "<html>502 Bad Gateway</html>"
+        return answer
+
+    def _route(self, request: Recorded) -> tuple[int, Any]:
         handler = self.routes.get((request.method, request.path))
         if handler is None:
             for (method, prefix), prefixed in self.routes.items():

@@ -242,11 +242,11 @@ class FeishuAdapter(base.PlatformAdapter):
     def card(self, reply: base.OutboundReply) -> StreamingCard:
         """The streaming card of this answer: new, or the one `live` names."""
 
-        def post(card_id: str) -> None:
-            content = {"type": "card", "data": {"card_id": card_id}}
-            self.reply(reply, "interactive", content, self.idempotency_key(reply.key, "card"))
+        def post(card_id: str, uuid: str) -> None:
+            self.reply(reply, "interactive", {"type": "card", "data": {"card_id": card_id}}, uuid)
 
-        return StreamingCard(self.client, post, reply.live)
+        uuid = self.idempotency_key(reply.key, "card")
+        return StreamingCard(self.client, post, uuid, reply.live)
 
     @cached_property
     def client(self) -> FeishuClient:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from ..base import DeliveryError, LiveReply
 from ..text import split_first
 from .client import FeishuClient
+
+logger = logging.getLogger(__name__)
 
 # "sequence not increasing": on a finishing step, that step was already done.
 SEQUENCE_NOT_INCREASING = 300317
@@ -35,12 +38,18 @@ class StreamingCard(LiveReply):
     interval = 0.3  # Feishu allows 10 operations per second on one card
 
     def __init__(
-        self, api: FeishuClient, post: Callable[[str], None], state: dict[str, Any]
+        self,
+        api: FeishuClient,
+        post: Callable[[str, str], None],
+        uuid: str,
+        state: dict[str, Any],
     ) -> None:
-        """`post(card_id)` shows a new card in the chat; `state` is what an earlier
-        `start` for this answer returned, if any."""
+        """`post(card_id, uuid)` shows a new card in the chat, once per uuid (`uuid`, for
+        a card this object starts); `state` is what an earlier `start` for this answer
+        returned, if any."""
         self.api = api
         self.post = post
+        self.uuid = uuid
         self.state = dict(state)
         self.sequence = 0
 
@@ -51,8 +60,18 @@ class StreamingCard(LiveReply):
         card_id = data_field.get("card_id") if isinstance(data_field, dict) else None
         if not card_id:
             raise DeliveryError(f"Feishu {CARDS}: no card_id in the answer", permanent=True)
-        self.post(card_id)
-        self.state = {"card_id": card_id, "created_ms": _now_ms()}
+        self.state = {"card_id": card_id, "created_ms": _now_ms(), "uuid": self.uuid}
+        self.state["posted"] = False
+        try:
+            self.post(card_id, self.uuid)
+        except DeliveryError as exc:
+            if exc.permanent:
+                raise
+            # Feishu may have shown it all the same (its answer lost on the way): kept, so
+            # `finish` posts it again under the same uuid, which Feishu shows at most once.
+            logger.warning("streaming card %s: posting it may have failed: %s", card_id, exc)
+            return self.state
+        self.state["posted"] = True
         return self.state
 
     def update(self, text: str) -> None:
@@ -62,6 +81,9 @@ class StreamingCard(LiveReply):
 
     def finish(self, text: str) -> None:
         """Show the final text and end streaming; safe to repeat after a partial failure."""
+        if not self.state.get("posted", True):
+            self.post(self.state["card_id"], self.state["uuid"])
+            self.state["posted"] = True
         stop = {"settings": json.dumps({"config": {"streaming_mode": False}})}
         for method, where, payload, sequence in (
             ("PUT", CONTENT, {"content": text}, LAST_SEQUENCE - 1),
