@@ -195,7 +195,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Processes, not threads: the time limits below (which bound a claim) need them.
 CELERY_WORKER_POOL = "prefork"
 CELERY_WORKER_CONCURRENCY = ranged("WORKER_CONCURRENCY", 4, 1, 64)
-CELERY_TASK_SOFT_TIME_LIMIT = ranged("CELERY_TASK_SOFT_TIME_LIMIT", 300, 1, 3600)
+# The longest a person waits for an answer, from their message: past it the answer so far
+# (marked as cut) or an apology. Retries fit in it; WeCom's robot polls for 6 minutes.
+IM_ANSWER_BUDGET_SECONDS = ranged("IM_ANSWER_BUDGET_SECONDS", 300, 10, 3600)
+# Past the budget, with room for the send: a generation making progress is never killed
+# (and started again from zero) by our own limit.
+CELERY_TASK_SOFT_TIME_LIMIT = ranged(
+    "CELERY_TASK_SOFT_TIME_LIMIT", IM_ANSWER_BUDGET_SECONDS + 60, 1, 7200
+)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_TASK_DEFAULT_QUEUE = "inference"
 CELERY_TASK_ROUTES = {

@@ -58,8 +58,14 @@ class GaveUp(Exception):
     permanent = True
 
 
-# What failed: the model, the platform, or the workers themselves.
-Failure = LLMError | DeliveryError | GaveUp
+class OutOfTime(Exception):
+    """The question's answer budget ran out before an answer came."""
+
+    permanent = True
+
+
+# What failed: the model, the platform, the workers themselves, or time.
+Failure = LLMError | DeliveryError | GaveUp | OutOfTime
 
 
 @dataclass(frozen=True)
@@ -67,12 +73,20 @@ class RetryPolicy:
     max_retries: int
     first_backoff: float  # seconds before the first retry; doubles with each attempt
     label: str  # names the step in the bot's last error
+    # Seconds from the row's creation after which it is not retried (None: no bound).
+    budget: float | None = None
 
 
 def policy(role: str) -> RetryPolicy:
-    """Answering retries the model; delivering retries the platform."""
+    """Answering retries the model, within the question's answer budget; delivering
+    retries the platform."""
     if role == Message.Role.USER:
-        return RetryPolicy(settings.OLLAMA_MAX_RETRIES, settings.OLLAMA_RETRY_BACKOFF, "model")
+        return RetryPolicy(
+            settings.OLLAMA_MAX_RETRIES,
+            settings.OLLAMA_RETRY_BACKOFF,
+            "model",
+            budget=settings.IM_ANSWER_BUDGET_SECONDS,
+        )
     return RetryPolicy(
         settings.IM_DELIVERY_MAX_RETRIES, settings.IM_DELIVERY_RETRY_BACKOFF, "delivery"
     )
@@ -145,6 +159,21 @@ class Claim:
         reply.attempts = 1
         return Claim(reply)
 
+    def seconds_left(self) -> float | None:
+        """What remains of the row's budget (negative once it ran out); None: unbounded."""
+        if self.policy.budget is None:
+            return None
+        spent = (timezone.now() - self.row.created_at).total_seconds()
+        return self.policy.budget - spent
+
+    @property
+    def out_of_time(self) -> OutOfTime | None:
+        """The failure to record when the budget ran out before work began (a long queue)."""
+        left = self.seconds_left()
+        if left is None or left > 0:
+            return None
+        return OutOfTime(f"no answer within {self.policy.budget:.0f} s")
+
     @property
     def crash_loop(self) -> GaveUp | None:
         """The failure to record when workers died on this row more often than it may be
@@ -172,16 +201,18 @@ class Claim:
     def fail(self, exc: Failure, *, apology: str = "", **fields: Any) -> Claim | None:
         """Retry a transient failure later, or record the failure for good.
 
-        Either way the bot's last error says what failed, from the first failure on.
-        Retrying gives the row back to the queue and raises RetryLater. Failing for good
-        records `fields` and the error and, given an `apology`, stores it as the answer in
-        the same transaction and returns its claim for sending. An answer that never
-        reached the person fails its question too: the question's status is what the
-        person saw.
+        Either way the bot's last error says what failed, from the first failure on. A
+        retry must be due within the row's budget. Retrying gives the row back to the
+        queue and raises RetryLater. Failing for good records `fields` and the error and,
+        given an `apology`, stores it as the answer in the same transaction and returns
+        its claim for sending. An answer that never reached the person fails its question
+        too: the question's status is what the person saw.
         """
         self.row.bot.record_error(f"{self.policy.label}: {exc}")
-        if not exc.permanent and self.row.attempts <= self.policy.max_retries:
-            countdown = backoff(self.row.attempts, self.policy.first_backoff)
+        countdown = backoff(self.row.attempts, self.policy.first_backoff)
+        left = self.seconds_left()
+        in_time = left is None or countdown < left
+        if not exc.permanent and self.row.attempts <= self.policy.max_retries and in_time:
             due = timezone.now() + timedelta(seconds=countdown)
             self.record(status=Message.Status.QUEUED, claimed_until=due, error=str(exc))
             raise RetryLater(self.row.pk, self.row.role, countdown) from exc

@@ -1,9 +1,15 @@
 """What the model sees: the system prompt, the session's last rounds and the new message.
 
-Token counts are estimated, not measured (the model's tokenizer is not at hand): one
-token per CJK character and one per four other characters, rounded up, plus a few
-tokens of chat-template overhead per message. That overestimates English slightly
-and Chinese hardly at all, which is the safe direction for a context budget.
+Never more than fits: Ollama silently drops the start of a prompt longer than num_ctx
+(the system prompt first), and an OpenAI-compatible server ends the stream without its
+end marker. So the system prompt is kept, old rounds are dropped first, and a question
+that does not fit on its own is refused (QuestionTooLong, permanent) before any call.
+
+Token counts are estimated, not measured (the model's tokenizer is not at hand), and on
+the high side, the safe direction for a context budget: two tokens per CJK character
+and one per three other characters, plus a few tokens of chat-template overhead per
+message. Real tokenizers measured 1.5–1.95 tokens per Chinese character (small models'
+English-centred vocabularies) and 3.6 characters per English token.
 """
 
 from __future__ import annotations
@@ -12,14 +18,26 @@ import math
 
 from django.conf import settings
 
+from .llm import ModelRejected
 from .models import Message
 
 TEMPLATE_TOKENS_PER_MESSAGE = 4
 
 
+class QuestionTooLong(ModelRejected):
+    """The question alone does not fit the model's context: the person must shorten it."""
+
+    notice = "question_too_long"
+
+    def __init__(self, needed: int, room: int):
+        super().__init__(f"the question needs about {needed} tokens; the context has {room}")
+        self.needed, self.room = needed, room
+
+
 def estimate_tokens(text: str) -> int:
+    """Tokens `text` takes as one chat message, estimated high (see the module docstring)."""
     cjk = sum(1 for ch in text if _is_cjk(ch))
-    return cjk + math.ceil((len(text) - cjk) / 4) + TEMPLATE_TOKENS_PER_MESSAGE
+    return 2 * cjk + math.ceil((len(text) - cjk) / 3) + TEMPLATE_TOKENS_PER_MESSAGE
 
 
 def _is_cjk(ch: str) -> bool:
@@ -34,13 +52,20 @@ def _is_cjk(ch: str) -> bool:
 
 
 def build_messages(question: Message) -> list[dict[str, str]]:
-    """The chat history for `question`, trimmed oldest-first to the tenant's budget."""
+    """The chat history for `question`, trimmed oldest-first to the tenant's budget.
+
+    Raises QuestionTooLong when the system prompt and the question alone leave no room
+    for the answer (OLLAMA_NUM_PREDICT tokens) within num_ctx.
+    """
     tenant = question.tenant
     system = question.bot.system_prompt or tenant.system_prompt
-    budget = tenant.num_ctx - settings.OLLAMA_NUM_PREDICT
+    room = tenant.num_ctx - settings.OLLAMA_NUM_PREDICT
     head = [{"role": "system", "content": system}] if system else []
     tail = [{"role": "user", "content": question.content}]
-    budget -= sum(estimate_tokens(m["content"]) for m in head + tail)
+    needed = sum(estimate_tokens(m["content"]) for m in head + tail)
+    if needed > room:
+        raise QuestionTooLong(needed, room)
+    budget = room - needed
 
     history: list[dict[str, str]] = []
     for asked, answer in _rounds(question, tenant.context_max_rounds):  # newest first

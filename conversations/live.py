@@ -20,28 +20,36 @@ class LiveProgress:
     `reply_context["live"]`), where the outbound reply reads it back as `live`.
     """
 
-    def __init__(self, question: Claim, live: LiveReply):
+    def __init__(self, question: Claim, live: LiveReply, thinking_text: str):
         self.question = question
         self.live = live
+        self.thinking_text = thinking_text  # shown while a reasoning model thinks
         self.text = ""
         self.last_push = 0.0
         self.broken = False
 
     def __call__(self, delta: str) -> None:
         self.text += delta
+        self._push(self.text)
+
+    def thinking(self) -> None:
+        """The model reasons before it answers: say so where the answer will appear."""
+        self._push(self.thinking_text)
+
+    def _push(self, shown: str) -> None:
         now = time.monotonic()
         if self.broken or (self.last_push and now - self.last_push < self.live.interval):
             return
         try:
-            self._push()
+            self._show(shown)
         except DeliveryError as exc:
             logger.warning("live updates for message %s stopped: %s", self.question.row.pk, exc)
             self.broken = True
         self.last_push = now
 
-    def _push(self) -> None:
+    def _show(self, shown: str) -> None:
         context = self.question.row.reply_context
         if "live" in context:  # started by this attempt or by an earlier one
-            self.live.update(self.text)
+            self.live.update(shown)
             return
-        self.question.record(reply_context={**context, "live": self.live.start(self.text)})
+        self.question.record(reply_context={**context, "live": self.live.start(shown)})

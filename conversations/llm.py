@@ -1,17 +1,15 @@
 """The one door to the model: a streaming chat call with typed, retry-aware errors.
 
 Speaks Ollama's native `/api/chat` and, for endpoints ending in `/v1`, the OpenAI-compatible
-`/chat/completions`. It imports no models, so callers record outcomes on their own rows.
-Errors are typed by HTTP status only: Ollama's error texts change between versions.
+`/chat/completions`; reading the stream is `streams.py`'s. It imports no models, so callers
+record outcomes on their own rows. Errors are typed by HTTP status only: Ollama's error
+texts change between versions.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -19,11 +17,19 @@ from django.conf import settings
 
 from common import http
 
-DeltaCallback = Callable[[str], None]
+from .streams import (
+    AnswerStream,
+    Completion,
+    StreamBroken,
+    error_text,
+    read_native,
+    read_openai,
+)
+
+__all__ = ["Completion", "LLMError", "ModelRejected", "ModelUnavailable", "chat"]
+
 Messages = list[dict[str, str]]
 
-# An error is stored on rows the admin shows: a short excerpt, never a whole body.
-_MAX_ERROR_CHARS = 200
 # Ample for Ollama's {"error": …}; a proxy's HTML error page need not be read whole.
 _MAX_ERROR_BYTES = 4096
 # A bad endpoint URL or unserialisable options stay bad on every retry.
@@ -41,12 +47,17 @@ _OPENAI_FIELDS = {
     "seed": "seed",
     "stop": "stop",
 }
+# (endpoint, model) pairs that refused `think`: asked without it from then on.
+_NO_THINK: set[tuple[str, str]] = set()
 
 
 class LLMError(Exception):
-    """A model call failed; `permanent` says whether retrying can help."""
+    """A model call failed; `permanent` says whether retrying can help, and `notice`
+    names what to tell the person where the generic apology would mislead
+    (conversations.texts)."""
 
     permanent: bool = False
+    notice: str = ""
 
     def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)
@@ -63,17 +74,11 @@ class ModelRejected(LLMError):
     permanent = True
 
 
-@dataclass
-class Completion:
-    """One finished reply; the timings are the client's, so they include network and queueing."""
+class ThoughtTooLong(ModelRejected):
+    """A reasoning model spent its whole answer budget thinking: the same question would
+    do the same again."""
 
-    content: str
-    model: str
-    done_reason: str
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    first_token_ms: int | None
-    total_ms: int
+    notice = "thought_too_long"
 
 
 def chat(
@@ -83,71 +88,65 @@ def chat(
     *,
     options: dict[str, Any] | None = None,
     keep_alive: str | int | None = None,
-    on_delta: DeltaCallback | None = None,
+    on_delta: Callable[[str], None] | None = None,
+    on_thinking: Callable[[], None] | None = None,
+    deadline: float | None = None,
 ) -> Completion:
-    """Stream one chat reply, passing each text piece to `on_delta` as it arrives.
+    """Stream one chat answer, passing each new piece of it to `on_delta`.
 
-    `num_predict` defaults to OLLAMA_NUM_PREDICT so that no reply runs unbounded.
-    `keep_alive` only reaches native endpoints; `/v1` has no way to carry it.
+    `num_predict` defaults to OLLAMA_NUM_PREDICT so that no answer runs unbounded.
+    `keep_alive` only reaches native endpoints; `/v1` has no way to carry it. A native
+    endpoint is asked to `think` apart from the answer, unless the model refused that
+    before; `on_thinking()` is called when the model starts reasoning. At `deadline`
+    (time.monotonic()) the answer so far is returned with done_reason "timeout".
+    Raises ModelUnavailable (retry) or ModelRejected (do not).
     """
     options = {"num_predict": settings.OLLAMA_NUM_PREDICT, **(options or {})}
     base = endpoint.rstrip("/")
-    stream = _Stream(model, on_delta)
+    stream = AnswerStream(model, on_delta, on_thinking, deadline)
     if base.endswith("/v1"):
-        url, read = f"{base}/chat/completions", _read_openai
         body = _openai_body(model, messages, options)
-    else:
-        url, read = f"{base}/api/chat", _read_native
-        body = _native_body(model, messages, options, keep_alive)
+        return _run(f"{base}/chat/completions", body, read_openai, stream)
+    think = (base, model) not in _NO_THINK
+    body = _native_body(model, messages, options, keep_alive, think=think)
+    try:
+        return _run(f"{base}/api/chat", body, read_native, stream)
+    except ModelRejected as exc:
+        if not think or exc.status != 400:
+            raise
+    # A model that cannot think (or an Ollama older than `think`) refuses it with a 400.
+    _NO_THINK.add((base, model))
+    body.pop("think")
+    return _run(f"{base}/api/chat", body, read_native, stream)
+
+
+def _run(
+    url: str,
+    body: dict[str, Any],
+    read: Callable[[Iterator[bytes], AnswerStream], Completion],
+    stream: AnswerStream,
+) -> Completion:
     with _open_stream(url, body) as response:
-        return read(response.iter_lines(), stream)
-
-
-@dataclass
-class _Stream:
-    """The reply as it accumulates, with the client-side clock."""
-
-    model: str
-    on_delta: DeltaCallback | None
-    started: float = field(default_factory=time.monotonic)
-    parts: list[str] = field(default_factory=list)
-    first_token_ms: int | None = None
-
-    def add(self, piece: str) -> None:
-        if not piece:
-            return
-        if self.first_token_ms is None:
-            self.first_token_ms = self._elapsed_ms()
-        self.parts.append(piece)
-        if self.on_delta is not None:
-            self.on_delta(piece)
-
-    def finish(
-        self,
-        model: str | None,
-        done_reason: str | None,
-        prompt_tokens: int | None,
-        completion_tokens: int | None,
-    ) -> Completion:
-        return Completion(
-            content="".join(self.parts),
-            model=model or self.model,
-            # Very old Ollama servers sent no reason for a natural stop.
-            done_reason=done_reason or "stop",
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            first_token_ms=self.first_token_ms,
-            total_ms=self._elapsed_ms(),
-        )
-
-    def _elapsed_ms(self) -> int:
-        return int((time.monotonic() - self.started) * 1000)
+        try:
+            completion = read(response.iter_lines(), stream)
+        except StreamBroken as exc:
+            raise ModelUnavailable(str(exc)) from exc
+    if completion.thought and not completion.content.strip():
+        raise ThoughtTooLong("the model spent its whole answer budget thinking")
+    return completion
 
 
 def _native_body(
-    model: str, messages: Messages, options: dict[str, Any], keep_alive: str | int | None
+    model: str,
+    messages: Messages,
+    options: dict[str, Any],
+    keep_alive: str | int | None,
+    *,
+    think: bool,
 ) -> dict[str, Any]:
     body = {"model": model, "messages": messages, "stream": True, "options": options}
+    if think:
+        body["think"] = True
     if keep_alive is not None:
         body["keep_alive"] = keep_alive
     return body
@@ -203,80 +202,9 @@ def _raise_for_status(response: requests.Response) -> None:
     if 200 <= status < 300:
         return
     raw = next(response.iter_content(_MAX_ERROR_BYTES), b"")
-    text = _error_text(raw)
+    text = error_text(raw)
     message = f"HTTP {status}: {text}" if text else f"HTTP {status}"
     # 408 and 429 are "not now" rather than "never".
     if 400 <= status < 500 and status not in (408, 429):
         raise ModelRejected(message, status=status)
     raise ModelUnavailable(message, status=status)
-
-
-def _error_text(raw: bytes) -> str:
-    """Ollama's `error` text (native: a string; /v1: an object with `message`), printable
-    and clipped; "" for any other body, which is never quoted: a proxy's page or an
-    internal service's answer has no place in an error the admin shows."""
-    try:
-        error = json.loads(raw).get("error")
-    except (ValueError, AttributeError):
-        return ""
-    if isinstance(error, dict):
-        error = error.get("message")
-    return _clip(error) if isinstance(error, str) else ""
-
-
-def _clip(text: str) -> str:
-    """One line of printable text (no control or bidi characters), at most _MAX_ERROR_CHARS."""
-    text = "".join(c if c.isprintable() else " " for c in text).strip()
-    return text if len(text) <= _MAX_ERROR_CHARS else text[:_MAX_ERROR_CHARS] + "…"
-
-
-def _decode(line: bytes) -> dict[str, Any]:
-    """One stream chunk; an `error` chunk means the model failed after the 200 went out."""
-    try:
-        chunk = json.loads(line)
-    except ValueError as exc:
-        raise ModelUnavailable(f"invalid JSON in the model stream ({len(line)} bytes)") from exc
-    if not isinstance(chunk, dict):
-        raise ModelUnavailable(f"unexpected chunk in the model stream: {type(chunk).__name__}")
-    if "error" in chunk:
-        raise ModelUnavailable(f"model failed mid-stream: {_error_text(line) or 'no reason'}")
-    return chunk
-
-
-def _read_native(lines: Iterator[bytes], stream: _Stream) -> Completion:
-    """Ollama NDJSON: content chunks, then one `done: true` line with the token counts."""
-    for line in lines:
-        if not line:
-            continue
-        chunk = _decode(line)
-        stream.add((chunk.get("message") or {}).get("content") or "")
-        if chunk.get("done"):
-            return stream.finish(
-                chunk.get("model"),
-                chunk.get("done_reason"),
-                chunk.get("prompt_eval_count"),
-                chunk.get("eval_count"),
-            )
-    raise ModelUnavailable("model stream ended without a done line")
-
-
-def _read_openai(lines: Iterator[bytes], stream: _Stream) -> Completion:
-    """OpenAI SSE: `data:` chunks, a usage-only chunk, then `data: [DONE]`."""
-    model: str | None = None
-    finish_reason: str | None = None
-    usage: dict[str, Any] = {}
-    for line in lines:
-        if not line.startswith(b"data:"):
-            continue  # blank separators, comments, `event:` lines
-        data = line.removeprefix(b"data:").strip()
-        if data == b"[DONE]":
-            return stream.finish(
-                model, finish_reason, usage.get("prompt_tokens"), usage.get("completion_tokens")
-            )
-        chunk = _decode(data)
-        model = chunk.get("model") or model
-        usage = chunk.get("usage") or usage
-        for choice in chunk.get("choices") or []:
-            stream.add((choice.get("delta") or {}).get("content") or "")
-            finish_reason = choice.get("finish_reason") or finish_reason
-    raise ModelUnavailable("model stream ended without [DONE]")

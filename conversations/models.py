@@ -106,6 +106,8 @@ class Message(models.Model):
     total_ms = models.PositiveIntegerField(_("total time (ms)"), null=True, blank=True)
     prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
+    # The endpoint reported no usage (some OpenAI-compatible servers): the counts are ours.
+    tokens_estimated = models.BooleanField(_("tokens estimated"), default=False)
 
     class Meta:
         ordering = ["-id"]

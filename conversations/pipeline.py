@@ -13,6 +13,7 @@ its own delivery.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -23,9 +24,10 @@ from tenants.validators import ollama_keep_alive
 
 from . import delivery, llm, texts
 from .claims import Claim, Failure, RetryLater, ms_between
-from .context import build_messages
+from .context import build_messages, estimate_tokens
 from .live import LiveProgress
 from .models import Message
+from .streams import TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def answer(message_id: int) -> None:
         # question: the answer row carries its own delivery.
         question.succeed()
         return
-    if (gave_up := question.crash_loop) is not None:
+    if (gave_up := question.crash_loop or question.out_of_time) is not None:
         fail(question, gave_up)
         return
     try:
@@ -57,7 +59,10 @@ def answer(message_id: int) -> None:
         logger.exception("answering message %s failed unexpectedly", question.row.pk)
         fail(question, llm.ModelUnavailable(f"{type(exc).__name__}: {exc}"))
         return
-    answer_claim = question.answer(completion.content, model=completion.model)
+    text = completion.content
+    if completion.done_reason in ("length", TIMEOUT):
+        text = f"{text.rstrip()}\n\n{texts.cut_off(question.row.tenant, completion.done_reason)}"
+    answer_claim = question.answer(text, model=completion.model)
     try:
         delivery.send(answer_claim)
     except RetryLater:
@@ -71,20 +76,30 @@ def answer(message_id: int) -> None:
 
 
 def ask_model(question: Claim) -> llm.Completion:
+    """The model's answer to the question, within what is left of its budget."""
     row = question.row
     tenant = row.tenant
     check_model_settings(tenant)
+    messages = build_messages(row)
     live = row.bot.adapter.live(delivery.outbound_for(row))
+    progress = LiveProgress(question, live, texts.thinking(tenant)) if live else None
     completion = llm.chat(
         tenant.endpoint,
         tenant.model,
-        build_messages(row),
+        messages,
         options=model_options(tenant),
         keep_alive=ollama_keep_alive(tenant.keep_alive),
-        on_delta=LiveProgress(question, live) if live else None,
+        on_delta=progress,
+        on_thinking=progress.thinking if progress else None,
+        deadline=time.monotonic() + (question.seconds_left() or 0),
     )
     if not completion.content.strip():
         raise llm.ModelUnavailable("the model returned an empty answer")
+    if completion.prompt_tokens is None or completion.completion_tokens is None:
+        # An OpenAI-compatible server may report no usage: estimated, and marked so.
+        completion.prompt_tokens = sum(estimate_tokens(m["content"]) for m in messages)
+        completion.completion_tokens = estimate_tokens(completion.content)
+        completion.tokens_estimated = True
     return completion
 
 
@@ -117,6 +132,7 @@ def figures(question: Message, completion: llm.Completion) -> dict[str, Any]:
         "total_ms": ms_between(question.created_at, timezone.now()),
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
+        "tokens_estimated": completion.tokens_estimated,
     }
 
 
@@ -126,7 +142,7 @@ def fail(question: Claim, exc: Failure) -> None:
     row = question.row
     apology = question.fail(
         exc,
-        apology=texts.apology(row.tenant),
+        apology=texts.apology(row.tenant, exc),
         model=row.tenant.model,
         total_ms=ms_between(row.created_at, timezone.now()),
     )

@@ -4,10 +4,39 @@ from django.utils.translation import gettext, override
 
 from tenants.models import Tenant
 
+from .llm import LLMError
 
-def apology(tenant: Tenant) -> str:
+
+def apology(tenant: Tenant, failure: Exception | None = None) -> str:
+    """What the person is told when no answer comes: why, where knowing it helps them
+    (`failure.notice`), else that they may try again."""
+    notice = getattr(failure, "notice", "") if isinstance(failure, LLMError) else ""
     with override(tenant.language):
+        if notice == "question_too_long":
+            return gettext(
+                "Your message is too long for this model to read. "
+                "Please shorten it, or send it in parts."
+            )
+        if notice == "thought_too_long":
+            return gettext(
+                "The model spent its whole answer length thinking and did not answer. "
+                "Please ask a narrower question."
+            )
         return gettext("Sorry, I could not answer this time. Please try again in a moment.")
+
+
+def cut_off(tenant: Tenant, done_reason: str) -> str:
+    """The line added to an answer that did not end by itself."""
+    with override(tenant.language):
+        if done_reason == "length":
+            return gettext("(The answer was cut off at the length limit.)")
+        return gettext("(The answer was cut off: it took too long.)")
+
+
+def thinking(tenant: Tenant) -> str:
+    """Shown where the answer will appear while a reasoning model thinks."""
+    with override(tenant.language):
+        return gettext("Thinking…")
 
 
 def unreadable(tenant: Tenant) -> str:

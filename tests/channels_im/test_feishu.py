@@ -604,3 +604,16 @@ def test_a_card_left_typing_by_a_dead_worker_is_finished_by_the_sweep(
     [finished] = card_operations(fake_platforms, "settings")
     assert json.loads(finished["settings"]) == {"config": {"streaming_mode": False}}
     assert Message.objects.get(pk=question.pk).status == "failed"
+
+
+def test_a_card_says_thinking_while_the_model_reasons_and_then_shows_only_the_answer(
+    client, bot, deliver, fake_ollama, fake_platforms
+):
+    fake_ollama.thinking = "Let me recall the VPN settings of this company."
+    fake_ollama.reply = "vpn.acme.cn, port 443"
+    deliver(client, message_request(bot, "VPN?", "om_1"))
+    [created] = card_operations(fake_platforms, "create")
+    assert created["card"]["body"]["elements"][0]["content"] == "Thinking…"
+    assert fake_platforms.feishu_chat() == ["vpn.acme.cn, port 443"]
+    shown = [op["content"] for op in card_operations(fake_platforms, "content")]
+    assert not any("recall" in text for text in shown)

@@ -2,7 +2,12 @@
 
 import pytest
 
-from conversations.context import TEMPLATE_TOKENS_PER_MESSAGE, build_messages, estimate_tokens
+from conversations.context import (
+    TEMPLATE_TOKENS_PER_MESSAGE,
+    QuestionTooLong,
+    build_messages,
+    estimate_tokens,
+)
 from conversations.models import Message
 from tests.factories import ConversationFactory, MessageFactory
 
@@ -34,10 +39,20 @@ def contents(messages):
     return [m["content"] for m in messages]
 
 
-def test_token_estimate_counts_cjk_per_character_and_other_text_per_four():
-    assert estimate_tokens("你好世界") == 4 + TEMPLATE_TOKENS_PER_MESSAGE
-    assert estimate_tokens("abcdefgh") == 2 + TEMPLATE_TOKENS_PER_MESSAGE
+def test_token_estimate_is_high_two_per_cjk_character_one_per_three_others():
+    # Real tokenizers: 1.5–1.95 tokens per Chinese character, 3.6 characters per token.
+    assert estimate_tokens("你好世界") == 8 + TEMPLATE_TOKENS_PER_MESSAGE
+    assert estimate_tokens("abcdefghi") == 3 + TEMPLATE_TOKENS_PER_MESSAGE
     assert estimate_tokens("abcde") == 2 + TEMPLATE_TOKENS_PER_MESSAGE  # rounded up
+
+
+def test_a_question_that_cannot_fit_on_its_own_is_refused_before_any_call(conversation, settings):
+    settings.OLLAMA_NUM_PREDICT = 1024
+    conversation.tenant.num_ctx = 4096
+    question = MessageFactory(conversation=conversation, content="报" * 6300)  # a pasted document
+    with pytest.raises(QuestionTooLong) as refused:
+        build_messages(question)
+    assert refused.value.permanent and refused.value.room == 4096 - 1024
 
 
 def test_it_leaves_out_failed_questions_their_apologies_and_commands(conversation):

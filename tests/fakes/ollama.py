@@ -64,6 +64,11 @@ class Reply:
     first_token_delay: float
     chunk_delay: float
     error: str | None = None  # sent as a final line after `pieces`, instead of the done line
+    # Reasoning sent apart (`message.thinking`), when the request asked to think; otherwise
+    # a thinking model writes it inline in `pieces`, as <think>…</think>.
+    thinking: list[str] = field(default_factory=list)
+    pings_after: int | None = None  # /v1: after this many pieces, only ": ping" comments
+    usage: bool = True  # /v1: send the usage chunk
     arrived_ns: int = field(default_factory=time.monotonic_ns)
     first_token_ns: int = 0
 
@@ -106,6 +111,10 @@ class FakeOllama:
     known_models: set[str] | None  # other models get 404; None = every model exists
     raw_stream: list[str] | None  # if set, sent verbatim as the 200 body's chunks
     raw_error: tuple[int, bytes] | None  # if set, this status and body, as any server might
+    thinking: str | None  # a reasoning model's thoughts before `reply`
+    can_think: bool  # False: `think: true` gets Ollama's 400, as for a non-thinking model
+    pings_after: int | None  # /v1: after this many words, keep-alive comments and no token
+    usage: bool  # /v1: report token usage, as Ollama does; llama.cpp may not
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[dict[str, Any]] = []
@@ -132,6 +141,10 @@ class FakeOllama:
         self.known_models = None
         self.raw_stream = None
         self.raw_error = None
+        self.thinking = None
+        self.can_think = True
+        self.pings_after = None
+        self.usage = True
         with self._lock:
             self.requests.clear()
             self.served.clear()
@@ -175,6 +188,9 @@ class FakeOllama:
             return refused
         if self.known_models is not None and model not in self.known_models:
             return 404, FAILURE_TEXTS[404].format(model=model)
+        if body.get("think") is True and not self.can_think:
+            return 400, f'"{model}" does not support thinking'
+
         if (self.fail_status or self.midstream_error) and self._take_failure():
             if self.fail_status:
                 text = FAILURE_TEXTS.get(self.fail_status, "fake failure (HTTP {status})")
@@ -191,14 +207,23 @@ class FakeOllama:
 
     def _reply(self, body: dict[str, Any], model: str, error: str | None) -> Reply:
         pieces = re.findall(r"\s*\S+|\s+", self.reply)
+        thinking = re.findall(r"\s*\S+|\s+", self.thinking or "")
+        think_apart = body.get("think") is True
+        if thinking and not think_apart:
+            pieces, thinking = ["<think>", *thinking, "</think>\n\n", *pieces], []
         limit = _requested_limit(body)
         done_reason = "stop"
-        if 0 < limit < len(pieces):
-            pieces, done_reason = pieces[:limit], "length"
+        if 0 < limit < len(thinking) + len(pieces):  # thoughts count against the limit too
+            done_reason = "length"
+            thinking = thinking[:limit]
+            pieces = pieces[: limit - len(thinking)]
         if error is not None:
             pieces = pieces[: max(1, len(pieces) // 2)]
         prompt = " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
         return Reply(
+            thinking=thinking,
+            pings_after=self.pings_after,
+            usage=self.usage,
             model=model,
             pieces=pieces,
             done_reason=done_reason,
@@ -263,6 +288,9 @@ def _native_stream(reply: Reply) -> Iterator[str]:
     def line(obj: dict[str, Any]) -> str:
         return json.dumps(obj) + "\n"
 
+    for thought in reply.thinking:
+        message = {"role": "assistant", "content": "", "thinking": thought}
+        yield line({"model": reply.model, "created_at": _now(), "message": message, "done": False})
     for piece in reply.paced():
         message = {"role": "assistant", "content": piece}
         yield line({"model": reply.model, "created_at": _now(), "message": message, "done": False})
@@ -301,12 +329,19 @@ def _openai_stream(reply: Reply) -> Iterator[str]:
         message = {"role": "assistant", "content": content}
         return {"index": 0, "delta": message, "finish_reason": finish_reason}
 
-    for piece in reply.paced():
+    for index, piece in enumerate(reply.paced()):
+        if index == reply.pings_after:
+            while True:  # a server holding the stream open, generating nothing
+                time.sleep(0.05)
+                yield ": ping\n\n"
         yield event([delta(piece)])
     if reply.error is not None:
         yield event([delta("")])  # Ollama ends a failed /v1 stream like this, without [DONE]
         return
     yield event([delta("", reply.done_reason)])
+    if not reply.usage:
+        yield "data: [DONE]\n\n"
+        return
     completion_tokens = len(reply.pieces)
     usage = {
         "prompt_tokens": reply.prompt_tokens,
