@@ -200,6 +200,9 @@ CELERY_WORKER_CONCURRENCY = ranged("WORKER_CONCURRENCY", 4, 1, 64)
 IM_ANSWER_BUDGET_SECONDS = ranged("IM_ANSWER_BUDGET_SECONDS", 300, 10, 3600)
 # Past the budget, with room for the send: a generation making progress is never killed
 # (and started again from zero) by our own limit.
+# Where the platform shows no answer growing (a WeCom app, DingTalk without an AI card),
+# one short "writing" message once an answer has taken this long; 0: never.
+IM_SIGN_OF_LIFE_SECONDS = ranged_float("IM_SIGN_OF_LIFE_SECONDS", 8.0, 0, 120)
 CELERY_TASK_SOFT_TIME_LIMIT = ranged(
     "CELERY_TASK_SOFT_TIME_LIMIT", IM_ANSWER_BUDGET_SECONDS + 60, 1, 7200
 )

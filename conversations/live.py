@@ -1,13 +1,20 @@
-"""Feeding the model's stream to a platform's live channel, throttled to its rate limit."""
+"""What the person sees while the model writes: the answer growing in a live message
+(throttled to the platform's rate limit), or, where the platform has none, one short
+word that the answer is coming."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from types import TracebackType
+
+from django.conf import settings
 
 from channels_im.platforms.base import DeliveryError, LiveReply
 
 from .claims import Claim
+from .delivery import outbound_for
 
 logger = logging.getLogger(__name__)
 
@@ -53,3 +60,37 @@ class LiveProgress:
             self.live.update(shown)
             return
         self.question.record(reply_context={**context, "live": self.live.start(shown)})
+
+
+class SignOfLife:
+    """For platforms without a live message (a WeCom app, DingTalk without an AI card):
+    one short message once an answer has taken IM_SIGN_OF_LIFE_SECONDS, so a long answer
+    is not 30 s of nothing. A context manager around the model call; leaving it waits
+    for a notice in flight, so the notice never arrives after the answer."""
+
+    def __init__(self, question: Claim, text: str):
+        self.question = question
+        self.text = text
+        self.timer = threading.Timer(settings.IM_SIGN_OF_LIFE_SECONDS, self._send)
+
+    def __enter__(self) -> SignOfLife:
+        if settings.IM_SIGN_OF_LIFE_SECONDS > 0:
+            self.timer.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.timer.cancel()
+        if self.timer.is_alive():
+            self.timer.join()
+
+    def _send(self) -> None:
+        row = self.question.row
+        try:
+            row.bot.adapter.send(outbound_for(row, text=self.text, key=f"w{row.pk}"))
+        except DeliveryError as exc:  # a missed notice is no reason to fail the answer
+            logger.warning("message %s: the still-writing notice failed: %s", row.pk, exc)

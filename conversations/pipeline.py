@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -25,7 +26,7 @@ from tenants.validators import ollama_keep_alive
 from . import delivery, llm, texts
 from .claims import Claim, Failure, RetryLater, ms_between
 from .context import build_messages, estimate_tokens
-from .live import LiveProgress
+from .live import LiveProgress, SignOfLife
 from .models import Message
 from .streams import TIMEOUT
 
@@ -83,16 +84,18 @@ def ask_model(question: Claim) -> llm.Completion:
     messages = build_messages(row)
     live = row.bot.adapter.live(delivery.outbound_for(row))
     progress = LiveProgress(question, live, texts.thinking(tenant)) if live else None
-    completion = llm.chat(
-        tenant.endpoint,
-        tenant.model,
-        messages,
-        options=model_options(tenant),
-        keep_alive=ollama_keep_alive(tenant.keep_alive),
-        on_delta=progress,
-        on_thinking=progress.thinking if progress else None,
-        deadline=time.monotonic() + (question.seconds_left() or 0),
-    )
+    waiting = nullcontext() if live else SignOfLife(question, texts.still_writing(tenant))
+    with waiting:
+        completion = llm.chat(
+            tenant.endpoint,
+            tenant.model,
+            messages,
+            options=model_options(tenant),
+            keep_alive=ollama_keep_alive(tenant.keep_alive),
+            on_delta=progress,
+            on_thinking=progress.thinking if progress else None,
+            deadline=time.monotonic() + (question.seconds_left() or 0),
+        )
     if not completion.content.strip():
         raise llm.ModelUnavailable("the model returned an empty answer")
     if completion.prompt_tokens is None or completion.completion_tokens is None:

@@ -39,6 +39,12 @@ def thinking(tenant: Tenant) -> str:
         return gettext("Thinking…")
 
 
+def still_writing(tenant: Tenant) -> str:
+    """Sent once where the platform shows no answer growing, when an answer takes long."""
+    with override(tenant.language):
+        return gettext("Writing the answer, one moment…")
+
+
 def unreadable(tenant: Tenant) -> str:
     with override(tenant.language):
         return gettext(

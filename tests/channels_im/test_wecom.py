@@ -66,7 +66,7 @@ def test_it_answers_through_message_send(
     [sent] = fake_platforms.messages("wecom")
     assert sent["touser"] == "lisi"
     assert sent["agentid"] == 1000002
-    assert sent["text"]["content"] == "Restart the client, then sign in again."
+    assert sent["markdown"]["content"] == "Restart the client, then sign in again."
     question = Message.objects.get(role="user")
     assert question.status == Message.Status.ANSWERED
     assert question.reply.delivered_at is not None
@@ -135,7 +135,7 @@ def test_it_tells_the_person_what_it_cannot_read(
     row = Message.objects.get(role="user")
     assert (row.status, row.content) == ("ignored", f"[{msg_type}]")
     [notice] = fake_platforms.messages("wecom")
-    assert "only read text" in notice["text"]["content"]
+    assert "only read text" in notice["markdown"]["content"]
 
 
 def test_it_answers_a_voice_message_by_its_transcript(client, wecom_bot):
@@ -207,7 +207,7 @@ def test_it_refreshes_an_expired_token_once_and_resends(fake_platforms, tenant_a
     bot.adapter.send(reply("first"))
     fake_platforms.expire_all_tokens()
     bot.adapter.send(reply("second"))
-    assert [m["text"]["content"] for m in fake_platforms.messages("wecom")] == ["first", "second"]
+    assert fake_platforms.wecom_texts() == ["first", "second"]
     assert len(fake_platforms.received("/cgi-bin/gettoken")) == 2
 
 
@@ -222,7 +222,7 @@ def test_it_splits_long_answers_at_2048_bytes_without_breaking_characters(fake_p
     bot = BotFactory(tenant=tenant_a)
     text = "模型" * 1500  # 9000 bytes of 3-byte characters, no natural break
     bot.adapter.send(reply(text))
-    parts = [m["text"]["content"] for m in fake_platforms.messages("wecom")]
+    parts = fake_platforms.wecom_texts()
     assert len(parts) == 5
     assert all(len(p.encode()) <= 2048 for p in parts)
     assert "".join(parts) == text
@@ -260,7 +260,7 @@ class TestWeComAppContract(AdapterContract):
         }
 
     def delivered_texts(self, fake_platforms, client, bot):
-        return [m["text"]["content"] for m in fake_platforms.messages("wecom")]
+        return fake_platforms.wecom_texts()
 
 
 def test_it_answers_503_when_the_database_is_down(client, wecom_bot, monkeypatch):

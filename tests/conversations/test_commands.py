@@ -22,7 +22,7 @@ def say(wecom_bot, fake_platforms, eager_celery, django_capture_on_commit_callba
 
 
 def sent_texts(fake_platforms):
-    return [m["text"]["content"] for m in fake_platforms.messages("wecom")]
+    return fake_platforms.wecom_texts()
 
 
 @pytest.mark.parametrize("command", ["/reset", "重置", "/重置", "/RESET please"])

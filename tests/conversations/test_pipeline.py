@@ -105,7 +105,7 @@ def test_it_never_sends_settings_saved_before_they_were_checked(
     assert (question.status, question.attempts) == (Message.Status.FAILED, 1)
     assert f"model settings need fixing: {named}: " in question.error
     assert fake_ollama.requests == []
-    assert fake_platforms.messages("wecom")[0]["text"]["content"].startswith("Sorry")
+    assert fake_platforms.wecom_texts()[0].startswith("Sorry")
     wecom_bot.refresh_from_db()
     assert named in wecom_bot.last_error
 
@@ -154,7 +154,7 @@ def test_it_retries_a_transient_failure_then_answers(run, fake_ollama, fake_plat
     assert question.status == Message.Status.ANSWERED
     assert question.attempts == 3
     assert len(fake_ollama.requests) == 3
-    assert [m["text"]["content"] for m in fake_platforms.messages("wecom")] == [fake_ollama.reply]
+    assert fake_platforms.wecom_texts() == [fake_ollama.reply]
 
 
 def test_it_apologises_when_the_model_stays_down(run, wecom_bot, fake_platforms, settings):
@@ -167,7 +167,7 @@ def test_it_apologises_when_the_model_stays_down(run, wecom_bot, fake_platforms,
     assert question.attempts == 3
     assert "ConnectionError" in question.error or "connect" in question.error.lower()
     [sent] = fake_platforms.messages("wecom")
-    assert sent["text"]["content"].startswith("Sorry")
+    assert sent["markdown"]["content"].startswith("Sorry")
     wecom_bot.refresh_from_db()
     assert wecom_bot.last_error.startswith("model:")
 
@@ -245,7 +245,7 @@ def test_an_answer_stored_by_a_worker_that_then_died_is_sent_once_and_not_asked_
     question.refresh_from_db()
     assert question.status == Message.Status.ANSWERED
     assert fake_ollama.requests == []
-    assert [m["text"]["content"] for m in fake_platforms.messages("wecom")] == ["the stored answer"]
+    assert fake_platforms.wecom_texts() == ["the stored answer"]
     assert stuck() == []
 
 
@@ -308,7 +308,7 @@ def test_over_the_user_limit_it_logs_and_tells_the_user_once(
         "rate_limited",
     ]
     assert len(fake_ollama.requests) == 2
-    notices = [m for m in fake_platforms.messages("wecom") if "faster" in m["text"]["content"]]
+    notices = [t for t in fake_platforms.wecom_texts() if "faster" in t]
     assert len(notices) == 1
 
 
@@ -342,7 +342,7 @@ def test_an_empty_answer_is_retried_then_apologised_for(run, fake_ollama, fake_p
     assert "empty answer" in question.error
     assert len(fake_ollama.requests) == 2
     [sent] = fake_platforms.messages("wecom")
-    assert sent["text"]["content"].startswith("Sorry")
+    assert sent["markdown"]["content"].startswith("Sorry")
 
 
 def test_a_row_claimed_over_and_over_is_given_up_with_an_apology(
@@ -356,7 +356,7 @@ def test_a_row_claimed_over_and_over_is_given_up_with_an_apology(
     assert question.status == Message.Status.FAILED
     assert "gave up after 3 attempts" in question.error
     assert fake_ollama.requests == []
-    assert fake_platforms.messages("wecom")[0]["text"]["content"].startswith("Sorry")
+    assert fake_platforms.wecom_texts()[0].startswith("Sorry")
 
 
 def test_an_unexpected_error_while_answering_never_strands_the_row(
@@ -372,7 +372,7 @@ def test_an_unexpected_error_while_answering_never_strands_the_row(
     question.refresh_from_db()
     assert question.status == Message.Status.FAILED
     assert "KeyError" in question.error
-    assert fake_platforms.messages("wecom")[0]["text"]["content"].startswith("Sorry")
+    assert fake_platforms.wecom_texts()[0].startswith("Sorry")
 
 
 def test_a_misconfigured_bot_fails_delivery_for_good_and_says_why(run, wecom_bot, fake_platforms):
@@ -407,7 +407,7 @@ def test_a_retried_delivery_does_not_repeat_the_parts_already_sent(
         run("a long question")
     finally:
         fake_platforms.routes[("POST", "/cgi-bin/message/send")] = type(fake_platforms).wecom_send
-    parts = [m["text"]["content"] for m in fake_platforms.messages("wecom")]
+    parts = fake_platforms.wecom_texts()
     assert len(parts) == len(set(parts)) >= 3  # every part once, none twice
     assert "".join(parts).replace(" ", "") == fake_ollama.reply.replace(" ", "")
 

@@ -45,7 +45,7 @@ def ask(wecom_bot, fake_platforms, eager_celery, django_capture_on_commit_callba
 
 
 def sent(fake_platforms) -> list[str]:
-    return [m["text"]["content"] for m in fake_platforms.messages("wecom")]
+    return fake_platforms.wecom_texts()
 
 
 def test_a_reasoning_models_thoughts_are_never_shown_stored_or_fed_back(
@@ -152,3 +152,30 @@ def test_no_retry_is_scheduled_past_the_budget(ask, fake_ollama, fake_platforms,
     question = ask()
     assert len(fake_ollama.requests) == 1  # the first backoff (30–60 s) would end past it
     assert question.status == "failed"
+
+
+def test_a_long_answer_on_a_platform_without_live_messages_gets_one_sign_of_life(
+    ask, fake_ollama, fake_platforms, settings
+):
+    settings.IM_SIGN_OF_LIFE_SECONDS = 0.3
+    fake_ollama.reply, fake_ollama.chunk_delay = " ".join(["word"] * 12), 0.06
+    ask()
+    assert sent(fake_platforms) == ["Writing the answer, one moment…", fake_ollama.reply]
+
+
+def test_a_quick_answer_comes_without_a_sign_of_life(ask, fake_ollama, fake_platforms, settings):
+    settings.IM_SIGN_OF_LIFE_SECONDS = 2
+    ask()
+    assert sent(fake_platforms) == [fake_ollama.reply]
+
+
+def test_wecom_app_answers_are_markdown_unless_the_bot_says_text(
+    ask, wecom_bot, fake_ollama, fake_platforms
+):
+    fake_ollama.reply = "**Restart** the client."
+    ask()
+    wecom_bot.credentials = {**wecom_bot.credentials, "message_format": "text"}
+    wecom_bot.save()
+    ask("again?")
+    assert [m["msgtype"] for m in fake_platforms.messages("wecom")] == ["markdown", "text"]
+    assert sent(fake_platforms) == ["**Restart** the client."] * 2

@@ -52,7 +52,7 @@ def test_a_worker_killed_mid_answer_answers_once_after_recovery(
     second = spawn_worker(**FAST_RECOVERY)
     sweep_when_due(settings, second)
     [sent] = wait_for(lambda: fake_platforms.messages("wecom"), worker=second)
-    assert sent["text"]["content"] == fake_ollama.reply
+    assert sent["markdown"]["content"] == fake_ollama.reply
     [reply] = answered(worker=second)
     assert reply.reply_to.attempts == 2
 

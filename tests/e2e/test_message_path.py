@@ -26,7 +26,7 @@ def test_a_wecom_message_is_answered_by_a_real_worker(client, worker, fake_ollam
 
     [sent] = wait_for(lambda: fake_platforms.messages("wecom"), worker=worker)
     assert sent["touser"] == "wangwu"
-    assert sent["text"]["content"] == "Open Settings, then VPN, then Reconnect."
+    assert sent["markdown"]["content"] == "Open Settings, then VPN, then Reconnect."
     [request] = fake_ollama.requests
     assert request["model"] == "gemma:2b"
     assert request["messages"][0] == {"role": "system", "content": "You are ACME's IT helpdesk."}

@@ -95,6 +95,10 @@ class WeComAppAdapter(WeComCallbacks):
         base.CredentialField(
             "encoding_aes_key", hint=_("EncodingAESKey: the app → 接收消息 → 设置API接收")
         ),
+        base.CredentialField.optional(
+            "message_format",
+            _('Optional: "text" if staff read the app in WeChat, which shows no markdown'),
+        ),
     )
 
     def receive_id(self) -> str:
@@ -136,9 +140,13 @@ class WeComAppAdapter(WeComCallbacks):
         return HttpResponse(b"")
 
     def send(self, reply: base.OutboundReply) -> None:
+        # Models write markdown, which the WeCom client renders; WeChat (微信插件) shows
+        # markdown messages as unsupported, so a bot read there sends text.
+        msgtype = "text" if self.credentials.get("message_format") == "text" else "markdown"
+
         def send_one(index: int, chunk: str) -> None:
-            message = {"touser": reply.recipient, "msgtype": "text", "agentid": self.agent_id}
-            message["text"] = {"content": chunk}
+            message = {"touser": reply.recipient, "msgtype": msgtype, "agentid": self.agent_id}
+            message[msgtype] = {"content": chunk}
             self.client.call("POST", "/cgi-bin/message/send", message)
 
         reply.send_parts(split_utf8(reply.text, self.max_message_bytes), send_one)
