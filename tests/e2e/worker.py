@@ -24,7 +24,9 @@ class Worker:
     def __init__(self, env: dict[str, str], name: str = "worker"):
         self.env = env
         self.process: subprocess.Popen | None = None
+        # Log records go to stderr; Celery prints its banner to stdout.
         self.log = ROOT / "var" / f"e2e-{os.getpid()}-{name}.log"
+        self.banner = self.log.with_suffix(".out")
 
     def start(self) -> None:
         self.log.parent.mkdir(exist_ok=True)
@@ -47,8 +49,8 @@ class Worker:
             ],
             cwd=ROOT,
             env=self.env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
+            stdout=self.banner.open("w"),
+            stderr=self.log.open("w"),
             start_new_session=True,
         )
 
@@ -62,6 +64,7 @@ class Worker:
                 self.process.wait()
 
     def output(self) -> str:
+        """The log records (stderr)."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
