@@ -6,11 +6,14 @@ import os
 from celery import Celery
 from celery.signals import setup_logging
 
+from conversations.heartbeat import Heartbeat
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
 
 app = Celery("assistant")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.steps["worker"].add(Heartbeat)
 
 
 @setup_logging.connect

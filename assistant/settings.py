@@ -12,6 +12,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from kombu import Exchange, Queue
 
 from common.logs import FORMAT as LOG_FORMAT
 
@@ -173,6 +174,11 @@ CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=4)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_TASK_DEFAULT_QUEUE = "inference"
+# Declared, so that a worker started without -Q consumes all of them (Celery's default is
+# only the default queue); -Q still makes a worker dedicated to some.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name) for name in ("inference", "delivery")
+]
 CELERY_TASK_ROUTES = {
     "conversations.tasks.generate_reply": {"queue": "inference"},
     "conversations.tasks.deliver_reply": {"queue": "delivery"},
@@ -215,6 +221,8 @@ IM_DELIVERY_MAX_RETRIES = env.int("IM_DELIVERY_MAX_RETRIES", default=5)
 IM_DELIVERY_RETRY_BACKOFF = env.float("IM_DELIVERY_RETRY_BACKOFF", default=2.0)
 # A message still queued (or with an expired claim) after this long is enqueued again.
 IM_STUCK_AFTER_SECONDS = env.int("IM_STUCK_AFTER_SECONDS", default=120)
+# How often each worker writes its heartbeat (conversations/heartbeat.py) for /readyz.
+IM_WORKER_HEARTBEAT_SECONDS = env.float("IM_WORKER_HEARTBEAT_SECONDS", default=10.0)
 IM_CLAIM_SECONDS = env.int("IM_CLAIM_SECONDS", default=CELERY_TASK_TIME_LIMIT + 30)
 IM_MAX_BODY_BYTES = env.int("IM_MAX_BODY_BYTES", default=256 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = IM_MAX_BODY_BYTES

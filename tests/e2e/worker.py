@@ -21,8 +21,10 @@ def database_url() -> str:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], name: str = "worker"):
+    def __init__(self, env: dict[str, str], name: str = "worker", queues: str | None = None):
+        """Started the standard way (every declared queue) unless `queues` (as for -Q)."""
         self.env = env
+        self.queues = queues
         self.process: subprocess.Popen | None = None
         # Log records go to stderr; Celery prints its banner to stdout.
         self.log = ROOT / "var" / f"e2e-{os.getpid()}-{name}.log"
@@ -38,8 +40,7 @@ class Worker:
                 "-A",
                 "assistant",
                 "worker",
-                "-Q",
-                "inference,delivery",
+                *(["-Q", self.queues] if self.queues else []),
                 "-c",
                 "2",
                 "--without-gossip",
