@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "axes",
     "tenants",
     "channels_im",
     "conversations",
@@ -74,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "assistant.urls"
@@ -232,6 +235,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+# Admin sign-in throttling (django-axes): failed sign-ins are counted per username and,
+# separately, per client address; at the limit either is refused for the cool-off time,
+# right password or not. A successful sign-in clears its count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("ADMIN_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_COOLOFF_MESSAGE = _("Too many failed sign-ins from this account or address. Try again later.")
+# The client's address: REMOTE_ADDR, unless a reverse proxy in front sets a header with it
+# (e.g. X-Real-IP from deploy/nginx.conf). Never name a header clients can set themselves.
+_client_ip_header = env.str("CLIENT_IP_HEADER", default="")
+AXES_IPWARE_META_PRECEDENCE_ORDER = [
+    *(["HTTP_" + _client_ip_header.upper().replace("-", "_")] if _client_ip_header else []),
+    "REMOTE_ADDR",
 ]
 
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="zh-hans")
