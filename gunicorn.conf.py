@@ -10,7 +10,9 @@ import os
 
 from common.logs import FORMAT
 
-worker_class = "gthread"
+# gthread, except that a request is read in full before a thread takes it, with time
+# limits: clients sending slowly cannot hold the threads (common/webserver.py).
+worker_class = "common.webserver.BufferingThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "8"))
 accesslog = "-"

@@ -250,7 +250,7 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_COOLOFF_MESSAGE = _("Too many failed sign-ins from this account or address. Try again later.")
 # The client's address: REMOTE_ADDR, unless a reverse proxy in front sets a header with it
-# (e.g. X-Real-IP from deploy/nginx.conf). Never name a header clients can set themselves.
+# (e.g. X-Real-IP). Never name a header clients can set themselves.
 _client_ip_header = env.str("CLIENT_IP_HEADER", default="")
 AXES_IPWARE_META_PRECEDENCE_ORDER = [
     *(["HTTP_" + _client_ip_header.upper().replace("-", "_")] if _client_ip_header else []),
