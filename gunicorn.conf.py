@@ -8,7 +8,24 @@ connection alive between callbacks instead of reconnecting for each.
 
 import os
 
-worker_class = "gthread"
+from common.logs import FORMAT
+
+# gthread, except that a request is read in full before a thread takes it, with time
+# limits: clients sending slowly cannot hold the threads (common/webserver.py).
+worker_class = "common.webserver.BufferingThreadWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "8"))
 accesslog = "-"
+# The record's own timestamp (UTC, common/logs.py) says when; gunicorn's %(t)s is local time.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
+# gunicorn's own records and the access log in the one format of every process.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"()": "common.logs.UTCFormatter", "format": FORMAT}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        name: {"handlers": ["console"], "level": "INFO", "propagate": False}
+        for name in ("gunicorn.error", "gunicorn.access")
+    },
+}

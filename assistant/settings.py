@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from kombu import Exchange, Queue
+
+from common.logs import FORMAT as LOG_FORMAT
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -87,6 +90,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "axes",
     "tenants",
     "channels_im",
     "conversations",
@@ -102,6 +106,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "assistant.urls"
@@ -164,6 +170,10 @@ else:
 # no server to install.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The folders below are the whole address. kombu warns "No hostname was supplied" each
+    # time it copies a connection whose URL names no host (every publish): name the one it
+    # falls back to.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     _broker_dir = Path(env.str("CELERY_BROKER_DIR", default=str(VAR_DIR / "broker")))
     (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -208,6 +218,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = ranged(
 )
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_TASK_DEFAULT_QUEUE = "inference"
+# Declared, so that a worker started without -Q consumes all of them (Celery's default is
+# only the default queue); -Q still makes a worker dedicated to some.
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name) for name in ("inference", "delivery")
+]
 CELERY_TASK_ROUTES = {
     "conversations.tasks.generate_reply": {"queue": "inference"},
     "conversations.tasks.deliver_reply": {"queue": "delivery"},
@@ -257,7 +272,9 @@ IM_BOT_CACHE_SECONDS = ranged_float("IM_BOT_CACHE_SECONDS", 5.0, 0, 300)
 IM_DELIVERY_MAX_RETRIES = ranged("IM_DELIVERY_MAX_RETRIES", 5, 0, 20)
 IM_DELIVERY_RETRY_BACKOFF = ranged_float("IM_DELIVERY_RETRY_BACKOFF", 2.0, 0, 60)
 # A message still queued (or with an expired claim) after this long is enqueued again.
-IM_STUCK_AFTER_SECONDS = ranged("IM_STUCK_AFTER_SECONDS", 120, 10, 86_400)
+IM_STUCK_AFTER_SECONDS = ranged("IM_STUCK_AFTER_SECONDS", 120, 0, 86_400)
+# How often each worker writes its heartbeat (conversations/heartbeat.py) for /readyz.
+IM_WORKER_HEARTBEAT_SECONDS = ranged_float("IM_WORKER_HEARTBEAT_SECONDS", 10.0, 0.1, 300)
 IM_CLAIM_SECONDS = ranged("IM_CLAIM_SECONDS", CELERY_TASK_TIME_LIMIT + 30, 1, 86_400)
 IM_MAX_BODY_BYTES = ranged("IM_MAX_BODY_BYTES", 256 * 1024, 16 * 1024, 16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = IM_MAX_BODY_BYTES
@@ -267,6 +284,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+# Admin sign-in throttling (django-axes): failed sign-ins are counted per username and,
+# separately, per client address; at the limit either is refused for the cool-off time,
+# right password or not. A successful sign-in clears its count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = ranged("ADMIN_LOGIN_FAILURE_LIMIT", 5, 1, 100)
+ADMIN_LOGIN_COOLOFF_MINUTES = ranged_float("ADMIN_LOGIN_COOLOFF_MINUTES", 15, 0.5, 7 * 24 * 60)
+AXES_COOLOFF_TIME = timedelta(minutes=ADMIN_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_COOLOFF_MESSAGE = _("Too many failed sign-ins from this account or address. Try again later.")
+# The client's address: REMOTE_ADDR, unless a reverse proxy in front sets a header with it
+# (e.g. X-Real-IP). Never name a header clients can set themselves.
+_client_ip_header = env.str("CLIENT_IP_HEADER", default="")
+AXES_IPWARE_META_PRECEDENCE_ORDER = [
+    *(["HTTP_" + _client_ip_header.upper().replace("-", "_")] if _client_ip_header else []),
+    "REMOTE_ADDR",
 ]
 
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="zh-hans")
@@ -304,10 +342,11 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# One format for web, worker and beat (the worker and beat apply it too: assistant/celery.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {"plain": {"()": "common.logs.UTCFormatter", "format": LOG_FORMAT}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

@@ -89,9 +89,7 @@ class Product:
 
         django.setup()
         self._spawn("gunicorn", "assistant.wsgi", "-b", f"127.0.0.1:{self.port}")
-        self._spawn(
-            "celery", "-A", "assistant", "worker", "-Q", "inference,delivery", "-l", "WARNING"
-        )
+        self._spawn("celery", "-A", "assistant", "worker", "-l", "WARNING")
         self._wait_until_up()
 
     def __exit__(self, *exc: object) -> None:

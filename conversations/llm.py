@@ -166,6 +166,21 @@ def _openai_body(model: str, messages: Messages, options: dict[str, Any]) -> dic
     return body
 
 
+def probe(endpoint: str, timeout: float) -> None:
+    """A cheap GET that any live endpoint answers (native: `/api/version`; `/v1`: `/models`),
+    connecting and answering within `timeout` seconds each. Raises ModelUnavailable or
+    ModelRejected as `chat` does."""
+    base = endpoint.rstrip("/")
+    url = f"{base}/models" if base.endswith("/v1") else f"{base}/api/version"
+    try:
+        with http.session().get(url, timeout=timeout, stream=True) as response:
+            _raise_for_status(response)
+    except _UNSENDABLE as exc:
+        raise ModelRejected(f"cannot send the model request: {exc}") from exc
+    except requests.RequestException as exc:
+        raise ModelUnavailable(f"model endpoint unreachable: {exc}") from exc
+
+
 @contextmanager
 def _open_stream(url: str, body: dict[str, Any]) -> Iterator[requests.Response]:
     """POST and yield the open 2xx response; every transport failure becomes an LLMError.

@@ -25,8 +25,9 @@ def spawn_worker(transactional_db, fake_platforms, fake_ollama):
     )
     workers: list[Worker] = []
 
-    def spawn(**settings: str) -> Worker:
-        process = Worker(dict(base_env, **settings), name=f"worker-{next(WORKER_NUMBERS)}")
+    def spawn(queues: str | None = None, **settings: str) -> Worker:
+        name = f"worker-{next(WORKER_NUMBERS)}"
+        process = Worker(dict(base_env, **settings), name=name, queues=queues)
         process.start()
         workers.append(process)
         return process

@@ -21,10 +21,14 @@ def database_url() -> str:
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], name: str = "worker"):
+    def __init__(self, env: dict[str, str], name: str = "worker", queues: str | None = None):
+        """Started the standard way (every declared queue) unless `queues` (as for -Q)."""
         self.env = env
+        self.queues = queues
         self.process: subprocess.Popen | None = None
+        # Log records go to stderr; Celery prints its banner to stdout.
         self.log = ROOT / "var" / f"e2e-{os.getpid()}-{name}.log"
+        self.banner = self.log.with_suffix(".out")
 
     def start(self) -> None:
         self.log.parent.mkdir(exist_ok=True)
@@ -36,8 +40,7 @@ class Worker:
                 "-A",
                 "assistant",
                 "worker",
-                "-Q",
-                "inference,delivery",
+                *(["-Q", self.queues] if self.queues else []),
                 "-c",
                 "2",
                 "--without-gossip",
@@ -47,8 +50,8 @@ class Worker:
             ],
             cwd=ROOT,
             env=self.env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
+            stdout=self.banner.open("w"),
+            stderr=self.log.open("w"),
             start_new_session=True,
         )
 
@@ -62,6 +65,7 @@ class Worker:
                 self.process.wait()
 
     def output(self) -> str:
+        """The log records (stderr)."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 

@@ -407,6 +407,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"models": [_tag(m) for m in self._models()]})
         elif self.path == "/api/version":
             self._send_json(200, {"version": VERSION})
+        elif self.path == "/v1/models":
+            models = [{"id": m, "object": "model", "owned_by": "library"} for m in self._models()]
+            self._send_json(200, {"object": "list", "data": models})
         else:
             self._not_found_or_bad_method()
 
@@ -468,7 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
         return sorted(self.server.fake.known_models or {"gemma:2b", "qwen2:1.5b"})
 
     def _not_found_or_bad_method(self) -> None:
-        known = {"/", "/api/tags", "/api/version", *_CHAT_ROUTES}
+        known = {"/", "/api/tags", "/api/version", "/v1/models", *_CHAT_ROUTES}
         if self.path in known:
             self._send(405, "text/plain", b"405 method not allowed")
         else:

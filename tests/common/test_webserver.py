@@ -1,0 +1,100 @@
+"""The web process as bin/run starts it (gunicorn with gunicorn.conf.py) keeps answering
+while clients hold connections open sending their requests a byte at a time."""
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.e2e.logs import assert_one_format
+from tests.e2e.worker import ROOT, database_url, free_port, wait_for
+
+SLOW_CLIENTS = 40  # more than the default 2 processes x 8 threads
+GENUINE = 20
+
+
+@pytest.fixture
+def web(transactional_db, tmp_path):
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    env = dict(os.environ, DATABASE_URL=database_url(), WEB_HEADER_TIMEOUT="3")
+    env.pop("WEB_CONCURRENCY", None)
+    env.pop("WEB_THREADS", None)
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "assistant.wsgi", "-b", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), timeout=20)
+        yield url, port, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # threads held by clients delay a graceful stop
+            process.kill()
+            process.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/healthz", timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+def _trickle(port: int, request: bytes, stop: threading.Event) -> bool:
+    """Send `request` a byte every half second until stopped; whether the server hung up."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        for byte in request:
+            if stop.wait(0.5):
+                return False
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                return True
+        return False
+
+
+def test_slow_clients_do_not_hold_up_genuine_requests(web):
+    url, port, log = web
+    slow_head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"x" * 200
+    slow_body = b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 500\r\n\r\n"
+    stop = threading.Event()
+    with ThreadPoolExecutor(SLOW_CLIENTS) as pool:
+        for n in range(SLOW_CLIENTS):
+            # A slow body: its head arrives at once, then one byte at a time.
+            request = slow_head if n % 2 else slow_body + b"a" * 500
+            pool.submit(_trickle, port, request, stop)
+        time.sleep(2)  # every slow client connected and sending
+
+        took = []
+        try:
+            for _ in range(GENUINE):
+                started = time.monotonic()
+                assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+                took.append(time.monotonic() - started)
+        finally:
+            stop.set()
+
+    assert max(took) < 1.0, took
+    assert_one_format(log.read_text())
+
+
+def test_a_client_that_does_not_finish_its_head_in_time_is_disconnected(web):
+    url, port, log = web
+    started = time.monotonic()
+    request = b"GET /healthz HTTP/1.1\r\nX-Padding: " + b"x" * 20  # 10 s at this pace
+    hung_up = _trickle(port, request, threading.Event())
+    assert hung_up and time.monotonic() - started < 6  # WEB_HEADER_TIMEOUT=3, checked each second

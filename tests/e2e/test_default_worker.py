@@ -1,0 +1,62 @@
+"""A worker started the standard way (`celery -A assistant worker`, no -Q) does all the
+product's work, and /readyz sees it by its heartbeat."""
+
+import pytest
+
+from conversations.heartbeat import unconsumed
+from conversations.models import Message
+from conversations.tasks import sweep_stuck_messages
+from tests.e2e.worker import answered, wait_for
+from tests.factories import BotFactory, MessageFactory, TenantFactory
+
+pytestmark = pytest.mark.e2e
+
+
+def test_it_runs_the_sweep_and_the_answers_it_enqueues(spawn_worker, fake_ollama, fake_platforms):
+    # The sweep runs on the delivery queue and answers on the inference queue.
+    worker = spawn_worker(IM_STUCK_AFTER_SECONDS="0")
+    tenant = TenantFactory(model_endpoint=fake_ollama.url)
+    lost = MessageFactory(  # stored, but its task never reached a worker
+        conversation__bot=BotFactory(tenant=tenant, platform="wecom"),
+        status=Message.Status.QUEUED,
+    )
+    sweep_stuck_messages.delay()
+
+    [reply] = answered(worker=worker)
+    assert reply.reply_to_id == lost.pk
+    assert len(fake_platforms.messages("wecom")) == 1
+
+
+@pytest.fixture
+def shared_cache(settings, tmp_path):
+    """A cache this process and the worker both see (the tests' default is per process)."""
+    location = tmp_path / "cache"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(location),
+        }
+    }
+    return f"file://{location}"
+
+
+def test_readyz_reports_a_worker_while_it_beats(client, spawn_worker, shared_cache):
+    worker = spawn_worker(CACHE_URL=shared_cache, IM_WORKER_HEARTBEAT_SECONDS="0.5")
+
+    def worker_check() -> bool:
+        return client.get("/readyz").json()["checks"]["worker"]
+
+    wait_for(worker_check, timeout=30, worker=worker)
+    assert client.get("/readyz").json()["status"] == "ok"
+    worker.stop()
+    wait_for(lambda: not worker_check(), timeout=5)  # three missed beats
+
+
+def test_readyz_wants_every_queue_consumed(client, spawn_worker, shared_cache):
+    spawn_worker(queues="inference", CACHE_URL=shared_cache, IM_WORKER_HEARTBEAT_SECONDS="0.5")
+    # A heartbeat for the one queue arrives, and still no worker takes deliveries.
+    wait_for(lambda: unconsumed(["inference", "delivery"]) == ["delivery"], timeout=30)
+    assert client.get("/readyz").json()["checks"]["worker"] is False
+
+    spawn_worker(queues="delivery", CACHE_URL=shared_cache, IM_WORKER_HEARTBEAT_SECONDS="0.5")
+    wait_for(lambda: client.get("/readyz").json()["checks"]["worker"], timeout=30)
