@@ -6,8 +6,10 @@ for that platform's credentials, declared by its adapter's `credential_fields`.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cache
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -83,6 +85,26 @@ class BotCredentialsForm(forms.ModelForm):
         return super().save(commit)
 
 
+def unreachable_because(url: str) -> StrOrPromise | None:
+    """Why WeCom, DingTalk or Feishu could not call `url` from the internet, or None:
+    plain http (Feishu and WeCom's robot want https), or a host only this network knows."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if host == "localhost" or host.endswith(".localhost") or (address and address.is_loopback):
+        return _("it names this machine itself")
+    if address is not None and (address.is_private or address.is_link_local):
+        return _("it is a private network address")
+    if address is None and "." not in host:
+        return _("its host name has no domain")
+    if parts.scheme != "https":
+        return _("it is plain http, not https")
+    return None
+
+
 def join_help(*parts: StrOrPromise) -> str:
     return " · ".join(str(part) for part in parts if part)
 
@@ -156,10 +178,19 @@ class BotAdmin(TenantScopedAdmin):
 
     @admin.display(description=_("callback URL"))
     def callback_url_field(self, bot: Bot) -> str:
-        return format_html(
+        help_text = format_html(
             '<code>{}</code><div class="help">{}</div>',
             bot.callback_url,
             _("Paste this URL into the platform's callback (event subscription) settings."),
+        )
+        if (problem := unreachable_because(bot.callback_url)) is None:
+            return help_text
+        warning = _(
+            "The platform cannot call this address (%(problem)s). Set PUBLIC_BASE_URL to "
+            "this server's public https address, e.g. https://bots.example.com."
+        ) % {"problem": problem}
+        return format_html(
+            '{}<ul class="messagelist"><li class="warning">{}</li></ul>', help_text, warning
         )
 
     @admin.display(description=_("last error"), ordering="last_error")

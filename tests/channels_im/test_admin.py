@@ -172,3 +172,28 @@ def test_it_clears_errors_only_where_the_user_is_tenant_admin(client, admin_a, t
     client.post(BOTS, {"action": "clear_last_error", "_selected_action": [other.pk]})
     other.refresh_from_db()
     assert other.last_error == "boom"
+
+
+@pytest.mark.parametrize(
+    ("base", "problem"),
+    [
+        ("http://localhost:8000", "names this machine itself"),
+        ("https://127.0.0.1", "names this machine itself"),
+        ("https://10.0.0.8", "private network address"),
+        ("https://192.168.1.20:8443", "private network address"),
+        ("https://bots", "host name has no domain"),
+        ("http://bots.example.com", "plain http, not https"),
+        ("https://bots.example.com", None),
+    ],
+)
+def test_it_warns_when_the_platform_could_not_reach_the_callback_url(
+    client, admin_a, bot, settings, base, problem
+):
+    settings.PUBLIC_BASE_URL = base
+    client.force_login(admin_a)
+    page = client.get(bot_url(bot), headers={"accept-language": "en"}).content.decode()
+    assert f"{base}/callbacks/" in page
+    if problem is None:
+        assert "cannot call this address" not in page
+    else:
+        assert "cannot call this address" in page and problem in page
