@@ -3,8 +3,9 @@
 import logging.config
 import os
 
-from celery import Celery
-from celery.signals import setup_logging
+from celery import Celery, Task
+from celery.signals import setup_logging, task_postrun, task_prerun
+from django.db import close_old_connections
 
 from conversations.heartbeat import Heartbeat
 
@@ -25,3 +26,15 @@ def _log_as_the_web_does(loglevel: int | None = None, **kwargs: object) -> None:
     logging.config.dictConfig(settings.LOGGING)
     if loglevel:  # the command's -l
         logging.getLogger().setLevel(loglevel)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _check_database_connections(sender: Task | None = None, **kwargs: object) -> None:
+    """Around every task, what Django does around every web request: drop a connection
+    that failed or outlived CONN_MAX_AGE, and health-check the next one. Celery's Django
+    fixup skips this while it reuses connections (CELERY_DB_REUSE_MAX), so after a
+    database restart every task failed with "the connection is closed" until the worker
+    was restarted. Not in a test's eager task, whose transaction it would close."""
+    if sender is not None and not getattr(sender.request, "is_eager", False):
+        close_old_connections()

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from channels_im.platforms.base import DeliveryError, OutboundReply
 
+from . import sent
 from .claims import Claim
 from .models import Message
 
@@ -33,8 +34,16 @@ def deliver(reply_id: int) -> None:
 def send(reply: Claim) -> None:
     """Send a reply this worker holds (stored or not yet) and record the outcome on it.
 
-    Raises RetryLater when a transient failure leaves the row queued for later.
+    An answer to the same question that went out before, but whose row could not say so
+    (the database was down), is recorded instead of sent again (sent.py). Raises
+    RetryLater when a transient failure leaves the row queued for later.
     """
+    question_id = reply.row.reply_to_id
+    assert question_id is not None, "an assistant row always answers a question"
+    # A new answer (not stored yet) was checked by the pipeline before the model was asked.
+    if reply.row.pk is not None and (earlier := sent.recall(question_id)) is not None:
+        reply.succeed(content=earlier, delivered_at=timezone.now())
+        return
     try:
         reply.row.bot.adapter.send(outbound(reply))
     except DeliveryError as exc:
@@ -44,6 +53,7 @@ def send(reply: Claim) -> None:
         logger.exception("delivering reply %s failed unexpectedly", reply.row.pk)
         reply.fail(DeliveryError(f"{type(exc).__name__}: {exc}"))
         return
+    sent.remember(question_id, reply.row.content)
     reply.succeed(delivered_at=timezone.now())
 
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from tenants.models import Tenant
 from tenants.validators import ollama_keep_alive
 
-from . import delivery, llm, texts
+from . import delivery, llm, sent, texts
 from .claims import Claim, Failure, RetryLater, ms_between
 from .context import build_messages, estimate_tokens
 from .live import LiveProgress, SignOfLife
@@ -46,6 +46,11 @@ def answer(message_id: int) -> None:
     if question.row.attempts > 1 and Message.objects.filter(reply_to=question.row).exists():
         # An earlier worker sent or stored the answer, then died before recording this
         # question: the answer row carries its own delivery.
+        question.succeed()
+        return
+    if question.row.attempts > 1 and (earlier := sent.recall(question.row.pk)) is not None:
+        # An earlier worker sent the answer while the database could not record it.
+        question.answer(earlier).succeed(delivered_at=timezone.now())
         question.succeed()
         return
     if (gave_up := question.crash_loop or question.out_of_time) is not None:

@@ -2,6 +2,7 @@ import json
 import time
 
 import pytest
+from django.core.cache import cache
 from django.db import DatabaseError
 
 from channels_im.platforms.base import DeliveryError, OutboundReply
@@ -531,9 +532,10 @@ def test_an_answer_sent_again_after_the_worker_died_before_recording_it_arrives_
         lambda server, request: (400, {"code": 200860, "msg": "cards unavailable"}),
     )
     deliver(client, message_request(bot, "What is our VPN address?", "om_1"))
-    # What a death between the send and its record leaves: no reply row, and the
-    # question answering under a claim that has run out.
+    # What a death right after the send leaves: no reply row, nothing remembered of the
+    # send (conversations/sent.py), and the question answering under a claim run out.
     Message.objects.filter(role="assistant").delete()
+    cache.clear()
     Message.objects.filter(role="user").update(
         status="answering", claimed_until="2000-01-01T00:00:00Z"
     )

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
-from conversations import pipeline
+from conversations import delivery, pipeline
 from conversations.claims import Claim, RetryLater, stuck
 from conversations.models import Conversation, Message
 from conversations.services import receive
@@ -455,3 +455,41 @@ def test_an_answer_that_fails_for_good_in_the_delivery_queue_fails_its_question(
     assert (reply.status, reply.attempts) == ("failed", 2)
     question.refresh_from_db()
     assert question.status == Message.Status.FAILED and "60020" in question.error
+
+
+@pytest.mark.parametrize("path", ["answer", "delivery queue"])
+def test_an_answer_sent_while_the_database_was_down_is_not_sent_again(
+    wecom_bot, fake_ollama, fake_platforms, monkeypatch, path
+):
+    """The send went out; the row saying so could not be written. Taken again once the
+    database is back, the question is recorded answered, not asked or sent again."""
+    from django.db import OperationalError
+
+    question = receive(wecom_bot, inbound())
+    if path == "delivery queue":  # the answer was stored, waiting for a retry of its send
+        Claim.take(question.pk, Message.Role.USER).answer("the stored answer").record(
+            status=Message.Status.QUEUED, claimed_until=None
+        )
+    real_succeed = Claim.succeed
+
+    def database_down(claim, **fields):
+        if claim.row.role == Message.Role.ASSISTANT:
+            raise OperationalError("the connection is closed")
+        real_succeed(claim, **fields)
+
+    monkeypatch.setattr(Claim, "succeed", database_down)
+    with pytest.raises(OperationalError):
+        if path == "answer":
+            pipeline.answer(question.pk)
+        else:
+            delivery.deliver(Message.objects.get(reply_to=question).pk)
+    monkeypatch.setattr(Claim, "succeed", real_succeed)
+    Message.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))  # runs out
+    if path == "answer":
+        pipeline.answer(question.pk)
+    else:
+        delivery.deliver(Message.objects.get(reply_to=question).pk)
+    assert len(fake_platforms.messages("wecom")) == 1
+    assert len(fake_ollama.requests) == (1 if path == "answer" else 0)
+    reply = Message.objects.get(reply_to=question)
+    assert reply.status == "answered" and reply.delivered_at is not None

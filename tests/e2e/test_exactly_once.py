@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import requests
+from django.db import connection
 
 from conversations.models import Message
 from conversations.tasks import sweep_stuck_messages
@@ -115,3 +116,18 @@ def test_the_same_callback_three_times_at_once_is_answered_once(
     assert Message.objects.filter(role="user").count() == 1
     assert len(fake_ollama.requests) == 1
     assert len(fake_platforms.messages("wecom")) == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs a database server to restart")
+def test_a_worker_recovers_from_a_database_restart_on_its_own(client, bot, worker, fake_platforms):
+    post(client, bot, "before", "db-1")
+    wait_for(lambda: len(fake_platforms.messages("wecom")) == 1, worker=worker)
+    # What a restart does to every open session: the worker's connections die.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    post(client, bot, "after", "db-2")
+    wait_for(lambda: len(fake_platforms.messages("wecom")) == 2, worker=worker)
+    answered(2, worker=worker)
