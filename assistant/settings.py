@@ -158,6 +158,9 @@ elif CACHE_URL.startswith("file://"):
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": CACHE_URL.removeprefix("file://"),
+            # Django's default (300 entries, then a third deleted at random) would drop
+            # tokens, stream text and dedupe keys of a busy embedded install.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
         }
     }
 elif CACHE_URL == "locmem://":

@@ -38,10 +38,10 @@ def send(reply: Claim) -> None:
     (the database was down), is recorded instead of sent again (sent.py). Raises
     RetryLater when a transient failure leaves the row queued for later.
     """
-    question_id = reply.row.reply_to_id
-    assert question_id is not None, "an assistant row always answers a question"
+    question = reply.row.reply_to
+    assert question is not None, "an assistant row always answers a question"
     # A new answer (not stored yet) was checked by the pipeline before the model was asked.
-    if reply.row.pk is not None and (earlier := sent.recall(question_id)) is not None:
+    if reply.row.pk is not None and (earlier := sent.recall(question)) is not None:
         reply.succeed(content=earlier, delivered_at=timezone.now())
         return
     try:
@@ -53,7 +53,7 @@ def send(reply: Claim) -> None:
         logger.exception("delivering reply %s failed unexpectedly", reply.row.pk)
         reply.fail(DeliveryError(f"{type(exc).__name__}: {exc}"))
         return
-    sent.remember(question_id, reply.row.content)
+    sent.remember(question, reply.row.content)
     reply.succeed(delivered_at=timezone.now())
 
 

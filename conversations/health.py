@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 # A probe polled every few seconds must not wait on a model busy answering.
 MODEL_PROBE_SECONDS = 2.0
+MODEL_PROBE_CACHE = 10
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -77,4 +78,17 @@ def _worker() -> None:
 
 
 def _model() -> None:
-    llm.probe(settings.OLLAMA_URL, MODEL_PROBE_SECONDS)
+    """The default model endpoint answers; its verdict is kept for MODEL_PROBE_CACHE
+    seconds, so an orchestrator polling /readyz does not make every poll call out (or
+    hold a web thread for a model that does not answer)."""
+    key = f"im:readyz:model:{settings.OLLAMA_URL}"
+    verdict = cache.get(key)
+    if verdict is None:
+        try:
+            llm.probe(settings.OLLAMA_URL, MODEL_PROBE_SECONDS)
+            verdict = ""
+        except Exception as exc:  # noqa: BLE001 - whatever stops the probe is its verdict
+            verdict = f"{type(exc).__name__}: {exc}"
+        cache.set(key, verdict, MODEL_PROBE_CACHE)
+    if verdict:
+        raise RuntimeError(verdict)

@@ -18,6 +18,7 @@ from django.conf import settings
 from common import http
 
 from .streams import (
+    TIMEOUT,
     AnswerStream,
     Completion,
     StreamBroken,
@@ -126,12 +127,14 @@ def _run(
     read: Callable[[Iterator[bytes], AnswerStream], Completion],
     stream: AnswerStream,
 ) -> Completion:
-    with _open_stream(url, body) as response:
+    with _open_stream(url, body, stream.seconds_left()) as response:
         try:
             completion = read(response.iter_lines(), stream)
         except StreamBroken as exc:
             raise ModelUnavailable(str(exc)) from exc
     if completion.thought and not completion.content.strip():
+        if completion.done_reason == TIMEOUT:
+            raise ModelUnavailable("no answer within the time budget: the model was thinking")
         raise ThoughtTooLong("the model spent its whole answer budget thinking")
     return completion
 
@@ -182,12 +185,19 @@ def probe(endpoint: str, timeout: float) -> None:
 
 
 @contextmanager
-def _open_stream(url: str, body: dict[str, Any]) -> Iterator[requests.Response]:
+def _open_stream(
+    url: str, body: dict[str, Any], seconds_left: float | None
+) -> Iterator[requests.Response]:
     """POST and yield the open 2xx response; every transport failure becomes an LLMError.
 
-    Read errors raised while the caller iterates the body are translated here too.
+    A read waits OLLAMA_TIMEOUT at most, and no longer than the question's time left: a
+    model still loading sends nothing, and the deadline must hold all the same. Read
+    errors raised while the caller iterates the body are translated here too.
     """
-    timeout = (settings.OLLAMA_CONNECT_TIMEOUT, settings.OLLAMA_TIMEOUT)
+    read = settings.OLLAMA_TIMEOUT
+    if seconds_left is not None:
+        read = max(min(read, seconds_left), 0.1)
+    timeout = (settings.OLLAMA_CONNECT_TIMEOUT, read)
     try:
         with http.session().post(url, json=body, stream=True, timeout=timeout) as response:
             _raise_for_status(response)

@@ -48,7 +48,7 @@ def answer(message_id: int) -> None:
         # question: the answer row carries its own delivery.
         question.succeed()
         return
-    if question.row.attempts > 1 and (earlier := sent.recall(question.row.pk)) is not None:
+    if question.row.attempts > 1 and (earlier := sent.recall(question.row)) is not None:
         # An earlier worker sent the answer while the database could not record it.
         question.answer(earlier).succeed(delivered_at=timezone.now())
         question.succeed()
@@ -89,7 +89,11 @@ def ask_model(question: Claim) -> llm.Completion:
     messages = build_messages(row)
     live = row.bot.adapter.live(delivery.outbound_for(row))
     progress = LiveProgress(question, live, texts.thinking(tenant)) if live else None
-    waiting = nullcontext() if live else SignOfLife(question, texts.still_writing(tenant))
+    # One sign of life per question: a retry does not send another.
+    first = row.attempts == 1
+    waiting = (
+        SignOfLife(question, texts.still_writing(tenant)) if first and not live else nullcontext()
+    )
     with waiting:
         completion = llm.chat(
             tenant.endpoint,

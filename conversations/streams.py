@@ -114,6 +114,10 @@ class AnswerStream:
     def past_deadline(self) -> bool:
         return self.deadline is not None and time.monotonic() > self.deadline
 
+    def seconds_left(self) -> float | None:
+        """Until the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
     def finish(
         self,
         model: str | None,

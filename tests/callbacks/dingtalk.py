@@ -28,6 +28,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+_last_signed_ms = 0
+
+
+def signing_ms() -> int:
+    """The time a callback is signed at: now, and after the one signed before, as DingTalk
+    sends them (a sign covers only its timestamp, so a repeat is taken for a replay)."""
+    global _last_signed_ms
+    _last_signed_ms = max(now_ms(), _last_signed_ms + 1)
+    return _last_signed_ms
+
+
 def robot_message(
     text: str,
     msg_id: str,
@@ -93,7 +104,7 @@ def message_request(
         webhook_expired=webhook_expired,
         **message,
     )
-    timestamp = str(now_ms() - 2 * HOUR_MS if stale else now_ms())
+    timestamp = str(now_ms() - 2 * HOUR_MS if stale else signing_ms())
     secret = "not-the-app-secret" if forge else bot.credentials["app_secret"]
     data = as_json(body).encode()
     return {

@@ -22,6 +22,7 @@ class AdapterContract:
     encrypted = True  # the platform encrypts bodies, so tampering is detectable
     uses_token = True  # the platform's send API needs an access token
     json_bodies = True  # a body can carry JSON escapes of characters no column stores
+    answers_from_cache = False  # the platform reads its answer from the cache (a stream)
 
     @pytest.fixture
     def bot(self, tenant_a, fake_ollama, fake_platforms) -> Bot:
@@ -101,6 +102,19 @@ class AdapterContract:
         assert response.status_code == 400
         assert not Message.objects.exists()
         assert not Conversation.objects.exists()
+
+    def test_with_the_cache_down_a_genuine_message_is_still_stored(self, client, bot, settings):
+        if self.answers_from_cache:
+            pytest.skip("this platform's answer lives in the cache")
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
+            }
+        }
+        response = client.generic(**self.message_request(bot, "hello", "c-cache"))
+        assert response.status_code == 200
+        assert Message.objects.get().content == "hello"
 
     def test_it_answers_a_duplicate_once(self, client, bot, deliver, fake_ollama, fake_platforms):
         for _ in range(3):

@@ -577,6 +577,9 @@ def test_a_bot_whose_identity_cannot_be_learned_says_why(new_bot, fake_platforms
     assert learn_bot_identities() == 0
     bot.refresh_from_db()
     assert "10014" in bot.last_error and "bot_open_id" not in bot.credentials
+    asked = len(fake_platforms.requests)
+    learn_bot_identities()  # a minute later: Feishu is not asked again for an hour
+    assert len(fake_platforms.requests) == asked
 
 
 def test_a_card_left_typing_by_a_dead_worker_is_finished_by_the_sweep(

@@ -67,6 +67,7 @@ class TestWeComBotContract(AdapterContract):
     platform = "wecom_bot"
     credentials = ROBOT_CREDENTIALS
     uses_token = False  # answers ride on the callbacks; response_url needs no token either
+    answers_from_cache = True  # the stream each poll reads lives in the cache
 
     def message_request(self, bot, text, msg_id, **faults):
         return message_request(bot, text, msg_id, **faults)

@@ -104,3 +104,19 @@ def test_an_inline_think_block_is_removed_only_at_the_start_whatever_the_chunks(
     for piece in pieces:
         stream.add(piece)
     assert stream.finish(None, None, None, None).content == "".join(seen) == shown
+
+
+def test_the_deadline_holds_while_the_model_sends_nothing(fake):
+    fake.thinking, fake.first_token_delay = None, 5  # a model still loading
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable):
+        chat(fake.url, "qwen2:1.5b", MESSAGES, deadline=time.monotonic() + 0.5)
+    assert time.monotonic() - started < 2
+
+
+def test_a_deadline_that_falls_while_the_model_thinks_is_not_a_thinking_budget(fake):
+    fake.chunk_delay = 0.05
+    fake.thinking = " ".join(["hmm"] * 100)
+    with pytest.raises(ModelUnavailable) as failed:
+        chat(f"{fake.url}/v1", "qwen3:0.6b", MESSAGES, deadline=time.monotonic() + 0.3)
+    assert not failed.value.permanent and "time budget" in str(failed.value)
