@@ -95,6 +95,7 @@ def message_request(
     The robot's sign covers only the timestamp, not the body, so `tamper` can only show
     as an unreadable body (400). Other keywords go to `robot_message`.
     """
+    message.setdefault("robot_code", bot.credentials.get("robot_code", ""))  # names this robot
     body = robot_message(
         text,
         msg_id,
