@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "axes",
     "tenants",
     "channels_im",
@@ -328,16 +329,34 @@ STORAGES = {
     },
 }
 
+# The REST API (spec/api.md): a tenant's key or a signed-in admin user, scopes per view,
+# a rate per key, one error body.
 REST_FRAMEWORK: dict[str, object] = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.api_auth.ApiKeyAuthentication",
+        "tenants.api_auth.TenantSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["tenants.api_auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["tenants.api_auth.KeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "common.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+API_RATE_LIMIT_PER_MINUTE = ranged("API_RATE_LIMIT_PER_MINUTE", 600, 1, 100_000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "IM Assistant API",
-    "DESCRIPTION": "Chat with a tenant's model and read its conversation logs.",
+    "DESCRIPTION": "Chat with a tenant's model and read its conversation logs. "
+    "向企业自有模型发消息，读取会话记录。",
     "VERSION": "1",
+    # The docs page works without internet: its assets come from this server.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 if not DEBUG:

@@ -6,6 +6,7 @@ from conversations.health import healthz, readyz
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("callbacks/", include("channels_im.urls")),
+    path("api/v1/", include("assistant.api_urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
 ]

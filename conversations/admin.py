@@ -6,11 +6,6 @@ and export them, and only the operator may delete (a data-removal request, say).
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
-
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
@@ -24,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from tenants.admin import TenantRelatedListFilter, TenantScopedAdmin
 
+from .export import csv_lines
 from .models import Conversation, Message
 
 
@@ -94,54 +90,6 @@ class ConversationAdmin(LogAdmin):
         return format_html(
             '<a href="{}?conversation__id__exact={}">{}</a>', url, conversation.pk, _("View")
         )
-
-
-EXPORT_FIELDS = (
-    "id",
-    "created_at",
-    "tenant",
-    "bot",
-    "conversation_id",
-    "role",
-    "sender",
-    "external_id",
-    "status",
-    "model",
-    "content",
-    "error",
-    "queue_wait_ms",
-    "first_token_ms",
-    "total_ms",
-    "prompt_tokens",
-    "completion_tokens",
-)
-# Excel runs a cell that starts with one of these as a formula; message text is user input.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return timezone.localtime(value).isoformat(timespec="seconds")
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
-class _Echo:
-    """A file-like sink: csv.writer hands back each line for the streaming response."""
-
-    def write(self, line: str) -> str:
-        return line
-
-
-def csv_lines(queryset: QuerySet[Message]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    # The BOM tells Excel the file is UTF-8; without it Chinese text comes out garbled.
-    yield "\ufeff"
-    yield writer.writerow([str(Message._meta.get_field(f).verbose_name) for f in EXPORT_FIELDS])  # type: ignore[union-attr]
-    for message in queryset.iterator(chunk_size=1000):
-        yield writer.writerow([csv_cell(getattr(message, f)) for f in EXPORT_FIELDS])
 
 
 @admin.register(Message)

@@ -198,6 +198,31 @@ class MembershipAdmin(TenantScopedAdmin):
         return request.user.is_superuser
 
 
+class ApiKeyForm(forms.ModelForm):
+    """Scopes as boxes to tick, not JSON to type."""
+
+    scopes = forms.MultipleChoiceField(
+        label=_("scopes"),
+        choices=[(scope, scope) for scope in ApiKey.SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        initial=["chat"],
+        required=False,
+        help_text=_(
+            "chat: send messages and read their answers · logs:read: read and export the "
+            "conversation log and usage · admin: the tenant's settings and bots"
+        ),
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("tenant", "name", "scopes", "is_active")
+
+    def clean_scopes(self) -> list[str]:
+        """A new key given none has ["chat"], as the API contract says."""
+        scopes = list(self.cleaned_data.get("scopes") or [])
+        return scopes or (["chat"] if self.instance.pk is None else [])
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantScopedAdmin):
     list_display = ("name", "tenant", "prefix", "is_active", "created_at", "last_used_at")
@@ -206,10 +231,12 @@ class ApiKeyAdmin(TenantScopedAdmin):
     list_select_related = ("tenant",)
     readonly_fields = ("prefix", "created_at", "last_used_at")
 
+    form = ApiKeyForm
+
     def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         if obj is None:
-            return ("tenant", "name", "is_active")
-        return ("tenant", "name", "is_active", "prefix", "created_at", "last_used_at")
+            return ("tenant", "name", "scopes", "is_active")
+        return ("tenant", "name", "scopes", "is_active", "prefix", "created_at", "last_used_at")
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:

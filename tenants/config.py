@@ -96,7 +96,7 @@ TENANT_SPEC: Spec = _spec(Tenant, *TENANT_FIELDS) | {"keep_alive": (int, str)} |
 BOT_SPEC: Spec = _spec(
     Bot, "name", "platform", "public_id", "system_prompt", "shared_group_session", "is_active"
 )
-API_KEY_SPEC: Spec = _spec(ApiKey, "name", "is_active") | {"key": (str,)}
+API_KEY_SPEC: Spec = _spec(ApiKey, "name", "is_active") | {"key": (str,), "scopes": (list,)}
 # The file's `key` is stored as these two columns; errors on them are errors on `key`.
 API_KEY_ALIASES = {"prefix": "key", "hashed_key": "key"}
 

@@ -158,9 +158,30 @@ class Membership(models.Model):
         return f"{self.user} @ {self.tenant} ({self.get_role_display()})"
 
 
-class ApiKey(models.Model):
-    """A tenant's REST API key. Only a SHA-256 hash is stored; the key is shown once."""
+def default_scopes() -> list[str]:
+    return ["chat"]
 
+
+def validate_scopes(value: object) -> None:
+    """A list of known scopes, each at most once."""
+    if (
+        not isinstance(value, list)
+        or not all(isinstance(scope, str) and scope in ApiKey.SCOPES for scope in value)
+        or len(set(value)) != len(value)
+    ):
+        raise ValidationError(
+            _("Choose scopes among: %(scopes)s.") % {"scopes": ", ".join(ApiKey.SCOPES)}
+        )
+
+
+class ApiKey(models.Model):
+    """A tenant's REST API key. Only a SHA-256 hash is stored; the key is shown once.
+
+    `scopes` say what it may do (spec/api.md): "chat" (send messages, read their
+    answers), "logs:read" (read and export the log and usage), "admin" (the tenant's
+    settings and bots)."""
+
+    SCOPES = ("chat", "logs:read", "admin")
     PREFIX_LENGTH = 8
     MIN_LENGTH = 32
 
@@ -171,6 +192,12 @@ class ApiKey(models.Model):
     prefix = models.CharField(_("prefix"), max_length=PREFIX_LENGTH, unique=True, editable=False)
     hashed_key = models.CharField(max_length=64, editable=False)
     is_active = models.BooleanField(_("active"), default=True)
+    scopes = models.JSONField(
+        _("scopes"),
+        default=default_scopes,
+        validators=[validate_scopes],
+        help_text=_('What the key may do: ["chat", "logs:read", "admin"].'),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
 

@@ -24,6 +24,7 @@ PLATFORMS: dict[str, str] = {
     "dingtalk": "channels_im.platforms.dingtalk.DingTalkAdapter",
     "wecom_bot": "channels_im.platforms.wecom_bot.WeComBotAdapter",
     "feishu": "channels_im.platforms.feishu.FeishuAdapter",
+    "api": "channels_im.platforms.api.ApiAdapter",
 }
 
 

@@ -1,0 +1,86 @@
+"""`/api/v1/bots/` (scope `admin`): the tenant's bots, with credentials write-only.
+
+Reads show each credential masked (its last 4 characters at most); a write merges what
+it gives into what is stored, and a platform's required credentials must all be there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import QuerySet
+from rest_framework import serializers, viewsets
+
+from tenants.api_auth import tenant_of
+from tenants.encryption import mask
+
+from .models import Bot
+from .platforms import PLATFORMS, adapter_class
+
+
+class BotSerializer(serializers.ModelSerializer):
+    platform = serializers.ChoiceField(choices=list(PLATFORMS))
+    credentials = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=1000), required=False
+    )
+    callback_url = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Bot
+        fields = [
+            "public_id", "name", "platform", "is_active", "callback_url", "system_prompt",
+            "shared_group_session", "credentials", "last_error", "last_error_at",
+        ]  # fmt: skip
+        read_only_fields = ["public_id", "last_error", "last_error_at"]
+
+    def to_representation(self, bot: Bot) -> dict[str, Any]:
+        data = super().to_representation(bot)
+        specs = adapter_class(bot.platform).credential_fields
+        data["credentials"] = {
+            spec.name: mask(str(value)) if spec.secret else str(value)
+            for spec in specs
+            if (value := (bot.credentials or {}).get(spec.name))
+        }
+        return data
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        bot = self.instance
+        platform = attrs.get("platform", bot.platform if bot else None)
+        if bot is not None and platform != bot.platform:
+            raise serializers.ValidationError({"platform": ["A bot keeps its platform."]})
+        adapter = adapter_class(platform)
+        known = {spec.name: spec for spec in adapter.credential_fields}
+        given = attrs.get("credentials", {})
+        errors = {
+            f"credentials.{name}": ["Not a credential of this platform."]
+            for name in given
+            if name not in known
+        }
+        cleaned = {}
+        for name, value in given.items():
+            if name in known:
+                try:
+                    cleaned[name] = known[name].clean(value)
+                except DjangoValidationError as exc:
+                    errors[f"credentials.{name}"] = exc.messages
+        merged = {**(bot.credentials if bot else {}), **cleaned}
+        for name in adapter.missing_credentials(merged):
+            errors.setdefault(f"credentials.{name}", ["This credential is required."])
+        if errors:
+            raise serializers.ValidationError(errors)
+        attrs["credentials"] = merged
+        return attrs
+
+
+class BotViewSet(viewsets.ModelViewSet):
+    required_scopes = ("admin",)
+    serializer_class = BotSerializer
+    lookup_field = "public_id"
+    http_method_names = ["get", "post", "patch", "delete"]
+
+    def get_queryset(self) -> QuerySet[Bot]:
+        return Bot.objects.filter(tenant=tenant_of(self.request)).order_by("name")
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        serializer.save(tenant=tenant_of(self.request))

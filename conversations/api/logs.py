@@ -1,0 +1,188 @@
+"""Reading the log (scope `logs:read`, spec/api.md "Reading the log"): conversations,
+messages and their export, newest first, filtered, cursor-paginated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, serializers
+from rest_framework.request import Request
+
+from common.api import NewestFirst
+from tenants.api_auth import tenant_of
+
+from ..export import csv_lines, jsonl_lines
+from ..models import Conversation, Message
+from .serializers import (
+    ConversationDetailSerializer,
+    ConversationSerializer,
+    MessageSerializer,
+    TranscriptRowSerializer,
+)
+
+
+def questions(request: Request) -> QuerySet[Message]:
+    """The tenant's questions, with what a message object shows."""
+    return Message.objects.filter(tenant=tenant_of(request), role=Message.Role.USER).select_related(
+        "bot", "reply"
+    )
+
+
+class Filters(serializers.Serializer):
+    """The query parameters the log's lists take; a bad one is a 400 naming it."""
+
+    bot = serializers.UUIDField(required=False)
+    platform = serializers.CharField(required=False, max_length=32)
+    user = serializers.CharField(required=False, max_length=200)
+    chat = serializers.CharField(required=False, max_length=200)
+    status = serializers.ChoiceField(required=False, choices=Message.Status.choices)
+    role = serializers.ChoiceField(required=False, choices=Message.Role.choices)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    q = serializers.CharField(required=False, max_length=200)
+
+
+def filters(request: Request, *names: str) -> dict:
+    """The validated query parameters among `names`."""
+    given = {name: request.query_params[name] for name in names if name in request.query_params}
+    checked = Filters(data=given, partial=True)
+    checked.is_valid(raise_exception=True)
+    return checked.validated_data
+
+
+FILTER_PARAMETERS = [
+    OpenApiParameter(name, type_, description=text)  # type: ignore[arg-type]
+    for name, type_, text in [
+        ("bot", OpenApiTypes.UUID, "a bot's public_id"),
+        ("platform", str, "wecom, wecom_bot, dingtalk, feishu or api"),
+        ("user", str, "the platform's user id (the API's `user`)"),
+        ("chat", str, "the chat or group id"),
+        ("since", OpenApiTypes.DATETIME, "from this time (ISO 8601)"),
+        ("until", OpenApiTypes.DATETIME, "before this time (ISO 8601)"),
+    ]
+]
+
+
+class ConversationList(generics.ListAPIView):
+    """`GET /api/v1/conversations/`: sessions, newest activity first."""
+
+    required_scopes = ("logs:read",)
+    serializer_class = ConversationSerializer
+    pagination_class = NewestFirst
+
+    @extend_schema(parameters=FILTER_PARAMETERS, summary="List conversations")
+    def get(self, request: Request, *args: object, **kwargs: object):  # noqa: ANN201
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[Conversation]:
+        given = filters(self.request, "bot", "platform", "user", "chat", "since", "until")
+        rows = Conversation.objects.filter(tenant=tenant_of(self.request)).select_related("bot")
+        rows = rows.filter(**_common(given, "user_id", "chat_id"))
+        if "since" in given:
+            rows = rows.filter(last_activity_at__gte=given["since"])
+        if "until" in given:
+            rows = rows.filter(last_activity_at__lt=given["until"])
+        return rows.annotate(message_count=Count("messages"))
+
+
+class ConversationDetail(generics.RetrieveAPIView):
+    """`GET /api/v1/conversations/{id}/`: one session with its transcript."""
+
+    required_scopes = ("logs:read",)
+    serializer_class = ConversationDetailSerializer
+
+    def get_queryset(self) -> QuerySet[Conversation]:
+        return (
+            Conversation.objects.filter(tenant=tenant_of(self.request))
+            .select_related("bot")
+            .annotate(message_count=Count("messages"))
+        )
+
+
+MESSAGE_PARAMETERS = [
+    *FILTER_PARAMETERS,
+    OpenApiParameter("status", str, enum=Message.Status.values),
+    OpenApiParameter("role", str, enum=Message.Role.values),
+    OpenApiParameter("q", str, description="a substring of the text, any case"),
+]
+
+
+def logged_messages(request: Request) -> QuerySet[Message]:
+    """The tenant's log rows that the request's filters select."""
+    given = filters(request, *Filters().fields)
+    rows = Message.objects.filter(tenant=tenant_of(request)).select_related("bot", "reply")
+    rows = rows.filter(**_common(given, "sender", "conversation__chat_id"))
+    for name, lookup in (("status", "status"), ("role", "role"), ("q", "content__icontains")):
+        if name in given:
+            rows = rows.filter(**{lookup: given[name]})
+    if "since" in given:
+        rows = rows.filter(created_at__gte=given["since"])
+    if "until" in given:
+        rows = rows.filter(created_at__lt=given["until"])
+    return rows
+
+
+class MessageList(generics.ListAPIView):
+    """`GET /api/v1/messages/`: questions as message objects, answers as transcript rows."""
+
+    required_scopes: Any = ("logs:read",)
+    pagination_class = NewestFirst
+    serializer_class = MessageSerializer
+
+    @extend_schema(parameters=MESSAGE_PARAMETERS, summary="List messages of the log")
+    def get(self, request: Request, *args: object, **kwargs: object):  # noqa: ANN201
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet[Message]:
+        return logged_messages(self.request)
+
+    def list(self, request: Request, *args: object, **kwargs: object):  # noqa: ANN201
+        page = self.paginate_queryset(self.get_queryset())
+        rows = [
+            MessageSerializer(row).data
+            if row.role == Message.Role.USER
+            else TranscriptRowSerializer(row).data
+            for row in page or []
+        ]
+        return self.get_paginated_response(rows)
+
+
+class MessageExport(generics.GenericAPIView):
+    """`GET /api/v1/messages/export/?format=csv|jsonl`: the filtered log, streamed."""
+
+    required_scopes = ("logs:read",)
+    # `format` is ours, not DRF's content negotiation.
+    content_negotiation_class = None  # type: ignore[assignment]
+
+    @extend_schema(
+        parameters=[
+            *MESSAGE_PARAMETERS,
+            OpenApiParameter("format", str, enum=["csv", "jsonl"], default="csv"),
+        ],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR),
+            (200, "application/jsonl"): OpenApiResponse(OpenApiTypes.STR),
+        },
+        summary="Export the filtered log (CSV with a BOM, or JSON Lines), streamed",
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        kind = request.query_params.get("format", "csv")
+        if kind not in ("csv", "jsonl"):
+            raise serializers.ValidationError({"format": ["Choose csv or jsonl."]})
+        rows = logged_messages(request).order_by("-id")
+        body = csv_lines(rows) if kind == "csv" else jsonl_lines(rows)
+        content_type = "text/csv; charset=utf-8" if kind == "csv" else "application/jsonl"
+        response = StreamingHttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="messages.{kind}"'
+        return response
+
+
+def _common(given: dict, user_field: str, chat_field: str) -> dict:
+    """The filters conversations and messages share, as ORM lookups."""
+    lookups = {"bot": "bot__public_id", "platform": "bot__platform"}
+    lookups.update({"user": user_field, "chat": chat_field})
+    return {lookups[name]: value for name, value in given.items() if name in lookups}

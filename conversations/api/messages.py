@@ -1,0 +1,161 @@
+"""Sending a message and reading its answer: `POST /api/v1/messages/`, `GET …/{id}/`,
+`GET …/{id}/stream/` (spec/api.md, "Sending a message").
+
+An API message travels the chat path: `services.receive` on the tenant's bot of platform
+`api` stores it, applies the limits and enqueues it; a worker answers it. Waiting and
+streaming read the row (and, while the model writes, the text so far in the cache).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+from django.core.cache import cache
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import get_object_or_404
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from channels_im.models import Bot
+from channels_im.platforms.api.adapter import live_key
+from channels_im.platforms.base import BadPayload, InboundMessage
+from tenants.api_auth import tenant_of
+
+from .. import services
+from ..models import Message
+from .logs import MessageList, questions
+from .serializers import FINAL, MessageSerializer, SendSerializer
+
+# How often a waiting request or a stream looks at the row again.
+POLL_SECONDS = 0.1
+# A stream closes after this long even if the answer never finished (the worker's own
+# budget ends sooner).
+STREAM_LIMIT_SECONDS = 900
+
+
+def api_bot(request: Request) -> Bot:
+    """The tenant's bot of platform `api`, created on first use."""
+    bot, _ = Bot.objects.get_or_create(
+        tenant=tenant_of(request), platform="api", defaults={"name": "REST API"}
+    )
+    return bot
+
+
+class MessagesView(MessageList):
+    """`POST`: send a message; 202 while unanswered, 200 once answered. `GET`: the log's
+    messages (MessageList)."""
+
+    required_scopes = {"GET": ("logs:read",), "POST": ("chat",)}
+
+    @extend_schema(
+        request=SendSerializer,
+        responses={200: MessageSerializer, 202: MessageSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)],
+        summary="Send a message (and wait for its answer)",
+    )
+    def post(self, request: Request) -> Response:
+        sent = SendSerializer(data=request.data)
+        sent.is_valid(raise_exception=True)
+        data = sent.validated_data
+        idempotency = data.get("idempotency_key") or request.headers.get("Idempotency-Key")
+        bot = api_bot(request)
+        external_id = f"key:{idempotency}" if idempotency else f"api:{uuid.uuid4().hex}"
+        try:
+            inbound = InboundMessage(
+                external_id=external_id,
+                sender=data["user"],
+                chat=data.get("conversation") or data["user"],
+                text=data["text"],
+            )
+        except BadPayload as exc:  # an identifier no column can hold: name the field
+            field = {"external_id": "idempotency_key", "sender": "user", "chat": "conversation"}
+            name = next((f for key, f in field.items() if str(exc).startswith(key)), "detail")
+            raise ValidationError({name: [str(exc).replace(str(exc).split()[0], name, 1)]}) from exc
+        services.receive(bot, inbound)
+        question = questions(request).get(bot=bot, external_id=external_id)
+        question = wait_for_answer(question, data["wait"])
+        done = question.status in FINAL
+        body = MessageSerializer(question).data
+        return Response(body, status=status.HTTP_200_OK if done else status.HTTP_202_ACCEPTED)
+
+
+class MessageView(APIView):
+    """`GET`: one message object."""
+
+    required_scopes = ("chat", "logs:read")
+
+    @extend_schema(responses=MessageSerializer, summary="Read a message and its answer")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(MessageSerializer(get_object_or_404(questions(request), pk=pk)).data)
+
+
+class MessageStreamView(APIView):
+    """`GET`: the answer as server-sent events: `delta`s, then `done` or `error`."""
+
+    required_scopes = ("chat",)
+
+    @extend_schema(
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description='event: delta / data: {"text": …} …, then done or error',
+            )
+        },
+        summary="Stream the answer as server-sent events",
+    )
+    def get(self, request: Request, pk: int) -> StreamingHttpResponse:
+        question = get_object_or_404(questions(request), pk=pk)
+        response = StreamingHttpResponse(events(question), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # a buffering proxy would hold the deltas
+        return response
+
+
+def wait_for_answer(question: Message, seconds: float) -> Message:
+    """The question as it stands once answered, or after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while question.status not in FINAL and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+        question = Message.objects.select_related("bot", "reply").get(pk=question.pk)
+    return question
+
+
+def events(question: Message) -> Iterator[str]:
+    """delta events (first all text so far, then what is new), then `done` with the
+    message object, or `error` for a question that failed (its apology is no answer)."""
+    shown = ""
+    deadline = time.monotonic() + STREAM_LIMIT_SECONDS
+    while True:
+        final = question.status in FINAL
+        failed = question.status == Message.Status.FAILED
+        reply = getattr(question, "reply", None)
+        if final:
+            text = reply.content if reply is not None and not failed else shown
+        else:
+            text = cache.get(live_key(f"q{question.pk}")) or ""
+        if text.startswith(shown) and len(text) > len(shown):
+            yield event("delta", {"text": text[len(shown) :]})
+            shown = text
+        if final and not failed:
+            yield event("done", MessageSerializer(question).data)
+            return
+        if final:
+            yield event("error", {"detail": question.error, "code": question.status})
+            return
+        if time.monotonic() > deadline:
+            yield event("error", {"detail": "no answer in time", "code": "timeout"})
+            return
+        time.sleep(POLL_SECONDS)
+        question = Message.objects.select_related("bot", "reply").get(pk=question.pk)
+
+
+def event(name: str, data: object) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
