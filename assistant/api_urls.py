@@ -1,16 +1,18 @@
 """The REST API's routes (spec/api.md), mounted at /api/v1/."""
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from channels_im.api import BotViewSet
+from common.api import not_found
 from conversations.api.logs import ConversationDetail, ConversationList, MessageExport
 from conversations.api.messages import MessageStreamView, MessagesView, MessageView
 from conversations.api.usage import UsageView
+from tenants import api_schema  # noqa: F401 - registers the schema's auth extensions
 from tenants.api import TenantView
 
-bots = SimpleRouter()
+bots = SimpleRouter(use_regex_path=False)
 bots.register("bots", BotViewSet, basename="bot")
 
 urlpatterns = [
@@ -25,4 +27,5 @@ urlpatterns = [
     path("usage/", UsageView.as_view(), name="api-usage"),
     path("tenant/", TenantView.as_view(), name="api-tenant"),
     *bots.urls,
+    re_path(r"^", not_found, name="api-not-found"),  # in the API's error shape, not HTML
 ]

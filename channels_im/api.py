@@ -64,6 +64,13 @@ class BotSerializer(serializers.ModelSerializer):
                     cleaned[name] = known[name].clean(value)
                 except DjangoValidationError as exc:
                     errors[f"credentials.{name}"] = exc.messages
+        name = attrs.get("name")
+        tenant = bot.tenant if bot else tenant_of(self.context["request"])
+        others = Bot.objects.filter(tenant=tenant, name=name)
+        if bot is not None:
+            others = others.exclude(pk=bot.pk)
+        if name and others.exists():
+            errors["name"] = ["This tenant has a bot of this name."]
         merged = {**(bot.credentials if bot else {}), **cleaned}
         for name in adapter.missing_credentials(merged):
             errors.setdefault(f"credentials.{name}", ["This credential is required."])
@@ -77,9 +84,12 @@ class BotViewSet(viewsets.ModelViewSet):
     required_scopes = ("admin",)
     serializer_class = BotSerializer
     lookup_field = "public_id"
+    lookup_value_converter = "uuid"
     http_method_names = ["get", "post", "patch", "delete"]
 
     def get_queryset(self) -> QuerySet[Bot]:
+        if getattr(self, "swagger_fake_view", False):  # the schema's generation: no caller
+            return Bot.objects.none()
         return Bot.objects.filter(tenant=tenant_of(self.request)).order_by("name")
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:

@@ -12,8 +12,16 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, DataError, IntegrityError
 from django.http import Http404
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    throttle_classes,
+)
 from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -74,3 +82,66 @@ class NewestFirst(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request: Request) -> int:
+        """The asked page size; a 400 for one that is not a whole number from 1 to 200
+        (DRF would quietly use the default)."""
+        given = request.query_params.getlist(self.page_size_query_param)
+        if not given:
+            return self.page_size
+        if len(given) > 1 or not given[0].isdecimal() or not 1 <= int(given[0]) <= 200:
+            raise exceptions.ValidationError(
+                {self.page_size_query_param: ["A whole number from 1 to 200."]}
+            )
+        return int(given[0])
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "detail": {
+            "type": "string",
+            "example": "This API key lacks the scope this endpoint needs.",
+        },
+        "code": {"type": "string", "example": "permission_denied"},
+        "errors": {
+            "type": "object",
+            "description": "With a 400: the messages for each bad field.",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "required": ["detail", "code"],
+}
+ERRORS = {
+    "400": "Invalid body or query: `errors` names each bad field.",
+    "401": "No key, or an unknown or disabled one.",
+    "403": "The key lacks this endpoint's scope.",
+    "404": "No such object in this tenant.",
+    "429": "Over the key's request rate: see Retry-After.",
+    "503": "The database is unavailable; try again later.",
+}
+
+
+def document_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every operation that needs a key documents
+    the errors it may answer, in the one error body."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    reference = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not operation.get("security"):
+                continue  # open to read: the schema and its docs page
+            responses = operation.setdefault("responses", {})
+            for status_code, text in ERRORS.items():
+                responses.setdefault(status_code, {"description": text, "content": reference})
+    return result
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE"])
+@authentication_classes([])
+@permission_classes([])
+@throttle_classes([])
+def not_found(request: Request) -> Response:
+    """Any other path under the API: a 404 in the API's error shape."""
+    raise exceptions.NotFound()

@@ -10,6 +10,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 
 from common.api import NewestFirst
@@ -151,12 +152,29 @@ class MessageList(generics.ListAPIView):
         return self.get_paginated_response(rows)
 
 
+class _FileRenderer(BaseRenderer):
+    """Names a file format for DRF's `?format=` negotiation; the view streams the file."""
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> Any:
+        return data
+
+
+class CsvRenderer(_FileRenderer):
+    media_type, format = "text/csv", "csv"
+
+
+class JsonLinesRenderer(_FileRenderer):
+    media_type, format = "application/jsonl", "jsonl"
+
+
 class MessageExport(generics.GenericAPIView):
     """`GET /api/v1/messages/export/?format=csv|jsonl`: the filtered log, streamed."""
 
     required_scopes = ("logs:read",)
-    # `format` is ours, not DRF's content negotiation.
-    content_negotiation_class = None  # type: ignore[assignment]
+    # The file formats, and JSON for errors.
+    renderer_classes = (CsvRenderer, JsonLinesRenderer, JSONRenderer)
 
     @extend_schema(
         parameters=[
@@ -169,9 +187,15 @@ class MessageExport(generics.GenericAPIView):
         },
         summary="Export the filtered log (CSV with a BOM, or JSON Lines), streamed",
     )
+    def handle_exception(self, exc: Exception) -> Any:
+        """Errors in JSON, whatever file format was asked for."""
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
     def get(self, request: Request) -> StreamingHttpResponse:
         kind = request.query_params.get("format", "csv")
-        if kind not in ("csv", "jsonl"):
+        if kind not in ("csv", "jsonl"):  # DRF answered 404 to a format it has no renderer for
             raise serializers.ValidationError({"format": ["Choose csv or jsonl."]})
         rows = logged_messages(request).order_by("-id")
         body = csv_lines(rows) if kind == "csv" else jsonl_lines(rows)
