@@ -8,7 +8,12 @@ from typing import Any
 from django.db.models import Count, QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics, serializers
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -68,16 +73,13 @@ FILTER_PARAMETERS = [
 ]
 
 
+@extend_schema_view(get=extend_schema(parameters=FILTER_PARAMETERS, summary="List conversations"))
 class ConversationList(generics.ListAPIView):
     """`GET /api/v1/conversations/`: sessions, newest activity first."""
 
     required_scopes = ("logs:read",)
     serializer_class = ConversationSerializer
     pagination_class = NewestFirst
-
-    @extend_schema(parameters=FILTER_PARAMETERS, summary="List conversations")
-    def get(self, request: Request, *args: object, **kwargs: object):  # noqa: ANN201
-        return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[Conversation]:
         given = filters(self.request, "bot", "platform", "user", "chat", "since", "until")
@@ -127,16 +129,15 @@ def logged_messages(request: Request) -> QuerySet[Message]:
     return rows
 
 
+@extend_schema_view(
+    get=extend_schema(parameters=MESSAGE_PARAMETERS, summary="List messages of the log")
+)
 class MessageList(generics.ListAPIView):
     """`GET /api/v1/messages/`: questions as message objects, answers as transcript rows."""
 
     required_scopes: Any = ("logs:read",)
     pagination_class = NewestFirst
     serializer_class = MessageSerializer
-
-    @extend_schema(parameters=MESSAGE_PARAMETERS, summary="List messages of the log")
-    def get(self, request: Request, *args: object, **kwargs: object):  # noqa: ANN201
-        return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[Message]:
         return logged_messages(self.request)

@@ -4,7 +4,6 @@ conversations.llm and conversations.streams against the fake Ollama over real HT
 """
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,18 +17,12 @@ THOUGHTS = "The user asks about Rayleigh scattering. I should be brief."
 ANSWER = "Air scatters blue light more than red."
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeOllama]:
-    with FakeOllama() as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server: FakeOllama) -> FakeOllama:
-    server.reset()
-    server.reply, server.thinking = ANSWER, THOUGHTS
+def fake(fake_ollama: FakeOllama) -> FakeOllama:
+    """The fake Ollama as a thinking model; nothing remembered of earlier models."""
+    fake_ollama.reply, fake_ollama.thinking = ANSWER, THOUGHTS
     llm._NO_THINK.clear()
-    return server
+    return fake_ollama
 
 
 @pytest.fixture(params=["native", "openai"])
