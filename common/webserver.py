@@ -22,8 +22,22 @@ from dataclasses import dataclass, field
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
-HEADER_TIMEOUT = float(os.environ.get("WEB_HEADER_TIMEOUT", "10"))
-BODY_TIMEOUT = float(os.environ.get("WEB_BODY_TIMEOUT", "30"))
+
+def seconds(name: str, default: float, low: float, high: float) -> float:
+    """A number of seconds from the environment, in [low, high]; ValueError naming the
+    variable otherwise (gunicorn then refuses to start, saying why)."""
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must lie between {low:g} and {high:g} seconds, not {value:g}")
+    return value
+
+
+HEADER_TIMEOUT = seconds("WEB_HEADER_TIMEOUT", 10, 0.5, 300)
+BODY_TIMEOUT = seconds("WEB_BODY_TIMEOUT", 30, 0.5, 600)
 # Callbacks are at most IM_MAX_BODY_BYTES (256 KiB by default); this bounds the memory a
 # worker spends on clients still sending.
 BUFFERED_BODY_BYTES = 256 * 1024

@@ -98,3 +98,14 @@ def test_a_client_that_does_not_finish_its_head_in_time_is_disconnected(web):
     request = b"GET /healthz HTTP/1.1\r\nX-Padding: " + b"x" * 20  # 10 s at this pace
     hung_up = _trickle(port, request, threading.Event())
     assert hung_up and time.monotonic() - started < 6  # WEB_HEADER_TIMEOUT=3, checked each second
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"), [("abc", "a number"), ("0", "between"), ("-1", "between")]
+)
+def test_a_timeout_out_of_range_stops_the_start_naming_it(monkeypatch, raw, problem):
+    from common.webserver import seconds
+
+    monkeypatch.setenv("WEB_HEADER_TIMEOUT", raw)
+    with pytest.raises(ValueError, match=f"WEB_HEADER_TIMEOUT must .*{problem}"):
+        seconds("WEB_HEADER_TIMEOUT", 10, 0.5, 300)
