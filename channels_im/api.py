@@ -1,7 +1,8 @@
 """`/api/v1/bots/` (scope `admin`): the tenant's bots, with credentials write-only.
 
-Reads show each credential masked (its last 4 characters at most); a write merges what
-it gives into what is stored, and a platform's required credentials must all be there.
+Reads show each credential masked (its last 4 characters at most), identifiers too
+(spec/api.md); a write merges what it gives into what is stored, and a platform's
+required credentials must all be there.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from .platforms import PLATFORMS, adapter_class
 
 
 class BotSerializer(serializers.ModelSerializer):
-    platform = serializers.ChoiceField(choices=list(PLATFORMS))
+    # The API's own bot is made on first use of the messages endpoint, one per tenant.
+    platform = serializers.ChoiceField(choices=[key for key in PLATFORMS if key != "api"])
     credentials = serializers.DictField(
         child=serializers.CharField(allow_blank=True, max_length=1000), required=False
     )
@@ -38,7 +40,7 @@ class BotSerializer(serializers.ModelSerializer):
         data = super().to_representation(bot)
         specs = adapter_class(bot.platform).credential_fields
         data["credentials"] = {
-            spec.name: mask(str(value)) if spec.secret else str(value)
+            spec.name: mask(str(value))
             for spec in specs
             if (value := (bot.credentials or {}).get(spec.name))
         }

@@ -8,6 +8,7 @@ from django.http import HttpResponse
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from common.api import FirstRenderer
 from conversations.services import receive
 
 from .bot_cache import active_bot
@@ -26,6 +27,9 @@ class CallbackView(APIView):
     permission_classes = ()
     throttle_classes = ()
     parser_classes = ()
+    # The platform's Accept header (text/xml …) or a `format` parameter is no reason to
+    # answer anything but the ack.
+    content_negotiation_class = FirstRenderer
     http_method_names = ["get", "post"]
     schema = None  # not part of the REST API's schema
 

@@ -7,6 +7,7 @@ a database that cannot be reached is a 503, and no input is a 500.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -20,7 +21,10 @@ from rest_framework.decorators import (
     permission_classes,
     throttle_classes,
 )
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -82,6 +86,17 @@ class NewestFirst(CursorPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def decode_cursor(self, request: Request) -> Any:
+        """DRF's, with a forged cursor (a position that is no id) a 404 too, not a 500."""
+        cursor = super().decode_cursor(request)
+        if (
+            cursor is not None
+            and cursor.position is not None
+            and not str(cursor.position).isdecimal()
+        ):
+            raise exceptions.NotFound(self.invalid_cursor_message)
+        return cursor
 
     def get_page_size(self, request: Request) -> int:
         """The asked page size; a 400 for one that is not a whole number from 1 to 200
@@ -145,3 +160,18 @@ def document_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
 def not_found(request: Request) -> Response:
     """Any other path under the API: a 404 in the API's error shape."""
     raise exceptions.NotFound()
+
+
+class FirstRenderer(BaseContentNegotiation):
+    """Whatever the client's Accept header or `?format=` says, the view's first renderer:
+    for views whose answer has one form (a platform's callback, an event stream), which a
+    browser's or a platform's Accept header must not turn into a 406."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> Any:
+        return next(iter(parsers), None)
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        first = next(iter(renderers))
+        return first, first.media_type

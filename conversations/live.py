@@ -41,7 +41,8 @@ class LiveProgress:
 
     def thinking(self) -> None:
         """The model reasons before it answers: say so where the answer will appear."""
-        self._push(self.thinking_text)
+        if self.live.shows_thinking:
+            self._push(self.thinking_text)
 
     def _push(self, shown: str) -> None:
         now = time.monotonic()

@@ -201,6 +201,9 @@ class LiveReply:
     """
 
     interval: ClassVar[float] = 0.5
+    # Whether it may show a "thinking" status before the answer (a chat shows it; an
+    # API event stream is the answer's text only).
+    shows_thinking: ClassVar[bool] = True
 
     def start(self, text: str) -> dict[str, Any]:
         """Show the first text; return what `send` needs to find this live message."""

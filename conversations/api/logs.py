@@ -177,6 +177,12 @@ class MessageExport(generics.GenericAPIView):
     # The file formats, and JSON for errors.
     renderer_classes = (CsvRenderer, JsonLinesRenderer, JSONRenderer)
 
+    def handle_exception(self, exc: Exception) -> Any:
+        """Errors in JSON, whatever file format was asked for."""
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
     @extend_schema(
         parameters=[
             *MESSAGE_PARAMETERS,
@@ -188,12 +194,6 @@ class MessageExport(generics.GenericAPIView):
         },
         summary="Export the filtered log (CSV with a BOM, or JSON Lines), streamed",
     )
-    def handle_exception(self, exc: Exception) -> Any:
-        """Errors in JSON, whatever file format was asked for."""
-        self.request.accepted_renderer = JSONRenderer()
-        self.request.accepted_media_type = JSONRenderer.media_type
-        return super().handle_exception(exc)
-
     def get(self, request: Request) -> StreamingHttpResponse:
         kind = request.query_params.get("format", "csv")
         if kind not in ("csv", "jsonl"):  # DRF answered 404 to a format it has no renderer for

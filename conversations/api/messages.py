@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 
 from django.core.cache import cache
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -27,6 +28,7 @@ from rest_framework.views import APIView
 from channels_im.models import Bot
 from channels_im.platforms.api.adapter import live_key
 from channels_im.platforms.base import BadPayload, InboundMessage
+from common.api import FirstRenderer
 from tenants.api_auth import tenant_of
 
 from .. import services
@@ -41,12 +43,21 @@ POLL_SECONDS = 0.1
 STREAM_LIMIT_SECONDS = 900
 
 
+def readable(request: Request) -> QuerySet[Message]:
+    """The questions this caller may read: all of the tenant's with `logs:read`, else
+    (`chat`) only those sent through the API."""
+    rows = questions(request)
+    if "logs:read" in getattr(request, "scopes", frozenset()):
+        return rows
+    return rows.filter(bot__platform="api")
+
+
 def api_bot(request: Request) -> Bot:
-    """The tenant's bot of platform `api`, created on first use."""
-    bot, _ = Bot.objects.get_or_create(
-        tenant=tenant_of(request), platform="api", defaults={"name": "REST API"}
-    )
-    return bot
+    """The tenant's bot of platform `api`, created on first use (the bots endpoint does
+    not make them, so there is one)."""
+    tenant = tenant_of(request)
+    bot = Bot.objects.filter(tenant=tenant, platform="api").order_by("pk").first()
+    return bot or Bot.objects.create(tenant=tenant, platform="api", name="REST API")
 
 
 class MessagesView(MessageList):
@@ -94,13 +105,15 @@ class MessageView(APIView):
 
     @extend_schema(responses=MessageSerializer, summary="Read a message and its answer")
     def get(self, request: Request, pk: int) -> Response:
-        return Response(MessageSerializer(get_object_or_404(questions(request), pk=pk)).data)
+        return Response(MessageSerializer(get_object_or_404(readable(request), pk=pk)).data)
 
 
 class MessageStreamView(APIView):
     """`GET`: the answer as server-sent events: `delta`s, then `done` or `error`."""
 
     required_scopes = ("chat",)
+    # An EventSource sends `Accept: text/event-stream`; errors still answer in JSON.
+    content_negotiation_class = FirstRenderer
 
     @extend_schema(
         responses={
@@ -112,7 +125,7 @@ class MessageStreamView(APIView):
         summary="Stream the answer as server-sent events",
     )
     def get(self, request: Request, pk: int) -> StreamingHttpResponse:
-        question = get_object_or_404(questions(request), pk=pk)
+        question = get_object_or_404(readable(request), pk=pk)
         response = StreamingHttpResponse(events(question), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # a buffering proxy would hold the deltas

@@ -119,7 +119,7 @@ def test_bots_show_credentials_masked_and_keep_what_a_patch_leaves_out(api, tena
     body = created.json()
     assert body["credentials"]["secret"].startswith("••••••")
     assert WECOM_CREDENTIALS["secret"] not in json.dumps(body)
-    assert body["credentials"]["corp_id"] == WECOM_CREDENTIALS["corp_id"]  # not a secret
+    assert body["credentials"]["corp_id"].startswith("••••••")  # identifiers too
     path = f"/api/v1/bots/{body['public_id']}/"
     assert (
         api.patch(
@@ -165,3 +165,33 @@ def test_the_database_down_is_a_503(api, monkeypatch):
     monkeypatch.setattr(Message.objects, "filter", down)
     response = api.get("/api/v1/messages/")
     assert response.status_code == 503 and response.json()["code"] == "unavailable"
+
+
+def test_a_chat_key_reads_only_what_was_sent_through_the_api(log, tenant_a, key_for):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key_for(tenant_a, 'chat')}")
+    chat_message = log["questions"][0]
+    assert client.get(f"/api/v1/messages/{chat_message.pk}/").status_code == 404
+    assert client.get(f"/api/v1/messages/{chat_message.pk}/stream/").status_code == 404
+
+
+def test_a_forged_cursor_is_a_404_not_a_500(api, log):
+    import base64
+
+    cursor = base64.b64encode(b"p=abc&r=0").decode()
+    response = api.get("/api/v1/messages/", {"cursor": cursor})
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_the_api_bot_is_made_by_the_api_alone(api):
+    response = api.post("/api/v1/bots/", {"name": "second", "platform": "api"}, format="json")
+    assert response.status_code == 400 and "platform" in response.json()["errors"]
+
+
+def test_identifiers_are_masked_too(api):
+    created = api.post(
+        "/api/v1/bots/",
+        {"name": "helpdesk", "platform": "wecom", "credentials": WECOM_CREDENTIALS},
+        format="json",
+    ).json()
+    assert all(value.startswith("••••••") for value in created["credentials"].values())

@@ -50,11 +50,13 @@ ROUTES = routes()
 def objects(tenant_a):
     """One of each thing an API path can name, all tenant A's."""
     bot = BotFactory(tenant=tenant_a)
-    conversation = ConversationFactory(tenant=tenant_a, bot=bot)
-    question = MessageFactory(tenant=tenant_a, bot=bot, conversation=conversation)
+    # Sent through the API, so that a `chat` key may read it too.
+    api_bot = BotFactory(tenant=tenant_a, platform="api", name="REST API", credentials={})
+    conversation = ConversationFactory(tenant=tenant_a, bot=api_bot)
+    question = MessageFactory(tenant=tenant_a, bot=api_bot, conversation=conversation)
     MessageFactory(
         tenant=tenant_a,
-        bot=bot,
+        bot=api_bot,
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         reply_to=question,

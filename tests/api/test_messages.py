@@ -97,3 +97,21 @@ def test_a_failed_answer_streams_an_error_event(api, send, fake_ollama, settings
     sent = send()
     body = b"".join(api.get(f"{MESSAGES}{sent.json()['id']}/stream/").streaming_content)
     assert body.decode().startswith("event: error")
+
+
+def test_an_event_source_asking_for_an_event_stream_gets_one(api, send):
+    sent = send()
+    response = api.get(f"{MESSAGES}{sent.json()['id']}/stream/", HTTP_ACCEPT="text/event-stream")
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+
+
+def test_a_reasoning_models_stream_carries_only_the_answer(api, send, fake_ollama):
+    fake_ollama.thinking, fake_ollama.reply = "Let me think about expenses.", "Use the OA system."
+    sent = send()
+    body = b"".join(api.get(f"{MESSAGES}{sent.json()['id']}/stream/").streaming_content)
+    deltas = [
+        json.loads(block.split("\n")[1].removeprefix("data: "))["text"]
+        for block in body.decode().strip().split("\n\n")
+        if block.startswith("event: delta")
+    ]
+    assert "".join(deltas) == "Use the OA system."

@@ -273,3 +273,16 @@ def test_it_answers_503_when_the_database_is_down(client, wecom_bot, monkeypatch
 
     monkeypatch.setattr(channels_im.views, "receive", database_down)
     assert send_text(client, wecom_bot).status_code == 503
+
+
+@pytest.mark.parametrize("accept", ["text/xml", "text/html", "application/json"])
+def test_the_platforms_accept_header_never_changes_the_ack(client, wecom_bot, accept):
+    query, body = wecom_post(wecom_bot.credentials, wecom_text_xml("hi", msg_id="accept-1"))
+    query["format"] = "xml"
+    response = client.post(
+        with_query(wecom_bot.callback_path, query),
+        body,
+        content_type="text/xml",
+        HTTP_ACCEPT=accept,
+    )
+    assert (response.status_code, response.content) == (200, b"")

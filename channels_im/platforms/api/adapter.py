@@ -50,6 +50,7 @@ class ApiLive(base.LiveReply):
     """The text so far, for `GET /api/v1/messages/{id}/stream/`."""
 
     interval = 0.2
+    shows_thinking = False  # the deltas concatenate to the answer, nothing else
 
     def __init__(self, key: str):
         self.key = key
