@@ -44,6 +44,11 @@ class SendSerializer(serializers.Serializer):
     idempotency_key = serializers.CharField(required=False, min_length=1, max_length=100)
     wait = serializers.IntegerField(required=False, min_value=0, max_value=60, default=0)
 
+    def validate_text(self, text: str) -> str:
+        if not text.strip():
+            raise serializers.ValidationError("Write a question: this is only blank space.")
+        return text
+
 
 class AnswerSerializer(serializers.Serializer):
     """The answer part of a message object (its figures are the question's)."""

@@ -59,6 +59,7 @@ def test_commands_work_as_in_chat(api, send):
         ({"user": "u"}, "text"),
         ({"text": "hi"}, "user"),
         ({"text": "", "user": "u"}, "text"),
+        ({"text": " \n ", "user": "u"}, "text"),
         ({"text": "x" * 20_001, "user": "u"}, "text"),
         ({"text": "hi", "user": "u", "wait": 61}, "wait"),
         ({"text": "hi", "user": "u" * 201}, "user"),

@@ -129,3 +129,23 @@ def test_it_lets_the_operator_widen_the_allowed_hosts(ollama_in_compose, setting
 
     settings.MODEL_ENDPOINT_ALLOWED_HOSTS = ["*"]
     validate_endpoint("http://10.0.0.5")
+
+
+def test_a_keys_last_use_is_written_at_most_once_a_minute(tenant_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tenants.models import ApiKey
+    from tests.factories import ApiKeyFactory
+
+    raw = ApiKey.generate()
+    key = ApiKeyFactory(tenant=tenant_a, key=raw)
+    recently = timezone.now() - timedelta(seconds=30)
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=recently)
+    ApiKey.for_key(raw)
+    assert ApiKey.objects.get(pk=key.pk).last_used_at == recently  # no write per request
+    a_while_ago = timezone.now() - timedelta(minutes=2)
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=a_while_ago)
+    ApiKey.for_key(raw)
+    assert ApiKey.objects.get(pk=key.pk).last_used_at > a_while_ago
