@@ -138,8 +138,8 @@ def test_the_budget_ends_a_slow_answer_keeping_what_it_wrote(
     ask, fake_ollama, fake_platforms, settings
 ):
     settings.IM_ANSWER_BUDGET_SECONDS = 30
-    fake_ollama.reply, fake_ollama.chunk_delay = " ".join(["word"] * 40), 0.05
-    question = ask(created_at=timezone.now() - timedelta(seconds=29.5))
+    fake_ollama.reply, fake_ollama.chunk_delay = " ".join(["word"] * 40), 0.1
+    question = ask(created_at=timezone.now() - timedelta(seconds=28.5))
     [shown] = sent(fake_platforms)
     assert shown.endswith("(The answer was cut off: it took too long.)")
     assert 0 < shown.count("word") < 40
