@@ -345,6 +345,9 @@ REST_FRAMEWORK: dict[str, object] = {
     "UNAUTHENTICATED_USER": None,
 }
 API_RATE_LIMIT_PER_MINUTE = ranged("API_RATE_LIMIT_PER_MINUTE", 600, 1, 100_000)
+# API requests of one web process that may hold their thread to wait for an answer or
+# stream it; more get a 202 to poll (or a "busy" stream), so callbacks keep their threads.
+API_WAITING_PER_PROCESS = ranged("API_WAITING_PER_PROCESS", 2, 0, 64)
 SPECTACULAR_SETTINGS = {
     "TITLE": "IM Assistant API",
     "DESCRIPTION": "Chat with a tenant's model and read its conversation logs. "

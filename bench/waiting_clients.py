@@ -95,15 +95,18 @@ def start_waiters(url: str, key: str, count: int, seconds: float, stop: threadin
     """`count` clients, each asking and waiting up to `seconds`, again until stopped."""
 
     def wait_for_answers(index: int) -> None:
+        """Ask and wait; told to poll instead (a 202), read the message once a second."""
         session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {key}"
         while not stop.is_set():
             body = {"text": f"waiter {index}", "user": f"waiter-{index}", "wait": 60}
-            session.post(
-                f"{url}/api/v1/messages/",
-                json=body,
-                headers={"Authorization": f"Bearer {key}"},
-                timeout=seconds + 70,
-            )
+            sent = session.post(f"{url}/api/v1/messages/", json=body, timeout=seconds + 70)
+            message = sent.json()
+            while sent.status_code == 202 and not stop.is_set():
+                time.sleep(1)
+                sent = session.get(f"{url}/api/v1/messages/{message['id']}/", timeout=30)
+                if sent.json()["status"] not in ("queued", "answering"):
+                    break
 
     pool = ThreadPoolExecutor(count)
     for index in range(count):

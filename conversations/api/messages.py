@@ -9,10 +9,13 @@ streaming read the row (and, while the model writes, the text so far in the cach
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -132,18 +135,47 @@ class MessageStreamView(APIView):
         return response
 
 
+_holding = 0
+_holding_lock = threading.Lock()
+
+
+@contextmanager
+def holding_a_thread() -> Iterator[bool]:
+    """Whether this request may keep its web thread to wait or stream: at most
+    API_WAITING_PER_PROCESS requests of a process at once, so that waiting clients never
+    hold every thread the platforms' callbacks need. (Interim: a serving model that gives
+    a waiting client no thread is issue 11's open item.)"""
+    global _holding
+    with _holding_lock:
+        allowed = _holding < settings.API_WAITING_PER_PROCESS
+        _holding += allowed
+    try:
+        yield allowed
+    finally:
+        with _holding_lock:
+            _holding -= allowed
+
+
 def wait_for_answer(question: Message, seconds: float) -> Message:
-    """The question as it stands once answered, or after `seconds`."""
+    """The question as it stands once answered, or after `seconds`; at once (a 202 the
+    client polls) when too many requests of this process wait already."""
     deadline = time.monotonic() + seconds
-    while question.status not in FINAL and time.monotonic() < deadline:
-        time.sleep(POLL_SECONDS)
-        question = Message.objects.select_related("bot", "reply").get(pk=question.pk)
+    with holding_a_thread() as allowed:
+        while allowed and question.status not in FINAL and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            question = Message.objects.select_related("bot", "reply").get(pk=question.pk)
     return question
 
 
 def events(question: Message) -> Iterator[str]:
     """delta events (first all text so far, then what is new), then `done` with the
-    message object, or `error` for a question that failed (its apology is no answer)."""
+    message object, or `error` for a question that failed (its apology is no answer),
+    or `error` "busy" when too many requests of this process wait already."""
+    with holding_a_thread() as allowed:
+        yield from _events(question, allowed)
+
+
+def _events(question: Message, allowed: bool) -> Iterator[str]:
     shown = ""
     deadline = time.monotonic() + STREAM_LIMIT_SECONDS
     while True:
@@ -162,6 +194,10 @@ def events(question: Message) -> Iterator[str]:
             return
         if final:
             yield event("error", {"detail": question.error, "code": question.status})
+            return
+        if not allowed:
+            busy = "Too many streams at once: read the message, or stream it again later."
+            yield event("error", {"detail": busy, "code": "busy"})
             return
         if time.monotonic() > deadline:
             yield event("error", {"detail": "no answer in time", "code": "timeout"})

@@ -1,6 +1,7 @@
 """Sending messages through the API and reading their answers (spec/api.md)."""
 
 import json
+import time
 
 import pytest
 
@@ -116,3 +117,19 @@ def test_a_reasoning_models_stream_carries_only_the_answer(api, send, fake_ollam
         if block.startswith("event: delta")
     ]
     assert "".join(deltas) == "Use the OA system."
+
+
+def test_past_the_processs_waiting_budget_a_wait_returns_at_once_to_be_polled(
+    api, settings, fake_ollama
+):
+    settings.API_WAITING_PER_PROCESS = 0  # every thread is needed for callbacks
+    started = time.monotonic()
+    response = api.post(MESSAGES, {"user": "u", "text": "hi", "wait": 30}, format="json")
+    assert response.status_code == 202 and time.monotonic() - started < 5
+
+
+def test_past_the_processs_waiting_budget_a_stream_says_busy(api, settings):
+    sent = api.post(MESSAGES, {"user": "u", "text": "hi"}, format="json")  # not answered yet
+    settings.API_WAITING_PER_PROCESS = 0
+    body = b"".join(api.get(f"{MESSAGES}{sent.json()['id']}/stream/").streaming_content)
+    assert body.decode().startswith("event: error") and '"code": "busy"' in body.decode()
