@@ -53,19 +53,13 @@ class RetryLater(Exception):
 
 
 class GaveUp(Exception):
-    """A row claimed again and again without an outcome: each worker died on it."""
+    """No more tries for this row: its workers kept dying on it, or its time ran out."""
 
     permanent = True
 
 
-class OutOfTime(Exception):
-    """The question's answer budget ran out before an answer came."""
-
-    permanent = True
-
-
-# What failed: the model, the platform, the workers themselves, or time.
-Failure = LLMError | DeliveryError | GaveUp | OutOfTime
+# What failed: the model, the platform, or the row's own tries and time.
+Failure = LLMError | DeliveryError | GaveUp
 
 
 @dataclass(frozen=True)
@@ -167,12 +161,12 @@ class Claim:
         return self.policy.budget - spent
 
     @property
-    def out_of_time(self) -> OutOfTime | None:
+    def out_of_time(self) -> GaveUp | None:
         """The failure to record when the budget ran out before work began (a long queue)."""
         left = self.seconds_left()
         if left is None or left > 0:
             return None
-        return OutOfTime(f"no answer within {self.policy.budget:.0f} s")
+        return GaveUp(f"no answer within {self.policy.budget:.0f} s")
 
     @property
     def crash_loop(self) -> GaveUp | None:

@@ -163,7 +163,7 @@ def wait_for_answer(question: Message, seconds: float) -> Message:
     with holding_a_thread() as allowed:
         while allowed and question.status not in FINAL and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
-            question = Message.objects.select_related("bot", "reply").get(pk=question.pk)
+            question = reread(question)
     return question
 
 
@@ -203,7 +203,12 @@ def _events(question: Message, allowed: bool) -> Iterator[str]:
             yield event("error", {"detail": "no answer in time", "code": "timeout"})
             return
         time.sleep(POLL_SECONDS)
-        question = Message.objects.select_related("bot", "reply").get(pk=question.pk)
+        question = reread(question)
+
+
+def reread(question: Message) -> Message:
+    """The question as it stands now, with what its message object shows."""
+    return Message.objects.select_related("bot", "reply").get(pk=question.pk)
 
 
 def event(name: str, data: object) -> str:
