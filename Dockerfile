@@ -18,4 +18,4 @@ RUN SECRET_KEY=build FIELD_ENCRYPTION_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 USER assistant
 
 EXPOSE 8000
-CMD ["gunicorn", "assistant.wsgi", "-b", "0.0.0.0:8000"]
+CMD ["gunicorn", "-b", "0.0.0.0:8000"]

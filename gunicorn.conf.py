@@ -1,20 +1,19 @@
 """gunicorn's settings, read from the working directory by every way of starting the web
-process: the Dockerfile, docker-compose, bin/run and the benchmarks.
+process (`gunicorn -b HOST:PORT`, no other arguments): the Dockerfile, docker-compose,
+bin/run, the benchmarks and the tests that start it.
 
-Threads rather than sync workers: a callback mostly waits on the database and Redis, the
-WeCom robot polls each live answer about once a second, and a thread keeps the platform's
-connection alive between callbacks instead of reconnecting for each.
+The ASGI application on uvicorn's worker (common/webserver.py says why): connections wait
+on an event loop, so clients waiting on answers or sending slowly hold no thread, and a
+kept-alive connection lets a platform send its next callback without reconnecting.
 """
 
 import os
 
 from common.logs import FORMAT
 
-# gthread, except that a request is read in full before a thread takes it, with time
-# limits: clients sending slowly cannot hold the threads (common/webserver.py).
-worker_class = "common.webserver.BufferingThreadWorker"
+wsgi_app = "assistant.asgi:application"
+worker_class = "common.webserver.Worker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "8"))
 accesslog = "-"
 # The record's own timestamp (UTC, common/logs.py) says when; gunicorn's %(t)s is local time.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from channels_im.api import BotViewSet
-from common.api import not_found
+from common.api import awaiting, not_found
 from conversations.api.logs import ConversationDetail, ConversationList, MessageExport
 from conversations.api.messages import MessageStreamView, MessagesView, MessageView
 from conversations.api.usage import UsageView
@@ -18,7 +18,8 @@ bots.register("bots", BotViewSet, basename="bot")
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("messages/", MessagesView.as_view(), name="api-messages"),
+    # django-stubs types no async view.
+    path("messages/", awaiting(MessagesView.as_view()), name="api-messages"),  # type: ignore[arg-type]
     path("messages/export/", MessageExport.as_view(), name="api-message-export"),
     path("messages/<int:pk>/", MessageView.as_view(), name="api-message"),
     path("messages/<int:pk>/stream/", MessageStreamView.as_view(), name="api-message-stream"),

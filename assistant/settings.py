@@ -130,6 +130,8 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------
+# PostgreSQL connections a web process shares among its requests (see DATABASE_POOL below).
+DATABASE_POOL_SIZE = ranged("DATABASE_POOL_SIZE", 16, 1, 1000)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default has a web and a worker process writing to one file.
@@ -144,7 +146,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"]["ENGINE"] = "common.postgresql"  # a cheaper health check
-    DATABASES["default"].setdefault("CONN_MAX_AGE", ranged("DATABASE_CONN_MAX_AGE", 60, 0, 3600))
+    if env.bool("DATABASE_POOL", default=False):
+        # The web process (set by assistant/asgi.py) runs each request's code in a thread
+        # of its own: a persistent connection per thread would be a new connection per
+        # request. Celery's processes keep theirs (a pool must not cross their fork).
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": DATABASE_POOL_SIZE,
+            "timeout": 10,
+        }
+    else:
+        DATABASES["default"].setdefault(
+            "CONN_MAX_AGE", ranged("DATABASE_CONN_MAX_AGE", 60, 0, 3600)
+        )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -345,9 +359,6 @@ REST_FRAMEWORK: dict[str, object] = {
     "UNAUTHENTICATED_USER": None,
 }
 API_RATE_LIMIT_PER_MINUTE = ranged("API_RATE_LIMIT_PER_MINUTE", 600, 1, 100_000)
-# API requests of one web process that may hold their thread to wait for an answer or
-# stream it; more get a 202 to poll (or a "busy" stream), so callbacks keep their threads.
-API_WAITING_PER_PROCESS = ranged("API_WAITING_PER_PROCESS", 2, 0, 64)
 SPECTACULAR_SETTINGS = {
     "TITLE": "IM Assistant API",
     "DESCRIPTION": "Chat with a tenant's model and read its conversation logs. "

@@ -88,7 +88,7 @@ class Product:
         import django
 
         django.setup()
-        self._spawn("gunicorn", "assistant.wsgi", "-b", f"127.0.0.1:{self.port}")
+        self._spawn("gunicorn", "-b", f"127.0.0.1:{self.port}")
         self._spawn("celery", "-A", "assistant", "worker", "-l", "WARNING")
         self._wait_until_up()
 

@@ -47,6 +47,10 @@ class Bot(models.Model):
         ordering = ["tenant", "name"]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "name"], name="unique_bot_name_per_tenant"),
+            # The REST API's messages all travel one bot per tenant (conversations/api).
+            models.UniqueConstraint(
+                fields=["tenant"], condition=models.Q(platform="api"), name="one_api_bot_per_tenant"
+            ),
         ]
         verbose_name = _("bot")
         verbose_name_plural = _("bots")

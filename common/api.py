@@ -7,12 +7,14 @@ a database that cannot be reached is a 503, and no input is a 500.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, DataError, IntegrityError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
 from rest_framework.decorators import (
@@ -175,3 +177,22 @@ class FirstRenderer(BaseContentNegotiation):
     ) -> tuple[BaseRenderer, str]:
         first = next(iter(renderers))
         return first, first.media_type
+
+
+def awaiting(view: Callable[..., HttpResponseBase]) -> Callable[..., Awaitable[HttpResponseBase]]:
+    """A DRF view (`as_view()`) served on the event loop: its own code runs in a thread
+    as ever; a response that carries `awaits`, an async callable taking the response,
+    is finished by it on the loop before it is rendered. What it waits for holds no
+    thread (ASGI, `common/webserver.py`). The schema and the URL-conf tests see the
+    view's class as on any DRF view."""
+
+    async def on_the_loop(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = await sync_to_async(view)(request, *args, **kwargs)
+        finish = getattr(response, "awaits", None)
+        if finish is not None:
+            await finish(response)
+        return response
+
+    on_the_loop.cls = view.cls  # type: ignore[attr-defined]
+    on_the_loop.initkwargs = view.initkwargs  # type: ignore[attr-defined]
+    return csrf_exempt(on_the_loop)

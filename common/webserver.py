@@ -1,26 +1,29 @@
-"""gunicorn's threaded worker, with each request read whole before a thread takes it.
+"""The web process's server: uvicorn's worker under gunicorn, serving the ASGI application,
+with a deadline for each request to arrive.
 
-gthread hands a connection to a thread at its first byte, and the thread then waits on
-the socket for the rest of the request: a few dozen clients sending their headers a byte
-every few seconds hold every thread, and genuine callbacks queue behind them. Here the
-worker's event loop, which waits on all sockets at once, gathers the request head and a
-body of up to BUFFERED_BODY_BYTES; a thread gets the request only once it has arrived.
-A client that has not sent its head within WEB_HEADER_TIMEOUT seconds, or then its body
-within WEB_BODY_TIMEOUT, is disconnected. Larger or chunked bodies are read by the thread,
-each read or write waiting at most WEB_BODY_TIMEOUT.
+Why ASGI: a REST client may wait minutes on an answer (`wait`, or a server-sent event
+stream). Under a threaded WSGI worker each such client holds a thread, and fifty of them
+hold every thread the platforms' callbacks need (WeCom gives up after 5 s, Feishu after
+3 s). Here connections live on one event loop per process: a waiting client costs a
+coroutine (`conversations/api/watch.py`), and each request's synchronous code (every
+callback and view) runs in a thread of its own for as long as that code runs, never
+while a client is slow to send or to be answered.
 
-TLS terminated by gunicorn itself (certfile) keeps gthread's own behaviour: its bytes are
-not readable before the handshake, which happens in the thread.
+uvicorn has no deadline for a request to arrive: a client sending its head a byte every
+few seconds would keep its connection, and its memory, for good. Here a client that has
+not sent its head within WEB_HEADER_TIMEOUT seconds of starting a request, or then its
+body within WEB_BODY_TIMEOUT, is disconnected, as is one whose head outgrows
+MAX_HEAD_BYTES.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-import socket
-import time
-from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn_worker import UvicornWorker
 
 
 def seconds(name: str, default: float, low: float, high: float) -> float:
@@ -38,105 +41,68 @@ def seconds(name: str, default: float, low: float, high: float) -> float:
 
 HEADER_TIMEOUT = seconds("WEB_HEADER_TIMEOUT", 10, 0.5, 300)
 BODY_TIMEOUT = seconds("WEB_BODY_TIMEOUT", 30, 0.5, 600)
-# Callbacks are at most IM_MAX_BODY_BYTES (256 KiB by default); this bounds the memory a
-# worker spends on clients still sending.
-BUFFERED_BODY_BYTES = 256 * 1024
-# No client of ours sends this much head; gunicorn's own limits would refuse it anyway.
+# No client of ours sends this much head; httptools itself sets no bound.
 MAX_HEAD_BYTES = 64 * 1024
-_END_OF_HEAD = b"\r\n\r\n"
 
 
-@dataclass
-class _Arriving:
-    """A request still arriving: its bytes so far and when its sender runs out of time."""
+class DeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's head, then its body."""
 
-    deadline: float
-    data: bytearray = field(default_factory=bytearray)
-    body_length: int | None = None  # known once the head is in; None: the thread reads it
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.deadline: asyncio.TimerHandle | None = None
+        self.head_bytes: int | None = 0  # None once the head is in
+        self._start_deadline(HEADER_TIMEOUT)
 
-    def complete(self) -> bool:
-        """Whether to hand the request to a thread; records the head's end once it is in."""
-        end = self.data.find(_END_OF_HEAD)
-        if end < 0:
-            return False
-        if self.body_length is None:
-            length = _buffered_body_length(bytes(self.data[:end]))
-            if length is None:
-                return True
-            self.body_length = length
-            self.deadline = time.monotonic() + BODY_TIMEOUT
-        return len(self.data) - end - len(_END_OF_HEAD) >= self.body_length
+    def data_received(self, data: bytes) -> None:
+        if self.head_bytes is not None:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self.transport.close()
+                return
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.deadline is None:  # a kept-alive connection starts its next request
+            self.head_bytes = 0
+            self._start_deadline(HEADER_TIMEOUT)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self.head_bytes = None
+        self._start_deadline(BODY_TIMEOUT)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._stop_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_deadline()
+        super().connection_lost(exc)
+
+    def _start_deadline(self, after: float) -> None:
+        self._stop_deadline()
+        self.deadline = self.loop.call_later(after, self._out_of_time)
+
+    def _stop_deadline(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _out_of_time(self) -> None:
+        self.logger.debug("Closing a connection whose request did not arrive in time.")
+        self.deadline = None
+        self.transport.close()
 
 
-def _buffered_body_length(head: bytes) -> int | None:
-    """The body's length if the event loop should gather it; None to leave it to the
-    thread (chunked, too large, unparseable, or a client waiting for 100 Continue)."""
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name, value = name.strip().lower(), value.strip().lower()
-        if name == b"transfer-encoding" or (name == b"expect" and value == b"100-continue"):
-            return None
-        if name == b"content-length":
-            if not value.isdigit():
-                return None  # gunicorn's parser answers it
-            length = int(value)
-    return length if length <= BUFFERED_BODY_BYTES else None
+class Worker(UvicornWorker):
+    """gunicorn's worker for the ASGI application: uvloop, httptools with deadlines, no
+    lifespan events (Django sends none)."""
 
-
-class BufferingThreadWorker(ThreadWorker):
-    """gthread, reading each request (head and small body) in the event loop."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self._arriving: dict[TConn, _Arriving] = {}
-
-    def on_client_socket_readable(self, conn: TConn, client: socket.socket) -> None:
-        if self.cfg.is_ssl:
-            super().on_client_socket_readable(conn, client)
-            return
-        arriving = self._arriving.get(conn)
-        if arriving is None:
-            if conn.initialized:  # a kept-alive connection starts its next request
-                with self._lock:
-                    try:
-                        self._keep.remove(conn)
-                    except ValueError:
-                        return  # murder_keepalived closed it meanwhile
-            arriving = self._arriving[conn] = _Arriving(time.monotonic() + HEADER_TIMEOUT)
-        try:
-            chunk = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            chunk = b""
-        arriving.data += chunk
-        if not chunk or (len(arriving.data) > MAX_HEAD_BYTES and _END_OF_HEAD not in arriving.data):
-            self._drop(conn)
-        elif arriving.complete():
-            self._hand_over(conn, bytes(arriving.data))
-
-    def murder_keepalived(self) -> None:
-        """Also disconnects clients that ran out of time sending a request; the run loop
-        calls this at least once a second."""
-        super().murder_keepalived()
-        now = time.monotonic()
-        for conn in [c for c, arriving in self._arriving.items() if arriving.deadline < now]:
-            self.log.debug("Closing a connection whose request did not arrive in time.")
-            self._drop(conn)
-
-    def _hand_over(self, conn: TConn, data: bytes) -> None:
-        del self._arriving[conn]
-        with self._lock:
-            self.poller.unregister(conn.sock)
-        conn.init()  # blocking from here on, and the parser exists
-        conn.parser.unreader.unread(data)  # read by the parser before the socket
-        conn.sock.settimeout(BODY_TIMEOUT)
-        self._wrap_future(self.tpool.submit(self.handle, conn), conn)
-
-    def _drop(self, conn: TConn) -> None:
-        del self._arriving[conn]
-        with self._lock:
-            self.poller.unregister(conn.sock)
-        self.nr_conns -= 1
-        conn.close()
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        "loop": "uvloop",
+        "http": DeadlineProtocol,
+        "lifespan": "off",
+        "server_header": False,
+    }

@@ -2,7 +2,14 @@ import os
 
 import pytest
 
-from tests.factories import BotFactory, MembershipFactory, TenantFactory, UserFactory
+from tenants.models import ApiKey
+from tests.factories import (
+    ApiKeyFactory,
+    BotFactory,
+    MembershipFactory,
+    TenantFactory,
+    UserFactory,
+)
 from tests.fakes.platforms import FakePlatforms
 
 
@@ -127,3 +134,15 @@ def wecom_bot(tenant_a, fake_ollama):
     tenant_a.model_endpoint = fake_ollama.url
     tenant_a.save()
     return BotFactory(tenant=tenant_a, platform="wecom", name="helpdesk")
+
+
+@pytest.fixture
+def key_for(db):
+    """A raw API key of `tenant` with `scopes`."""
+
+    def make(tenant, *scopes: str) -> str:
+        raw = ApiKey.generate()
+        ApiKeyFactory(tenant=tenant, key=raw, scopes=list(scopes))
+        return raw
+
+    return make

@@ -3,20 +3,22 @@
 
 An API message travels the chat path: `services.receive` on the tenant's bot of platform
 `api` stores it, applies the limits and enqueues it; a worker answers it. Waiting and
-streaming read the row (and, while the model writes, the text so far in the cache).
+streaming happen on the web process's event loop, holding no thread (`watch.py`): the
+sync view does the rest, and a response carries what is left to wait for as `awaits`
+(`common.api.awaiting`).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from functools import partial
+from itertools import chain, count
 
-from django.conf import settings
-from django.core.cache import cache
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -29,18 +31,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from channels_im.models import Bot
-from channels_im.platforms.api.adapter import live_key
 from channels_im.platforms.base import BadPayload, InboundMessage
 from common.api import FirstRenderer
 from tenants.api_auth import tenant_of
 
 from .. import services
 from ..models import Message
+from . import watch
 from .logs import MessageList, questions
 from .serializers import FINAL, MessageSerializer, SendSerializer
 
-# How often a waiting request or a stream looks at the row again.
-POLL_SECONDS = 0.1
 # A stream closes after this long even if the answer never finished (the worker's own
 # budget ends sooner).
 STREAM_LIMIT_SECONDS = 900
@@ -57,10 +57,20 @@ def readable(request: Request) -> QuerySet[Message]:
 
 def api_bot(request: Request) -> Bot:
     """The tenant's bot of platform `api`, created on first use (the bots endpoint does
-    not make them, so there is one)."""
+    not make them), under a name no bot of the tenant has yet; requests racing to create
+    it all get the one that won."""
     tenant = tenant_of(request)
-    bot = Bot.objects.filter(tenant=tenant, platform="api").order_by("pk").first()
-    return bot or Bot.objects.create(tenant=tenant, platform="api", name="REST API")
+    bot = Bot.objects.filter(tenant=tenant, platform="api").first()
+    if bot is not None:
+        return bot
+    taken = set(Bot.objects.filter(tenant=tenant).values_list("name", flat=True))
+    names = chain(["REST API"], (f"REST API {i}" for i in count(2)))
+    name = next(n for n in names if n not in taken)
+    try:
+        with transaction.atomic():
+            return Bot.objects.create(tenant=tenant, platform="api", name=name)
+    except IntegrityError:
+        return Bot.objects.get(tenant=tenant, platform="api")
 
 
 class MessagesView(MessageList):
@@ -95,10 +105,10 @@ class MessagesView(MessageList):
             raise ValidationError({name: [str(exc).replace(str(exc).split()[0], name, 1)]}) from exc
         services.receive(bot, inbound)
         question = questions(request).get(bot=bot, external_id=external_id)
-        question = wait_for_answer(question, data["wait"])
-        done = question.status in FINAL
-        body = MessageSerializer(question).data
-        return Response(body, status=status.HTTP_200_OK if done else status.HTTP_202_ACCEPTED)
+        response = Response(*shown(question.pk))
+        if data["wait"] and response.status_code == status.HTTP_202_ACCEPTED:
+            response.awaits = partial(settle, question.pk, data["wait"])  # type: ignore[attr-defined]
+        return response
 
 
 class MessageView(APIView):
@@ -135,80 +145,58 @@ class MessageStreamView(APIView):
         return response
 
 
-_holding = 0
-_holding_lock = threading.Lock()
+def shown(pk: int) -> tuple[dict[str, object], int]:
+    """The message object of question `pk` as it stands, and the status code that says
+    whether it is answered: 200, or 202 while it is not."""
+    question = reread(pk)
+    done = question.status in FINAL
+    code = status.HTTP_200_OK if done else status.HTTP_202_ACCEPTED
+    return MessageSerializer(question).data, code
 
 
-@contextmanager
-def holding_a_thread() -> Iterator[bool]:
-    """Whether this request may keep its web thread to wait or stream: at most
-    API_WAITING_PER_PROCESS requests of a process at once, so that waiting clients never
-    hold every thread the platforms' callbacks need. (Interim: a serving model that gives
-    a waiting client no thread is issue 11's open item.)"""
-    global _holding
-    with _holding_lock:
-        allowed = _holding < settings.API_WAITING_PER_PROCESS
-        _holding += allowed
-    try:
-        yield allowed
-    finally:
-        with _holding_lock:
-            _holding -= allowed
-
-
-def wait_for_answer(question: Message, seconds: float) -> Message:
-    """The question as it stands once answered, or after `seconds`; at once (a 202 the
-    client polls) when too many requests of this process wait already."""
+async def settle(pk: int, seconds: float, response: Response) -> None:
+    """Wait on the event loop (no thread held) until question `pk` is answered or
+    `seconds` pass, then make `response` show the question as it stands."""
     deadline = time.monotonic() + seconds
-    with holding_a_thread() as allowed:
-        while allowed and question.status not in FINAL and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            question = reread(question)
-    return question
+    async with watch.changes(pk) as seen:
+        try:
+            while not (await watch.next_before(seen, deadline)).final:
+                pass
+        except TimeoutError:
+            pass
+    response.data, response.status_code = await sync_to_async(shown)(pk)
 
 
-def events(question: Message) -> Iterator[str]:
+async def events(question: Message) -> AsyncIterator[str]:
     """delta events (first all text so far, then what is new), then `done` with the
-    message object, or `error` for a question that failed (its apology is no answer),
-    or `error` "busy" when too many requests of this process wait already."""
-    with holding_a_thread() as allowed:
-        yield from _events(question, allowed)
+    message object, or `error` for a question that failed (its apology is no answer) or
+    that no answer finished within STREAM_LIMIT_SECONDS. Runs on the event loop."""
+    text = ""
+    if question.status not in FINAL:
+        deadline = time.monotonic() + STREAM_LIMIT_SECONDS
+        async with watch.changes(question.pk) as seen:
+            try:
+                while not (now := await watch.next_before(seen, deadline)).final:
+                    if now.text.startswith(text) and len(now.text) > len(text):
+                        yield event("delta", {"text": now.text[len(text) :]})
+                        text = now.text
+            except TimeoutError:
+                yield event("error", {"detail": "no answer in time", "code": "timeout"})
+                return
+        question = await sync_to_async(reread)(question.pk)
+    if question.status == Message.Status.FAILED:
+        yield event("error", {"detail": question.error, "code": question.status})
+        return
+    reply = getattr(question, "reply", None)  # none for a question dropped unanswered
+    answer = reply.content if reply is not None else text
+    if answer.startswith(text) and len(answer) > len(text):
+        yield event("delta", {"text": answer[len(text) :]})
+    yield event("done", await sync_to_async(lambda: MessageSerializer(question).data)())
 
 
-def _events(question: Message, allowed: bool) -> Iterator[str]:
-    shown = ""
-    deadline = time.monotonic() + STREAM_LIMIT_SECONDS
-    while True:
-        final = question.status in FINAL
-        failed = question.status == Message.Status.FAILED
-        reply = getattr(question, "reply", None)
-        if final:
-            text = reply.content if reply is not None and not failed else shown
-        else:
-            text = cache.get(live_key(f"q{question.pk}")) or ""
-        if text.startswith(shown) and len(text) > len(shown):
-            yield event("delta", {"text": text[len(shown) :]})
-            shown = text
-        if final and not failed:
-            yield event("done", MessageSerializer(question).data)
-            return
-        if final:
-            yield event("error", {"detail": question.error, "code": question.status})
-            return
-        if not allowed:
-            busy = "Too many streams at once: read the message, or stream it again later."
-            yield event("error", {"detail": busy, "code": "busy"})
-            return
-        if time.monotonic() > deadline:
-            yield event("error", {"detail": "no answer in time", "code": "timeout"})
-            return
-        time.sleep(POLL_SECONDS)
-        question = reread(question)
-
-
-def reread(question: Message) -> Message:
-    """The question as it stands now, with what its message object shows."""
-    return Message.objects.select_related("bot", "reply").get(pk=question.pk)
+def reread(pk: int) -> Message:
+    """Question `pk` as it stands now, with what its message object shows."""
+    return Message.objects.select_related("bot", "reply").get(pk=pk)
 
 
 def event(name: str, data: object) -> str:

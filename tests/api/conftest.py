@@ -1,20 +1,8 @@
 import pytest
+from asgiref.sync import async_to_sync
 from rest_framework.test import APIClient
 
 from tenants.models import ApiKey
-from tests.factories import ApiKeyFactory
-
-
-@pytest.fixture
-def key_for(db):
-    """A raw API key of `tenant` with `scopes`."""
-
-    def make(tenant, *scopes: str) -> str:
-        raw = ApiKey.generate()
-        ApiKeyFactory(tenant=tenant, key=raw, scopes=list(scopes))
-        return raw
-
-    return make
 
 
 @pytest.fixture
@@ -25,3 +13,13 @@ def api(key_for, tenant_a, fake_ollama):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key_for(tenant_a, *ApiKey.SCOPES)}")
     return client
+
+
+def read_stream(response) -> str:
+    """The whole body of a streamed response whose content is async (server-sent events
+    run on the event loop), read as Django's ASGI handler would."""
+
+    async def read() -> bytes:
+        return b"".join([part async for part in response.streaming_content])
+
+    return async_to_sync(read)().decode()

@@ -6,7 +6,9 @@ import time
 import pytest
 
 from conversations.models import Message
+from tests.api.conftest import read_stream
 from tests.callbacks import as_json
+from tests.factories import BotFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -85,7 +87,7 @@ def test_the_answer_streams_as_server_sent_events(api, send):
     sent = send()
     response = api.get(f"{MESSAGES}{sent.json()['id']}/stream/")
     assert response["Content-Type"] == "text/event-stream"
-    body = b"".join(response.streaming_content).decode()
+    body = read_stream(response)
     events = [block.split("\n") for block in body.strip().split("\n\n")]
     names = [lines[0].removeprefix("event: ") for lines in events]
     data = [json.loads(lines[1].removeprefix("data: ")) for lines in events]
@@ -97,8 +99,8 @@ def test_a_failed_answer_streams_an_error_event(api, send, fake_ollama, settings
     settings.OLLAMA_MAX_RETRIES = 0
     fake_ollama.fail_status = 404
     sent = send()
-    body = b"".join(api.get(f"{MESSAGES}{sent.json()['id']}/stream/").streaming_content)
-    assert body.decode().startswith("event: error")
+    body = read_stream(api.get(f"{MESSAGES}{sent.json()['id']}/stream/"))
+    assert body.startswith("event: error")
 
 
 def test_an_event_source_asking_for_an_event_stream_gets_one(api, send):
@@ -110,26 +112,24 @@ def test_an_event_source_asking_for_an_event_stream_gets_one(api, send):
 def test_a_reasoning_models_stream_carries_only_the_answer(api, send, fake_ollama):
     fake_ollama.thinking, fake_ollama.reply = "Let me think about expenses.", "Use the OA system."
     sent = send()
-    body = b"".join(api.get(f"{MESSAGES}{sent.json()['id']}/stream/").streaming_content)
+    body = read_stream(api.get(f"{MESSAGES}{sent.json()['id']}/stream/"))
     deltas = [
         json.loads(block.split("\n")[1].removeprefix("data: "))["text"]
-        for block in body.decode().strip().split("\n\n")
+        for block in body.strip().split("\n\n")
         if block.startswith("event: delta")
     ]
     assert "".join(deltas) == "Use the OA system."
 
 
-def test_past_the_processs_waiting_budget_a_wait_returns_at_once_to_be_polled(
-    api, settings, fake_ollama
-):
-    settings.API_WAITING_PER_PROCESS = 0  # every thread is needed for callbacks
+def test_a_wait_that_runs_out_returns_the_unanswered_message_to_be_polled(api):
     started = time.monotonic()
-    response = api.post(MESSAGES, {"user": "u", "text": "hi", "wait": 30}, format="json")
-    assert response.status_code == 202 and time.monotonic() - started < 5
+    response = api.post(MESSAGES, {"user": "u", "text": "hi", "wait": 1}, format="json")
+    assert response.status_code == 202 and response.json()["status"] == "queued"
+    assert 1 <= time.monotonic() - started < 5
 
 
-def test_past_the_processs_waiting_budget_a_stream_says_busy(api, settings):
-    sent = api.post(MESSAGES, {"user": "u", "text": "hi"}, format="json")  # not answered yet
-    settings.API_WAITING_PER_PROCESS = 0
-    body = b"".join(api.get(f"{MESSAGES}{sent.json()['id']}/stream/").streaming_content)
-    assert body.decode().startswith("event: error") and '"code": "busy"' in body.decode()
+def test_a_bot_already_named_like_the_api_bot_does_not_stop_the_api(api, tenant_a, send):
+    BotFactory(tenant=tenant_a, name="REST API", platform="wecom")
+    sent = send()
+    assert sent.status_code == 202
+    assert Message.objects.get(pk=sent.json()["id"]).bot.name == "REST API 2"

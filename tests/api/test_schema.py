@@ -44,7 +44,8 @@ def bearer(tenant_a, key_for, fake_ollama, monkeypatch):
     asks to wait 60 s does not."""
     tenant_a.model_endpoint = fake_ollama.url
     tenant_a.save()
-    monkeypatch.setattr(messages, "wait_for_answer", lambda question, seconds: question)
+    settle = messages.settle
+    monkeypatch.setattr(messages, "settle", lambda pk, seconds, response: settle(pk, 0, response))
     monkeypatch.setattr(messages, "STREAM_LIMIT_SECONDS", 0.2)
     # As Django's test client does: a request's start and end must not close the
     # test's database connection (and its transaction).

@@ -27,19 +27,6 @@ def test_it_runs_the_sweep_and_the_answers_it_enqueues(spawn_worker, fake_ollama
     assert len(fake_platforms.messages("wecom")) == 1
 
 
-@pytest.fixture
-def shared_cache(settings, tmp_path):
-    """A cache this process and the worker both see (the tests' default is per process)."""
-    location = tmp_path / "cache"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(location),
-        }
-    }
-    return f"file://{location}"
-
-
 def test_readyz_reports_a_worker_while_it_beats(client, spawn_worker, shared_cache):
     worker = spawn_worker(CACHE_URL=shared_cache, IM_WORKER_HEARTBEAT_SECONDS="0.5")
 

@@ -1,0 +1,119 @@
+"""Watching questions for their answers on the web process's event loop, holding no thread.
+
+A client that waits (`wait` > 0) or streams may hold its connection for minutes; under
+the ASGI server (`common/webserver.py`) it costs a coroutine, not one of the threads the
+platforms' callbacks need. Each event loop (one per web process) has one `Watch`: every
+POLL_SECONDS it reads the status of every watched question in one query, and the text so
+far of the unanswered ones in one cache read, and hands each watcher what it saw. Fifty
+waiting clients cost the same two reads as one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+from django.db import DatabaseError, connection
+
+from channels_im.platforms.api.adapter import live_key
+
+from ..models import Message
+from .serializers import FINAL
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A question as one poll saw it: its status, and the answer's text so far ("" once
+    final: the reply row holds it then)."""
+
+    status: str
+    text: str
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+
+def look(pks: list[int]) -> dict[int, Seen]:
+    """One poll: {question pk: Seen} for the questions of `pks` that exist."""
+    statuses = dict(Message.objects.filter(pk__in=pks).values_list("pk", "status"))
+    writing = [pk for pk, status in statuses.items() if status not in FINAL]
+    texts = cache.get_many([live_key(f"q{pk}") for pk in writing]) if writing else {}
+    return {
+        pk: Seen(status, texts.get(live_key(f"q{pk}"), "") if status not in FINAL else "")
+        for pk, status in statuses.items()
+    }
+
+
+def _look_or_nothing(pks: list[int]) -> dict[int, Seen]:
+    try:
+        return look(pks)
+    except DatabaseError as exc:  # the next poll tries again; a broken connection goes
+        logger.warning("watching %d questions: the database failed: %s", len(pks), exc)
+        connection.close_if_unusable_or_obsolete()
+        return {}
+
+
+class Watch:
+    """The watched questions of one event loop and the task that polls them while any is
+    watched."""
+
+    def __init__(self) -> None:
+        self.queues: dict[int, set[asyncio.Queue[Seen]]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    @asynccontextmanager
+    async def changes(self, pk: int) -> AsyncIterator[asyncio.Queue[Seen]]:
+        """A queue that receives a `Seen` of question `pk` on every poll, while the block
+        runs."""
+        queue: asyncio.Queue[Seen] = asyncio.Queue()
+        self.queues.setdefault(pk, set()).add(queue)
+        if self.task is None or self.task.done():
+            # A context of its own: the request that starts the task ends long before it,
+            # and the task's reads must not go to that request's thread.
+            self.task = asyncio.create_task(self._poll(), context=contextvars.Context())
+        try:
+            yield queue
+        finally:
+            watchers = self.queues[pk]
+            watchers.discard(queue)
+            if not watchers:
+                del self.queues[pk]
+
+    async def _poll(self) -> None:
+        while self.queues:
+            seen = await sync_to_async(_look_or_nothing)(list(self.queues))
+            for pk, now in seen.items():
+                for queue in self.queues.get(pk, ()):
+                    queue.put_nowait(now)
+            await asyncio.sleep(POLL_SECONDS)
+
+
+async def next_before(seen: asyncio.Queue[Seen], deadline: float) -> Seen:
+    """The next `Seen` from a `changes` queue; TimeoutError once `time.monotonic()`
+    passes `deadline`."""
+    return await asyncio.wait_for(seen.get(), deadline - time.monotonic())
+
+
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watch] = weakref.WeakKeyDictionary()
+
+
+def changes(pk: int) -> AbstractAsyncContextManager[asyncio.Queue[Seen]]:
+    """`Watch.changes` on the running event loop's watch."""
+    loop = asyncio.get_running_loop()
+    watch = _watches.get(loop)
+    if watch is None:
+        watch = _watches[loop] = Watch()
+    return watch.changes(pk)
