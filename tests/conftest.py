@@ -1,9 +1,26 @@
 import os
+import shutil
+import sys
+import tempfile
 
 import pytest
 
 from tests.factories import BotFactory, MembershipFactory, TenantFactory, UserFactory
 from tests.fakes.platforms import FakePlatforms
+
+# Each test run and the worker processes it starts (which inherit the variable) count
+# their metrics in a directory of their own, so runs side by side never add up each
+# other's counts. Set here, before the first import of common.metrics, which takes the
+# directory as it loads.
+assert "common.metrics" not in sys.modules, "common.metrics was imported before the tests set it up"
+METRICS_DIR = tempfile.mkdtemp(prefix="test-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_metrics_directory():
+    yield
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
