@@ -13,7 +13,9 @@ the outcome is recorded:
   with its question's failure. (The web's intake stores the bot's own answers, to a
   command or over a rate limit, as queued rows for the delivery queue: services.py.);
 - `Claim.fail` alone decides retry-or-fail, with the bot's last error;
-- `Claim.crash_loop` is the one guard against a row whose workers keep dying.
+- `Claim.crash_loop` is the one guard against a row whose workers keep dying;
+- the metrics of what is written (final statuses, tokens, queue waits, delivery
+  failures) are counted here, as it is written.
 
 Retrying is said by raising RetryLater, naming the row to work on again (a question, or
 the answer whose send failed); `tasks.py`, the only module that talks to the broker,

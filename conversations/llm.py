@@ -100,7 +100,8 @@ def chat(
     endpoint is asked to `think` apart from the answer, unless the model refused that
     before; `on_thinking()` is called when the model starts reasoning. At `deadline`
     (time.monotonic()) the answer so far is returned with done_reason "timeout".
-    Raises ModelUnavailable (retry) or ModelRejected (do not).
+    Raises ModelUnavailable (retry) or ModelRejected (do not). The call's timings, or its
+    error by endpoint, are counted for /metrics.
     """
     options = {"num_predict": settings.OLLAMA_NUM_PREDICT, **(options or {})}
     stream = AnswerStream(model, on_delta, on_thinking, deadline)
