@@ -12,9 +12,11 @@ COPY conversations conversations
 RUN pip install .
 COPY . .
 # collectstatic needs settings to load; these throwaway values never reach a running container.
+# var/metrics exists in the image so that the volume mounted there starts out the user's.
 RUN SECRET_KEY=build FIELD_ENCRYPTION_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
     python manage.py collectstatic --noinput -v 0 \
- && useradd --system --home /app assistant && mkdir -p /app/var && chown assistant /app/var
+ && useradd --system --home /app assistant \
+ && mkdir -p /app/var/metrics && chown -R assistant /app/var
 USER assistant
 
 EXPOSE 8000

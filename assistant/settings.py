@@ -297,6 +297,13 @@ IM_CLAIM_SECONDS = ranged("IM_CLAIM_SECONDS", CELERY_TASK_TIME_LIMIT + 30, 1, 86
 IM_MAX_BODY_BYTES = ranged("IM_MAX_BODY_BYTES", 256 * 1024, 16 * 1024, 16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = IM_MAX_BODY_BYTES
 
+# --- Metrics (/metrics: common/metrics/) --------------------------------------------------
+# The bearer token Prometheus must send; empty: /metrics is open to anyone who reaches it.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where every process (web, worker) writes its metrics for /metrics to add up. Read from the
+# environment by prometheus-client, here and in the worker's children: hence set there.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
+
 # --- Auth, i18n, static -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

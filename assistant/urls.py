@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from common.metrics.views import metrics
 from conversations.health import healthz, readyz
 
 urlpatterns = [
@@ -9,4 +10,5 @@ urlpatterns = [
     path("api/v1/", include("assistant.api_urls")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
 ]

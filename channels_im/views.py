@@ -1,6 +1,7 @@
 """The callback endpoint: verify, parse, store, enqueue, answer. Nothing slow happens here."""
 
 import logging
+import time
 from uuid import UUID
 
 from django.db import DatabaseError, DataError
@@ -8,12 +9,23 @@ from django.http import HttpResponse
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from common import metrics
 from common.api import FirstRenderer
+from conversations.models import Message
 from conversations.services import receive
 
 from .bot_cache import active_bot
 from .models import Bot
-from .platforms.base import BadPayload, InboundMessage, SignatureInvalid
+from .platforms import PLATFORMS
+from .platforms.base import (
+    BadPayload,
+    CallbackResult,
+    Challenge,
+    Ignored,
+    InboundMessage,
+    SignatureInvalid,
+    StaleRequest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +52,15 @@ class CallbackView(APIView):
         return self.handle(request, platform, public_id)
 
     def handle(self, request: Request, platform: str, public_id: UUID) -> HttpResponse:
+        started = time.perf_counter()
+        response, outcome = self.respond(request, platform, public_id)
+        label = platform if platform in PLATFORMS else "unknown"  # the URL's: anything
+        metrics.CALLBACKS.labels(label, outcome).inc()
+        metrics.CALLBACK_SECONDS.labels(label).observe(time.perf_counter() - started)
+        return response
+
+    def respond(self, request: Request, platform: str, public_id: UUID) -> tuple[HttpResponse, str]:
+        """The response, and the outcome the metrics count it under."""
         raw = request._request  # the Django request: its body bytes are what was signed
         try:
             bot = active_bot(platform, public_id)
@@ -47,24 +68,43 @@ class CallbackView(APIView):
             adapter.verify(raw)
             result = adapter.parse(raw)
             if isinstance(result, InboundMessage):
-                receive(bot, result)
-            return adapter.ack(result)
+                outcome = intake_outcome(receive(bot, result))
+            else:
+                outcome = parsed_outcome(result)
+            return adapter.ack(result), outcome
         except Bot.DoesNotExist:
-            return HttpResponse("unknown bot", status=404)
+            return HttpResponse("unknown bot", status=404), "unknown_bot"
         except SignatureInvalid as exc:
             logger.warning("callback for bot %s rejected: %s", public_id, exc)
-            return HttpResponse("invalid signature", status=403)
+            outcome = "stale" if isinstance(exc, StaleRequest) else "bad_signature"
+            return HttpResponse("invalid signature", status=403), outcome
         except BadPayload as exc:
             logger.warning("callback for bot %s unreadable: %s", public_id, exc)
-            return HttpResponse("bad request", status=400)
+            return HttpResponse("bad request", status=400), "malformed"
         except DataError:
             # A value the database refuses is this request's fault, not an outage: a 5xx
             # would have the platform retry it for hours. InboundMessage checks what it
             # knows of; this is the net under that.
             logger.exception("callback for bot %s carries a value that cannot be stored", public_id)
-            return HttpResponse("bad request", status=400)
+            return HttpResponse("bad request", status=400), "malformed"
         except DatabaseError:
-            return database_unavailable()
+            return database_unavailable(), "unavailable"
+
+
+def parsed_outcome(result: CallbackResult) -> str:
+    """The outcome of a callback that carries no message."""
+    if isinstance(result, Challenge):
+        return "challenge"
+    if isinstance(result, Ignored):
+        return "ignored"
+    return "poll"  # a PlatformCallback, answered by its platform module (a stream poll …)
+
+
+def intake_outcome(message: Message | None) -> str:
+    """A message's outcome: accepted (stored, answered next), duplicate or rate_limited."""
+    if message is None:
+        return "duplicate"
+    return "rate_limited" if message.status == Message.Status.RATE_LIMITED else "accepted"
 
 
 def database_unavailable() -> HttpResponse:

@@ -13,7 +13,9 @@ the outcome is recorded:
   with its question's failure. (The web's intake stores the bot's own answers, to a
   command or over a rate limit, as queued rows for the delivery queue: services.py.);
 - `Claim.fail` alone decides retry-or-fail, with the bot's last error;
-- `Claim.crash_loop` is the one guard against a row whose workers keep dying.
+- `Claim.crash_loop` is the one guard against a row whose workers keep dying;
+- the metrics of what is written (final statuses, tokens, queue waits, delivery
+  failures) are counted here, as it is written.
 
 Retrying is said by raising RetryLater, naming the row to work on again (a question, or
 the answer whose send failed); `tasks.py`, the only module that talks to the broker,
@@ -35,6 +37,7 @@ from django.utils import timezone
 
 from channels_im.bot_cache import bot_by_id
 from channels_im.platforms.base import DeliveryError
+from common import metrics
 
 from .llm import LLMError
 from .models import Message
@@ -143,6 +146,8 @@ class Claim:
         row.tenant = row.bot.tenant
         if row.queue_wait_ms is None:
             row.queue_wait_ms = ms_between(row.created_at, now)
+            queue = "inference" if role == Message.Role.USER else "delivery"
+            metrics.QUEUE_WAIT_SECONDS.labels(queue).observe(row.queue_wait_ms / 1000)
         return cls(row)
 
     def answer(self, text: str, *, model: str = "") -> Claim:
@@ -184,9 +189,11 @@ class Claim:
             setattr(self.row, name, value)
         if self.row.pk is None:
             self.row.save(force_insert=True)
-            return
-        wait = self.row.queue_wait_ms
-        Message.objects.filter(pk=self.row.pk).update(queue_wait_ms=wait, **fields)
+        else:
+            wait = self.row.queue_wait_ms
+            Message.objects.filter(pk=self.row.pk).update(queue_wait_ms=wait, **fields)
+        if fields.get("status") in FINAL:
+            count_final(self.row)
 
     def succeed(self, **fields: Any) -> None:
         """The row's work is done: answered, the claim released, no error."""
@@ -203,6 +210,9 @@ class Claim:
         too: the question's status is what the person saw.
         """
         self.row.bot.record_error(f"{self.policy.label}: {exc}")
+        if isinstance(exc, DeliveryError):
+            permanence = metrics.permanence(exc.permanent)
+            metrics.DELIVERY_FAILURES.labels(self.row.bot.platform, permanence).inc()
         countdown = backoff(self.row.attempts, self.policy.first_backoff)
         left = self.seconds_left()
         in_time = left is None or countdown < left
@@ -229,6 +239,18 @@ class Claim:
         """This question's outcome when its answer failed for good: the person saw nothing."""
         error = f"{answer.policy.label}: {answer.row.error}"
         self.record(status=Message.Status.FAILED, claimed_until=None, error=error, **fields)
+
+
+# The statuses a claim leaves a row in for good (the intake's own are counted there).
+FINAL = (Message.Status.ANSWERED, Message.Status.FAILED)
+
+
+def count_final(row: Message) -> None:
+    """Count a row whose final status was just written, with the tokens its answer took."""
+    metrics.MESSAGES.labels(row.role, row.status).inc()
+    for kind, tokens in (("prompt", row.prompt_tokens), ("completion", row.completion_tokens)):
+        if tokens:
+            metrics.TOKENS.labels(row.tenant.slug, kind).inc(tokens)
 
 
 def claimed_until() -> datetime:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 from django.utils import timezone
 
 from channels_im.platforms.base import DeliveryError, OutboundReply
+from common import metrics
 
 from . import sent
 from .claims import Claim
@@ -44,6 +46,7 @@ def send(reply: Claim) -> None:
     if reply.row.pk is not None and (earlier := sent.recall(question)) is not None:
         reply.succeed(content=earlier, delivered_at=timezone.now())
         return
+    started = time.perf_counter()
     try:
         reply.row.bot.adapter.send(outbound(reply))
     except DeliveryError as exc:
@@ -53,6 +56,8 @@ def send(reply: Claim) -> None:
         logger.exception("delivering reply %s failed unexpectedly", reply.row.pk)
         reply.fail(DeliveryError(f"{type(exc).__name__}: {exc}"))
         return
+    seconds = time.perf_counter() - started
+    metrics.DELIVERY_SECONDS.labels(reply.row.bot.platform).observe(seconds)
     sent.remember(question, reply.row.content)
     reply.succeed(delivered_at=timezone.now())
 

@@ -15,7 +15,7 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from common import http
+from common import http, metrics
 
 from .streams import (
     TIMEOUT,
@@ -100,11 +100,32 @@ def chat(
     endpoint is asked to `think` apart from the answer, unless the model refused that
     before; `on_thinking()` is called when the model starts reasoning. At `deadline`
     (time.monotonic()) the answer so far is returned with done_reason "timeout".
-    Raises ModelUnavailable (retry) or ModelRejected (do not).
+    Raises ModelUnavailable (retry) or ModelRejected (do not). The call's timings, or its
+    error by endpoint, are counted for /metrics.
     """
     options = {"num_predict": settings.OLLAMA_NUM_PREDICT, **(options or {})}
-    base = endpoint.rstrip("/")
     stream = AnswerStream(model, on_delta, on_thinking, deadline)
+    try:
+        completion = _answer(endpoint.rstrip("/"), model, messages, options, keep_alive, stream)
+    except LLMError as exc:
+        permanence = metrics.permanence(exc.permanent)
+        metrics.MODEL_ERRORS.labels(metrics.endpoint_label(endpoint), permanence).inc()
+        raise
+    if completion.first_token_ms is not None:
+        metrics.FIRST_TOKEN_SECONDS.observe(completion.first_token_ms / 1000)
+    metrics.MODEL_SECONDS.observe(completion.total_ms / 1000)
+    return completion
+
+
+def _answer(
+    base: str,
+    model: str,
+    messages: Messages,
+    options: dict[str, Any],
+    keep_alive: str | int | None,
+    stream: AnswerStream,
+) -> Completion:
+    """`chat` at a native or an OpenAI-compatible endpoint (`base`, no trailing slash)."""
     if base.endswith("/v1"):
         body = _openai_body(model, messages, options)
         return _run(f"{base}/chat/completions", body, read_openai, stream)

@@ -19,14 +19,15 @@ from tenants.models import Tenant
 WINDOW_SECONDS = 60
 logger = logging.getLogger(__name__)
 
-# KEYS: counters in turn; ARGV: their lifetime, then each one's limit (0: none).
+# KEYS: counters in turn; ARGV: their lifetime, then each one's limit (0: none). Returns
+# the number of the first counter over its limit, 0 if none is.
 COUNT_IN_TURN = """
 for i, key in ipairs(KEYS) do
   local limit = tonumber(ARGV[i + 1])
   if limit > 0 then
     local count = redis.call('INCR', key)
     if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-    if count > limit then return 1 end
+    if count > limit then return i end
   end
 end
 return 0
@@ -37,6 +38,7 @@ return 0
 class Verdict:
     limited: bool
     notify: bool = False  # first refusal for this user in this window: tell them
+    reason: str = ""  # which limit refused it: "rate_limit_user" or "rate_limit_tenant"
 
 
 def check_or_allow(tenant: Tenant, user: str) -> Verdict:
@@ -56,21 +58,30 @@ def check(tenant: Tenant, user: str) -> Verdict:
         (f"rl:u:{tenant.pk}:{user}:{window}", tenant.user_rate_limit_per_minute),
         (f"rl:t:{tenant.pk}:{window}", tenant.rate_limit_per_minute),
     ]
-    if not _over_in_turn(counters):
+    over = _over_in_turn(counters)
+    if not over:
         return Verdict(limited=False)
     first = cache.add(f"rl:told:{tenant.pk}:{user}:{window}", 1, WINDOW_SECONDS * 2)
-    return Verdict(limited=True, notify=first)
+    return Verdict(limited=True, notify=first, reason=REASONS[over - 1])
 
 
-def _over_in_turn(counters: list[tuple[str, int]]) -> bool:
+# Why a message was refused, by the number of the counter over its limit.
+REASONS = ("rate_limit_user", "rate_limit_tenant")
+
+
+def _over_in_turn(counters: list[tuple[str, int]]) -> int:
     """Count one message on each (key, limit) in turn, stopping at the first one over its
-    limit: a user over theirs does not use up the tenant's."""
+    limit: a user over theirs does not use up the tenant's. Returns that counter's number
+    (from 1), or 0 when none is over."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         keys = [backend.make_and_validate_key(key) for key, _ in counters]
         script = backend._cache.get_client(keys[0], write=True).register_script(COUNT_IN_TURN)
-        return bool(script(keys=keys, args=[WINDOW_SECONDS * 2, *(n for _, n in counters)]))
-    return any(limit and _count(key) > limit for key, limit in counters)
+        return int(script(keys=keys, args=[WINDOW_SECONDS * 2, *(n for _, n in counters)]))
+    for number, (key, limit) in enumerate(counters, start=1):
+        if limit and _count(key) > limit:
+            return number
+    return 0
 
 
 def _count(key: str) -> int:

@@ -14,6 +14,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 
 from channels_im.models import Bot
 from channels_im.platforms.base import TEXT, InboundMessage
+from common import metrics
 
 from . import ratelimit, sessions, tasks, texts
 from .commands import command_for
@@ -39,6 +40,7 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     verdict = ratelimit.check_or_allow(bot.tenant, inbound.sender)
     if verdict.limited:
         refuse(bot, message, notify=verdict.notify)
+        metrics.REFUSED.labels(bot.tenant.slug, verdict.reason).inc()
     elif command:
         add_reply(message, command(message))
     elif not readable:
@@ -46,6 +48,8 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     else:
         # Outside any transaction this runs at once; inside a caller's, after its commit.
         transaction.on_commit(lambda: tasks.enqueue(message.pk, Message.Role.USER))
+    if message.status != Message.Status.QUEUED:  # final already; claims.py counts the rest
+        metrics.MESSAGES.labels(message.role, message.status).inc()
     return message
 
 

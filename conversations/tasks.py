@@ -15,6 +15,7 @@ from collections.abc import Callable
 from celery import Task, shared_task
 
 from channels_im import identity
+from common import metrics
 
 from . import delivery, pipeline
 from .claims import RetryLater, stuck
@@ -38,6 +39,7 @@ def sweep_stuck_messages() -> int:
     """Enqueue again what a lost broker message or a dead worker left behind."""
     rows = stuck()
     for row_id, role in rows:
+        metrics.STUCK_ROWS.labels(role).inc()
         enqueue(row_id, role)
     return len(rows)
 

@@ -1,4 +1,7 @@
 import os
+import shutil
+import sys
+import tempfile
 
 import pytest
 
@@ -11,6 +14,20 @@ from tests.factories import (
     UserFactory,
 )
 from tests.fakes.platforms import FakePlatforms
+
+# Each test run and the worker processes it starts (which inherit the variable) count
+# their metrics in a directory of their own, so runs side by side never add up each
+# other's counts. Set here, before the first import of common.metrics, which takes the
+# directory as it loads.
+assert "common.metrics" not in sys.modules, "common.metrics was imported before the tests set it up"
+METRICS_DIR = tempfile.mkdtemp(prefix="test-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_metrics_directory():
+    yield
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

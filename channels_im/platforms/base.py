@@ -30,6 +30,11 @@ class SignatureInvalid(Exception):
     """The request is forged, stale or signed with another key: answer 401/403."""
 
 
+class StaleRequest(SignatureInvalid):
+    """The request's timestamp lies outside the window: an old request replayed, or a
+    clock far off."""
+
+
 class BadPayload(Exception):
     """The body cannot be decrypted or parsed: answer 400."""
 
@@ -279,4 +284,4 @@ def check_timestamp(timestamp: str, *, now: float, max_skew: float) -> None:
     except ValueError as exc:
         raise SignatureInvalid("timestamp is not a number") from exc
     if skew > max_skew:
-        raise SignatureInvalid("timestamp outside the allowed window")
+        raise StaleRequest("timestamp outside the allowed window")

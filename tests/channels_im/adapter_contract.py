@@ -6,6 +6,7 @@ same for everyone: bad input gets the answer DESIGN.md promises and nothing is s
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from channels_im.models import Bot
 from conversations.models import Conversation, Message
 from tests.factories import BotFactory
+from tests.scrape import scrape
 
 
 @pytest.mark.django_db
@@ -122,6 +124,32 @@ class AdapterContract:
         assert Message.objects.filter(role="user").count() == 1
         assert len(fake_ollama.requests) == 1
         assert len(self.delivered_texts(fake_platforms, client, bot)) == 1
+
+    def test_it_counts_each_callback_by_outcome_and_times_its_ack(self, client, bot):
+        bot.tenant.user_rate_limit_per_minute = 1
+        bot.tenant.save()
+        unknown = self.message_request(bot, "hi", "c-m6")
+        unknown["path"] = unknown["path"].replace(str(bot.public_id), str(uuid.uuid4()))
+        requests = {
+            "accepted": self.message_request(bot, "hi", "c-m1"),
+            "duplicate": self.message_request(bot, "hi", "c-m1"),
+            "rate_limited": self.message_request(bot, "hi", "c-m2"),
+            "bad_signature": self.message_request(bot, "hi", "c-m3", forge=True),
+            "stale": self.message_request(bot, "hi", "c-m4", stale=True),
+            "malformed": self.malformed_request(bot),
+            "unknown_bot": unknown,
+        }
+        before = scrape(client)
+        for request in requests.values():
+            client.generic(**request)
+        change = scrape(client).since(before)
+        counted = {
+            outcome: change.value("im_callbacks_total", platform=self.platform, outcome=outcome)
+            for outcome in requests
+        }
+        assert counted == dict.fromkeys(requests, 1)
+        timed = change.value("im_callback_ack_seconds_count", platform=self.platform)
+        assert timed == len(requests)
 
     def test_it_answers_404_for_an_unknown_bot(self, client, bot):
         request = self.message_request(bot, "hi", "c-6")
