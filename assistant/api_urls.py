@@ -22,7 +22,11 @@ urlpatterns = [
     path("messages/", awaiting(MessagesView.as_view()), name="api-messages"),  # type: ignore[arg-type]
     path("messages/export/", MessageExport.as_view(), name="api-message-export"),
     path("messages/<int:pk>/", MessageView.as_view(), name="api-message"),
-    path("messages/<int:pk>/stream/", MessageStreamView.as_view(), name="api-message-stream"),
+    path(
+        "messages/<int:pk>/stream/",
+        awaiting(MessageStreamView.as_view()),  # type: ignore[arg-type]
+        name="api-message-stream",
+    ),
     path("conversations/", ConversationList.as_view(), name="api-conversations"),
     path("conversations/<int:pk>/", ConversationDetail.as_view(), name="api-conversation"),
     path("usage/", UsageView.as_view(), name="api-usage"),

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, DataError, IntegrityError
+from django.db import DatabaseError, DataError, IntegrityError, connections
 from django.http import Http404, HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
@@ -32,6 +32,9 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -179,15 +182,39 @@ class FirstRenderer(BaseContentNegotiation):
         return first, first.media_type
 
 
+def release_connections() -> None:
+    """Hand this thread's database connections back (to the web process's pool) ahead of
+    a wait: a waiting client holds no connection either. A connection inside a
+    transaction (an atomic block's, or a test's) stays."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
+
+
+def in_a_thread(function: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """`function` for the event loop: it runs in a thread (the request's own, within a
+    request), which then releases its connections."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            release_connections()
+
+    return sync_to_async(call)
+
+
 def awaiting(view: Callable[..., HttpResponseBase]) -> Callable[..., Awaitable[HttpResponseBase]]:
-    """A DRF view (`as_view()`) served on the event loop: its own code runs in a thread
-    as ever; a response that carries `awaits`, an async callable taking the response,
-    is finished by it on the loop before it is rendered. What it waits for holds no
-    thread (ASGI, `common/webserver.py`). The schema and the URL-conf tests see the
-    view's class as on any DRF view."""
+    """A DRF view (`as_view()`) for clients that wait, served on the event loop: the view's
+    own code runs in a thread as ever; then a response that carries `awaits`, an async
+    callable taking the response, is finished by it on the loop before it is rendered,
+    and a streamed response's async content runs on the loop. What they wait for holds
+    neither a thread nor a database connection (ASGI, `common/webserver.py`). The schema
+    and the URL-conf tests see the view's class as on any DRF view."""
+    run = in_a_thread(view)
 
     async def on_the_loop(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        response = await sync_to_async(view)(request, *args, **kwargs)
+        response = await run(request, *args, **kwargs)
         finish = getattr(response, "awaits", None)
         if finish is not None:
             await finish(response)

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from functools import partial
 from itertools import chain, count
 
-from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -32,7 +31,7 @@ from rest_framework.views import APIView
 
 from channels_im.models import Bot
 from channels_im.platforms.base import BadPayload, InboundMessage
-from common.api import FirstRenderer
+from common.api import FirstRenderer, in_a_thread
 from tenants.api_auth import tenant_of
 
 from .. import services
@@ -164,7 +163,7 @@ async def settle(pk: int, seconds: float, response: Response) -> None:
                 pass
         except TimeoutError:
             pass
-    response.data, response.status_code = await sync_to_async(shown)(pk)
+    response.data, response.status_code = await in_a_thread(shown)(pk)
 
 
 async def events(question: Message) -> AsyncIterator[str]:
@@ -183,7 +182,7 @@ async def events(question: Message) -> AsyncIterator[str]:
             except TimeoutError:
                 yield event("error", {"detail": "no answer in time", "code": "timeout"})
                 return
-        question = await sync_to_async(reread)(question.pk)
+        question = await in_a_thread(reread)(question.pk)
     if question.status == Message.Status.FAILED:
         yield event("error", {"detail": question.error, "code": question.status})
         return
@@ -191,7 +190,7 @@ async def events(question: Message) -> AsyncIterator[str]:
     answer = reply.content if reply is not None else text
     if answer.startswith(text) and len(answer) > len(text):
         yield event("delta", {"text": answer[len(text) :]})
-    yield event("done", await sync_to_async(lambda: MessageSerializer(question).data)())
+    yield event("done", await in_a_thread(lambda: MessageSerializer(question).data)())
 
 
 def reread(pk: int) -> Message:

@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 
 from channels_im.platforms.api.adapter import live_key
+from common.api import in_a_thread
 
 from ..models import Message
 from .serializers import FINAL
@@ -94,7 +94,7 @@ class Watch:
 
     async def _poll(self) -> None:
         while self.queues:
-            seen = await sync_to_async(_look_or_nothing)(list(self.queues))
+            seen = await in_a_thread(_look_or_nothing)(list(self.queues))
             for pk, now in seen.items():
                 for queue in self.queues.get(pk, ()):
                     queue.put_nowait(now)
