@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from rest_framework import serializers, viewsets
 
 from tenants.api_auth import tenant_of
+from tenants.audit_api import AuditedWrites
 from tenants.encryption import mask
 
 from .models import Bot
@@ -82,7 +83,7 @@ class BotSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class BotViewSet(viewsets.ModelViewSet):
+class BotViewSet(AuditedWrites, viewsets.ModelViewSet):
     required_scopes = ("admin",)
     serializer_class = BotSerializer
     lookup_field = "public_id"

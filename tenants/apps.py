@@ -7,4 +7,6 @@ class TenantsConfig(AppConfig):
     verbose_name = _("Tenants")
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
+        from . import audit_signals, checks  # noqa: F401 - checks registers the system checks
+
+        audit_signals.connect()
