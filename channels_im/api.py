@@ -80,6 +80,8 @@ class BotSerializer(serializers.ModelSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         attrs["credentials"] = merged
+        if bot is None:
+            attrs["tenant"] = tenant
         return attrs
 
 
@@ -94,6 +96,3 @@ class BotViewSet(AuditedWrites, viewsets.ModelViewSet):
         if getattr(self, "swagger_fake_view", False):  # the schema's generation: no caller
             return Bot.objects.none()
         return Bot.objects.filter(tenant=tenant_of(self.request)).order_by("name")
-
-    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        serializer.save(tenant=tenant_of(self.request))

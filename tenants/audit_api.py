@@ -23,7 +23,8 @@ Action = audit.Action
 
 class AuditedWrites:
     """For DRF generic views: every create, update and destroy is recorded with its
-    changed fields, in the same transaction as the write."""
+    changed fields, in the same transaction as the write. A view that overrides a
+    `perform_*` method must call super() (or stamp values in its serializer instead)."""
 
     request: Any
 
