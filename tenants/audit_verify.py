@@ -71,10 +71,13 @@ def _problem(event: AuditEvent, previous: AuditEvent | None) -> str:
         )
     expected = previous.hash if previous else ""
     if event.prev_hash != expected:
-        before = f"the hash of event id {previous.pk}, {expected}" if previous else "empty"
+        before = (
+            f"the event before it (id {previous.pk}) has hash {expected}"
+            if previous
+            else "it is the chain's first, whose prev_hash is empty"
+        )
         return (
-            f"broken link: its prev_hash is {event.prev_hash or '(empty)'}, but the event "
-            f"before it in the chain says it should be {before} "
+            f"broken link: its prev_hash is {event.prev_hash or '(empty)'}, but {before} "
             "(an event was deleted, inserted or moved)"
         )
     return ""
