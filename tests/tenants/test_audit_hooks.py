@@ -193,6 +193,15 @@ def test_a_failed_sign_in_is_recorded_without_the_password(client, admin_a, supe
     assert last(action=Action.SIGN_IN).tenant_id is None  # the operator
 
 
+def test_a_sign_in_refused_by_the_lockout_is_a_failed_one(client, admin_a, settings):
+    settings.AXES_FAILURE_LIMIT = 2
+    for _ in range(2):
+        sign_in(client, "alice", "wrong")
+    assert sign_in(client, "alice", "pw").status_code == 429  # the right password, locked
+    actions = list(AuditEvent.objects.order_by("id").values_list("action", flat=True))
+    assert actions == [Action.SIGN_IN_FAILED] * 3
+
+
 # --- apply_config ---------------------------------------------------------------------
 
 
