@@ -7,20 +7,16 @@ are read-only everywhere. Only superusers create or delete tenants and membershi
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from django import forms
-from django.apps import apps
 from django.contrib import admin, messages
 from django.db import models, transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from . import audit
-from .audit_models import CHANGED, AuditEvent
 from .models import ApiKey, Membership, Tenant
 
 if TYPE_CHECKING:
@@ -275,87 +271,3 @@ class ApiKeyAdmin(TenantScopedAdmin):
             % {"key": raw_key},
             messages.WARNING,
         )
-
-
-class ActorListFilter(admin.SimpleListFilter):
-    """The actors of the events the user may see."""
-
-    title = _("actor")
-    parameter_name = "actor"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        events = model_admin.get_queryset(request).order_by("actor_label")
-        labels = events.values_list("actor_label", flat=True).distinct()[:200]
-        return [(label, label) for label in labels]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        return queryset.filter(actor_label=self.value()) if self.value() else queryset
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(TenantScopedAdmin):
-    """The audit trail, read-only for everyone: operators see every chain, a tenant's
-    admins and auditors their tenant's."""
-
-    tenant_field = "tenant_id"
-    show_full_result_count = False
-    list_display = (
-        "created_at", "tenant_slug", "action", "actor_label", "object_kind", "object_label", "ip"
-    )  # fmt: skip
-    list_filter = ("action", ActorListFilter, ("created_at", admin.DateFieldListFilter))
-    date_hierarchy = "created_at"
-    search_fields = ("actor_label", "object_label", "object_id", "tenant_slug")
-    fields = (
-        ("created_at", "action"),
-        ("tenant_slug", "tenant_id"),
-        ("actor_label", "actor_user_id", "actor_key_id", "ip"),
-        ("object_kind", "object_id", "object_label"),
-        "changes_list",
-        "detail_json",
-        ("prev_hash", "hash"),
-    )
-    # Everything else is read-only too: nobody has the change permission.
-    readonly_fields = ("object_kind", "changes_list", "detail_json")
-
-    def tenant_id_of(self, obj: Model) -> int | None:
-        return obj.tenant_id  # type: ignore[attr-defined]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    @admin.display(description=_("object type"), ordering="object_type")
-    def object_kind(self, event: AuditEvent) -> str:
-        try:
-            return str(apps.get_model(event.object_type)._meta.verbose_name)
-        except (LookupError, ValueError):
-            return event.object_type
-
-    @admin.display(description=_("changed fields"))
-    def changes_list(self, event: AuditEvent) -> str:
-        rows = [(name, _change_text(change)) for name, change in event.changes.items()]
-        return format_html_join("", "<div><code>{}</code>: {}</div>", rows) or "-"
-
-    @admin.display(description=_("detail"))
-    def detail_json(self, event: AuditEvent) -> str:
-        if not event.detail:
-            return "-"
-        return format_html("<pre>{}</pre>", json.dumps(event.detail, ensure_ascii=False, indent=2))
-
-
-def _change_text(change: Any) -> str:
-    """ "old → new", or "changed" for a secret."""
-    if change == CHANGED:
-        return str(_("changed"))
-    if isinstance(change, dict) and change.keys() == {"old", "new"}:
-        return f"{_json(change['old'])} → {_json(change['new'])}"
-    return _json(change)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
