@@ -15,6 +15,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -255,9 +256,13 @@ class BotAdmin(TenantScopedAdmin):
 
     @admin.action(description=_("Clear last error"), permissions=["change"])
     def clear_last_error(self, request: HttpRequest, queryset: QuerySet[Bot]) -> None:
-        count = self.scoped(request, queryset, writable=True).update(
-            last_error="", last_error_at=None
-        )
+        bots = self.scoped(request, queryset, writable=True).exclude(last_error="")
+        with transaction.atomic():
+            for bot in bots:
+                bot.last_error, bot.last_error_at = "", None
+                # Through save_model, so that the audit trail records it as a change.
+                self.save_model(request, bot, None, change=True)
+        count = len(bots)
         self.message_user(
             request, _("Cleared the last error of %(count)d bot(s).") % {"count": count}
         )

@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from rest_framework import serializers, viewsets
 
 from tenants.api_auth import tenant_of
+from tenants.audit_api import AuditedWrites
 from tenants.encryption import mask
 
 from .models import Bot
@@ -79,10 +80,12 @@ class BotSerializer(serializers.ModelSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         attrs["credentials"] = merged
+        if bot is None:
+            attrs["tenant"] = tenant
         return attrs
 
 
-class BotViewSet(viewsets.ModelViewSet):
+class BotViewSet(AuditedWrites, viewsets.ModelViewSet):
     required_scopes = ("admin",)
     serializer_class = BotSerializer
     lookup_field = "public_id"
@@ -93,6 +96,3 @@ class BotViewSet(viewsets.ModelViewSet):
         if getattr(self, "swagger_fake_view", False):  # the schema's generation: no caller
             return Bot.objects.none()
         return Bot.objects.filter(tenant=tenant_of(self.request)).order_by("name")
-
-    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        serializer.save(tenant=tenant_of(self.request))

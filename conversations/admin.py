@@ -18,6 +18,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
 from tenants.admin import TenantRelatedListFilter, TenantScopedAdmin
+from tenants.audit_admin import AuditedLooks
 
 from .export import csv_lines
 from .models import Conversation, Message
@@ -39,8 +40,9 @@ class CappedCountPaginator(Paginator):
         return log[: self.CAP].count()
 
 
-class LogAdmin(TenantScopedAdmin):
-    """Read-only for everyone (the pipeline owns these rows); superusers may delete."""
+class LogAdmin(AuditedLooks, TenantScopedAdmin):
+    """Read-only for everyone (the pipeline owns these rows); superusers may delete.
+    Every look (open, search, filter, export) is recorded in the audit trail."""
 
     show_full_result_count = False
     # Facets COUNT every filter choice over the whole table.
@@ -153,6 +155,7 @@ class MessageAdmin(LogAdmin):
     def export_csv(
         self, request: HttpRequest, queryset: QuerySet[Message]
     ) -> StreamingHttpResponse:
+        self.record_export(request, queryset, "csv")
         # Streamed, so exporting a month of logs never holds them all in memory.
         response = StreamingHttpResponse(
             csv_lines(queryset.select_related("tenant", "bot")),

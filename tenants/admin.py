@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from . import audit
 from .models import ApiKey, Membership, Tenant
 
 if TYPE_CHECKING:
@@ -119,6 +120,24 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self._allowed(request, obj, writable=True)
+
+    # Every add, change and delete through this base is recorded in the audit trail,
+    # with the changed fields' old and new values (the stored row, read before the save).
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        before = audit.stored(obj)
+        super().save_model(request, obj, form, change)
+        audit.saved(obj, before, request=request)
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        audit.deleting(obj, request=request)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        # The bulk "delete selected" action is not in a transaction of its own.
+        with transaction.atomic():
+            for obj in queryset:
+                audit.deleting(obj, request=request)
+            super().delete_queryset(request, queryset)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))

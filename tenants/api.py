@@ -9,13 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
-from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.views import APIView
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import generics, serializers
 
 from .api_auth import tenant_of
+from .audit_api import AuditedWrites
 from .config import TENANT_FIELDS
 from .models import Tenant
 
@@ -39,19 +37,15 @@ class TenantSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class TenantView(APIView):
+@extend_schema_view(
+    get=extend_schema(summary="Read the tenant's settings"),
+    patch=extend_schema(summary="Change the tenant's settings"),
+)
+class TenantView(AuditedWrites, generics.RetrieveUpdateAPIView):
     required_scopes = ("admin",)
+    serializer_class = TenantSerializer
+    http_method_names = ["get", "patch"]
 
-    @extend_schema(responses=TenantSerializer, summary="Read the tenant's settings")
-    def get(self, request: Request) -> Response:
-        return Response(TenantSerializer(tenant_of(request)).data)
-
-    @extend_schema(
-        request=TenantSerializer, responses=TenantSerializer, summary="Change the tenant's settings"
-    )
-    def patch(self, request: Request) -> Response:
-        tenant = Tenant.objects.get(pk=tenant_of(request).pk)
-        serializer = TenantSerializer(tenant, data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        serializer.save()
-        return Response(serializer.data)
+    def get_object(self) -> Tenant:
+        # A fresh row: the serializer's validation sets values on it.
+        return Tenant.objects.get(pk=tenant_of(self.request).pk)

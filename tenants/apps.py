@@ -7,4 +7,7 @@ class TenantsConfig(AppConfig):
     verbose_name = _("Tenants")
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
+        # checks registers the system checks, audit_admin the audit trail's admin.
+        from . import audit_admin, audit_signals, checks  # noqa: F401
+
+        audit_signals.connect()

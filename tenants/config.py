@@ -31,6 +31,7 @@ from django.db import models, transaction
 from channels_im.models import Bot
 from channels_im.platforms import PLATFORMS, adapter_class
 from channels_im.platforms.base import PlatformAdapter
+from tenants import audit
 from tenants.models import ApiKey, Tenant
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
@@ -371,12 +372,16 @@ def plan(tree: Any) -> list[_Step]:
 
 
 def apply_config(tree: Any) -> list[Change]:
-    """Validate everything, then write in one transaction; the report lists every entry."""
+    """Validate everything, then write in one transaction; the report lists every entry,
+    and the audit trail records each write (actor "system: apply_config")."""
+    actor = audit.Actor.system("apply_config")
     with transaction.atomic():
         steps = plan(tree)
         for step in steps:
             if step.change.action != UNCHANGED:
+                before = audit.stored(step.obj)
                 step.obj.save()
+                audit.saved(step.obj, before, actor=actor)
     return [step.change for step in steps]
 
 

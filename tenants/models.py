@@ -249,3 +249,7 @@ class ApiKey(models.Model):
         if candidate.last_used_at is None or now - candidate.last_used_at > timedelta(minutes=1):
             cls.objects.filter(pk=candidate.pk).update(last_used_at=now)
         return candidate
+
+
+# The audit trail's model lives in its own module; importing it here registers it.
+from .audit_models import AuditEvent  # noqa: E402, F401

@@ -20,6 +20,8 @@ from rest_framework.request import Request
 
 from common.api import NewestFirst
 from tenants.api_auth import tenant_of
+from tenants.audit_api import AuditedReads
+from tenants.audit_models import AuditEvent
 
 from ..export import csv_lines, jsonl_lines
 from ..models import Conversation, Message
@@ -74,10 +76,11 @@ FILTER_PARAMETERS = [
 
 
 @extend_schema_view(get=extend_schema(parameters=FILTER_PARAMETERS, summary="List conversations"))
-class ConversationList(generics.ListAPIView):
+class ConversationList(AuditedReads, generics.ListAPIView):
     """`GET /api/v1/conversations/`: sessions, newest activity first."""
 
     required_scopes = ("logs:read",)
+    audit_action = AuditEvent.Action.SEARCH
     serializer_class = ConversationSerializer
     pagination_class = NewestFirst
 
@@ -92,10 +95,11 @@ class ConversationList(generics.ListAPIView):
         return rows.annotate(message_count=Count("messages"))
 
 
-class ConversationDetail(generics.RetrieveAPIView):
+class ConversationDetail(AuditedReads, generics.RetrieveAPIView):
     """`GET /api/v1/conversations/{id}/`: one session with its transcript."""
 
     required_scopes = ("logs:read",)
+    audit_action = AuditEvent.Action.VIEW
     serializer_class = ConversationDetailSerializer
 
     def get_queryset(self) -> QuerySet[Conversation]:
@@ -132,10 +136,11 @@ def logged_messages(request: Request) -> QuerySet[Message]:
 @extend_schema_view(
     get=extend_schema(parameters=MESSAGE_PARAMETERS, summary="List messages of the log")
 )
-class MessageList(generics.ListAPIView):
+class MessageList(AuditedReads, generics.ListAPIView):
     """`GET /api/v1/messages/`: questions as message objects, answers as transcript rows."""
 
     required_scopes: Any = ("logs:read",)
+    audit_action = AuditEvent.Action.SEARCH
     pagination_class = NewestFirst
     serializer_class = MessageSerializer
 
@@ -170,10 +175,11 @@ class JsonLinesRenderer(_FileRenderer):
     media_type, format = "application/jsonl", "jsonl"
 
 
-class MessageExport(generics.GenericAPIView):
+class MessageExport(AuditedReads, generics.GenericAPIView):
     """`GET /api/v1/messages/export/?format=csv|jsonl`: the filtered log, streamed."""
 
     required_scopes = ("logs:read",)
+    audit_action = AuditEvent.Action.EXPORT
     # The file formats, and JSON for errors.
     renderer_classes = (CsvRenderer, JsonLinesRenderer, JSONRenderer)
 
@@ -198,12 +204,15 @@ class MessageExport(generics.GenericAPIView):
         kind = request.query_params.get("format", "csv")
         if kind not in ("csv", "jsonl"):  # DRF answered 404 to a format it has no renderer for
             raise serializers.ValidationError({"format": ["Choose csv or jsonl."]})
-        rows = logged_messages(request).order_by("-id")
+        rows = self.get_queryset().order_by("-id")
         body = csv_lines(rows) if kind == "csv" else jsonl_lines(rows)
         content_type = "text/csv; charset=utf-8" if kind == "csv" else "application/jsonl"
         response = StreamingHttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'attachment; filename="messages.{kind}"'
         return response
+
+    def get_queryset(self) -> QuerySet[Message]:
+        return logged_messages(self.request)
 
 
 def _common(given: dict, user_field: str, chat_field: str) -> dict:

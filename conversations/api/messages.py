@@ -24,15 +24,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.generics import get_object_or_404
+from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from channels_im.models import Bot
 from channels_im.platforms.base import BadPayload, InboundMessage
 from common.api import FirstRenderer, in_a_thread
 from tenants.api_auth import tenant_of
+from tenants.audit_api import AuditedReads
+from tenants.audit_models import AuditEvent
 
 from .. import services
 from ..models import Message
@@ -110,17 +111,31 @@ class MessagesView(MessageList):
         return response
 
 
-class MessageView(APIView):
+class MessageRead(AuditedReads, GenericAPIView):
+    """Reading one message: a look at the log, unless the message was sent through the
+    API (a client polling its own answer)."""
+
+    audit_action = AuditEvent.Action.VIEW
+    serializer_class = MessageSerializer
+
+    def get_queryset(self) -> QuerySet[Message]:
+        return readable(self.request)
+
+    def is_audited(self, obj: Message) -> bool:  # type: ignore[override]
+        return obj.bot.platform != "api"
+
+
+class MessageView(MessageRead):
     """`GET`: one message object."""
 
     required_scopes = ("chat", "logs:read")
 
     @extend_schema(responses=MessageSerializer, summary="Read a message and its answer")
     def get(self, request: Request, pk: int) -> Response:
-        return Response(MessageSerializer(get_object_or_404(readable(request), pk=pk)).data)
+        return Response(MessageSerializer(self.get_object()).data)
 
 
-class MessageStreamView(APIView):
+class MessageStreamView(MessageRead):
     """`GET`: the answer as server-sent events: `delta`s, then `done` or `error`."""
 
     required_scopes = ("chat",)
@@ -137,7 +152,7 @@ class MessageStreamView(APIView):
         summary="Stream the answer as server-sent events",
     )
     def get(self, request: Request, pk: int) -> StreamingHttpResponse:
-        question = get_object_or_404(readable(request), pk=pk)
+        question = self.get_object()
         response = StreamingHttpResponse(events(question), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"  # a buffering proxy would hold the deltas
