@@ -1,12 +1,12 @@
-"""The tenant-scoped admin: tenants, memberships and API keys, per role."""
+"""The tenant-scoped admin: tenants and API keys, per role (members: test_roles.py)."""
 
 import pytest
 from django.contrib.messages import get_messages
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from tenants.models import ApiKey, Membership, Tenant
-from tests.factories import ApiKeyFactory, MembershipFactory, UserFactory
+from tenants.models import ApiKey, Tenant
+from tests.factories import ApiKeyFactory, MembershipFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +14,6 @@ pytestmark = pytest.mark.django_db
 TENANTS = reverse("admin:tenants_tenant_changelist")
 KEYS = reverse("admin:tenants_apikey_changelist")
 ADD_KEY = reverse("admin:tenants_apikey_add")
-MEMBERSHIPS = reverse("admin:tenants_membership_changelist")
 
 
 def tenant_url(tenant):
@@ -109,40 +108,6 @@ def test_it_makes_the_tenant_read_only_for_auditors(client, auditor_a, tenant_a)
     assert response.status_code == 403
     tenant_a.refresh_from_db()
     assert tenant_a.model == "qwen2:1.5b"
-
-
-def test_it_shows_nothing_to_staff_without_a_membership(client, tenant_a):
-    client.force_login(UserFactory(username="drifter"))
-    assert b"Tenant A" not in client.get(reverse("admin:index")).content
-    assert client.get(TENANTS).status_code == 403
-    assert client.get(KEYS).status_code == 403
-
-
-# --- memberships -----------------------------------------------------------------------
-
-
-def test_it_shows_memberships_read_only_to_tenant_admins(client, admin_a, auditor_a, outsider):
-    client.force_login(admin_a)
-    response = client.get(MEMBERSHIPS)
-    assert response.status_code == 200
-    assert b"audrey" in response.content
-    assert b"charlie" not in response.content
-    assert client.get(reverse("admin:tenants_membership_add")).status_code == 403
-    membership = Membership.objects.get(user=auditor_a)
-    change = reverse("admin:tenants_membership_change", args=[membership.pk])
-    response = client.post(change, {"user": auditor_a.pk, "role": "admin"})
-    assert response.status_code == 403
-    membership.refresh_from_db()
-    assert membership.role == "auditor"
-
-
-def test_it_lets_the_superuser_grant_memberships(client, superuser, tenant_a):
-    user = UserFactory(username="newbie")
-    client.force_login(superuser)
-    add = reverse("admin:tenants_membership_add")
-    response = client.post(add, {"user": user.pk, "tenant": tenant_a.pk, "role": "auditor"})
-    assert response.status_code == 302
-    assert Membership.objects.filter(user=user, tenant=tenant_a, role="auditor").exists()
 
 
 # --- API keys --------------------------------------------------------------------------
