@@ -38,16 +38,6 @@ def test_it_lists_only_the_users_own_tenants(client, admin_a, tenant_b):
     assert b"Tenant B" not in response.content
 
 
-def test_it_hides_another_tenants_config_from_an_outsider(client, outsider, tenant_a):
-    client.force_login(outsider)
-    assert b"Tenant A" not in client.get(TENANTS).content
-    assert client.get(tenant_url(tenant_a)).status_code == 302
-    response = client.post(tenant_url(tenant_a), tenant_form(tenant_a, model="evil"))
-    assert response.status_code == 302
-    tenant_a.refresh_from_db()
-    assert tenant_a.model != "evil"
-
-
 def test_it_lets_a_tenant_admin_edit_their_tenant_config(client, admin_a, tenant_a):
     client.force_login(admin_a)
     assert client.get(tenant_url(tenant_a)).status_code == 200
@@ -101,15 +91,6 @@ def test_it_keeps_tenant_creation_and_deletion_to_the_superuser(
     assert client.get(TENANTS).status_code == 200
 
 
-def test_it_makes_the_tenant_read_only_for_auditors(client, auditor_a, tenant_a):
-    client.force_login(auditor_a)
-    assert client.get(tenant_url(tenant_a)).status_code == 200
-    response = client.post(tenant_url(tenant_a), tenant_form(tenant_a, model="gemma:2b"))
-    assert response.status_code == 403
-    tenant_a.refresh_from_db()
-    assert tenant_a.model == "qwen2:1.5b"
-
-
 # --- API keys --------------------------------------------------------------------------
 
 
@@ -151,26 +132,6 @@ def test_it_lists_keys_without_their_hash(client, admin_a, tenant_a):
     page = client.get(KEYS).content.decode()
     assert "crm" in page and key.prefix in page
     assert key.hashed_key not in page
-
-
-def test_it_hides_another_tenants_keys_from_an_outsider(client, outsider, tenant_a):
-    key = ApiKeyFactory(tenant=tenant_a, name="crm-of-a")
-    client.force_login(outsider)
-    assert b"crm-of-a" not in client.get(KEYS).content
-    change = reverse("admin:tenants_apikey_change", args=[key.pk])
-    assert client.get(change).status_code == 302
-    client.post(change, {"name": "stolen", "is_active": ""})
-    key.refresh_from_db()
-    assert (key.name, key.is_active) == ("crm-of-a", True)
-
-
-def test_it_gives_auditors_no_way_to_create_or_change_keys(client, auditor_a, tenant_a):
-    key = ApiKeyFactory(tenant=tenant_a)
-    client.force_login(auditor_a)
-    assert client.get(KEYS).status_code == 200
-    assert client.get(ADD_KEY).status_code == 403
-    change = reverse("admin:tenants_apikey_change", args=[key.pk])
-    assert client.post(change, {"name": "renamed", "is_active": "on"}).status_code == 403
 
 
 def test_it_lets_an_admin_of_two_tenants_pick_the_tenant(client, admin_a, tenant_b):
