@@ -16,8 +16,8 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from .members import AddMemberForm, InviteForm, account_is_managed_by, link_message, start_over
 from .models import ApiKey, Membership, Tenant
+from .roles import AddMemberForm, InviteForm, account_is_managed_by, link_message, start_over
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -183,7 +183,7 @@ class TenantAdmin(TenantScopedAdmin):
 @admin.register(Membership)
 class MembershipAdmin(TenantScopedAdmin):
     """Tenant admins invite and remove their tenant's members and reset their passwords
-    (tenants/members.py); auditors see who has access. Each one's own membership is the
+    (tenants/roles.py); auditors see who has access. Each one's own membership is the
     operator's to change, so no one locks themself out."""
 
     list_display = ("user", "tenant", "role", "password_set", "created_at")

@@ -3,7 +3,7 @@
 A membership is what lets a person into the admin, not Django's "staff status": the
 operator (superuser) and every active member of a tenant may sign in, nobody else. It is
 checked on every request, so removing someone's last membership shuts them out at once,
-live session or not. `tenants.apps.TenantAdminConfig` makes this class the `admin.site`.
+live session or not. `tenants.admin_config.TenantAdminConfig` makes this class the `admin.site`.
 """
 
 from __future__ import annotations

@@ -115,6 +115,15 @@ def test_it_lets_a_tenant_admin_invite_a_member_with_a_link_used_once(client, ad
     assert sign_in(Client(), "newbie", GOOD_PASSWORD)["Location"] == INDEX
 
 
+@pytest.mark.parametrize(
+    "path", ["not-base64/token/", "MTIzNDU2Nzg5/1-2-3/", "Mg/set-password/", "%00/%ff/"]
+)
+def test_it_answers_a_broken_link_with_a_page_not_an_error(client, admin_a, path):
+    response = client.get("/admin/set-password/" + path)
+    assert response.status_code == 200
+    assert not response.context["validlink"]
+
+
 @pytest.mark.parametrize("taken", ["charlie", "Charlie"])
 def test_it_refuses_an_invite_naming_an_existing_account(client, admin_a, outsider, taken):
     client.force_login(admin_a)
