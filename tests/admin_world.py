@@ -128,10 +128,14 @@ def make_row(world: World, model: type[models.Model], side: str) -> models.Model
     """A row of `model` for `side`: text fields carry the marker, relations point at the
     side's rows. Raises LookupError for a field it cannot fill."""
     values = {}
+    # The admin's path to the tenant may end in a plain column ("tenant_id").
+    tenant_column = getattr(admin.site._registry.get(model), "tenant_field", None)
     for db_field in model._meta.concrete_fields:
         if db_field.primary_key or getattr(db_field, "auto_now_add", False):
             continue
-        if db_field.is_relation:
+        if db_field.name == tenant_column and not db_field.is_relation:
+            values[db_field.name] = world.tenants[side].pk
+        elif db_field.is_relation:
             values[db_field.name] = related_row(world, db_field, side)
         elif db_field.choices:
             values[db_field.name] = db_field.choices[0][0]
