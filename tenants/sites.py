@@ -65,6 +65,8 @@ class SetPasswordView(PasswordResetConfirmView):
 
 
 class TenantAdminSite(admin.AdminSite):
+    """Django's admin, signed in to by membership, with the members' set-password page."""
+
     login_form = MemberAuthenticationForm
 
     def has_permission(self, request: HttpRequest) -> bool:

@@ -48,6 +48,11 @@ ROLES = tuple(ACCESS)
 SIGNED_OUT = ("no_membership", "inactive")
 
 
+def hidden_sides(role: str) -> list[str]:
+    """The tenants whose rows `role` must never see."""
+    return [side for side in SIDES if role != "operator" and side not in ACCESS[role]]
+
+
 @dataclass
 class World:
     tenants: dict[str, Tenant] = field(default_factory=dict)
@@ -59,17 +64,9 @@ class World:
         """The row of `side` that the pages of `model` act on."""
         return self.targets[model, side]
 
-    def hidden_sides(self, role: str) -> list[str]:
-        return [side for side in SIDES if role != "operator" and side not in ACCESS[role]]
-
-    def hidden_markers(self, role: str) -> list[str]:
-        return [MARKERS[side] for side in self.hidden_sides(role)]
-
     def hidden_rows(self, role: str) -> set[tuple[str, Any]]:
         """(model label, pk) of every row the role must never be offered."""
-        return {
-            (row._meta.label, row.pk) for side in self.hidden_sides(role) for row in self.rows[side]
-        }
+        return {(row._meta.label, row.pk) for side in hidden_sides(role) for row in self.rows[side]}
 
     def add(self, side: str, *rows: models.Model) -> None:
         self.rows.setdefault(side, []).extend(rows)

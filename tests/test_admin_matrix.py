@@ -29,7 +29,16 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from tests.admin_forms import read_form
-from tests.admin_world import ACCESS, MARKERS, ROLES, SIDES, SIGNED_OUT, build_world, is_scoped
+from tests.admin_world import (
+    ACCESS,
+    MARKERS,
+    ROLES,
+    SIDES,
+    SIGNED_OUT,
+    build_world,
+    hidden_sides,
+    is_scoped,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -109,9 +118,8 @@ def text_of(response: HttpResponse) -> str:
 
 
 def assert_hidden(text: str, role: str, where: str) -> None:
-    for side in SIDES:
-        if role != "operator" and side not in ACCESS[role]:
-            assert MARKERS[side] not in text, f"{where}: {role} sees tenant {side}'s rows"
+    for side in hidden_sides(role):
+        assert MARKERS[side] not in text, f"{where}: {role} sees tenant {side}'s rows"
 
 
 def assert_sign_in_page(response: HttpResponse, where: str) -> None:
