@@ -1,8 +1,8 @@
 """The admin, scoped per tenant: one base class decides who sees and changes what.
 
-Memberships are the source of truth, not Django's Permission table: a staff user with
-a membership may view the tenant's rows, and change them if the role is admin. Auditors
-are read-only everywhere. Only superusers create or delete tenants and memberships.
+Memberships are the source of truth, not Django's Permission table: a member may view
+the tenant's rows, and change them if the role is admin. Auditors are read-only
+everywhere. Only superusers create or delete tenants.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import audit
 from .models import ApiKey, Membership, Tenant
+from .roles import AddMemberForm, InviteForm, account_is_managed_by, link_message, start_over
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -200,21 +201,73 @@ class TenantAdmin(TenantScopedAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(TenantScopedAdmin):
-    list_display = ("user", "tenant", "role", "created_at")
+    """Tenant admins invite and remove their tenant's members and reset their passwords
+    (tenants/roles.py); auditors see who has access. Each one's own membership is the
+    operator's to change, so no one locks themself out."""
+
+    list_display = ("user", "tenant", "role", "password_set", "created_at")
     list_filter = ("role", ("tenant", admin.RelatedOnlyFieldListFilter))
     search_fields = ("user__username", "tenant__name")
     list_select_related = ("user", "tenant")
-    autocomplete_fields = ("user",)
+    readonly_fields = ("user", "created_at")
+    actions = ("reset_password",)
 
-    # Granting access is the operator's: members see who else has access, read-only.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return request.user.is_superuser
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return (
+            ("username", "tenant", "role")
+            if obj is None
+            else ("user", "tenant", "role", "created_at")
+        )
+
+    def get_form(
+        self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        if obj is None:
+            kwargs["form"] = AddMemberForm if request.user.is_superuser else InviteForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def _is_own(self, request: HttpRequest, obj: Model | None) -> bool:
+        return (
+            isinstance(obj, Membership)
+            and not request.user.is_superuser
+            and obj.user_id == request.user.pk
+        )
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.is_superuser
+        return super().has_change_permission(request, obj) and not self._is_own(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return request.user.is_superuser
+        return super().has_delete_permission(request, obj) and not self._is_own(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        obj.user, created = form.member()
+        super().save_model(request, obj, form, change)
+        if created:
+            self.message_user(request, link_message(request, obj.user), messages.WARNING)
+
+    @admin.display(description=_("password set"), boolean=True)
+    def password_set(self, membership: Membership) -> bool:
+        return membership.user.has_usable_password()
+
+    @admin.action(description=_("Reset password (a new set-password link)"), permissions=["change"])
+    def reset_password(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        writable = tenant_ids(request, writable=True)
+        rows = self.scoped(request, queryset, writable=True).select_related("user")
+        for user in {row.user_id: row.user for row in rows}.values():
+            if user.pk == request.user.pk or not (
+                request.user.is_superuser or account_is_managed_by(user, writable)
+            ):
+                refused = _(
+                    "The password of %(user)s was not reset: it is your own account, or one "
+                    "with access beyond your tenants, which only the operator may reset."
+                )
+                self.message_user(request, refused % {"user": user}, messages.ERROR)
+                continue
+            start_over(user)
+            self.message_user(request, link_message(request, user), messages.WARNING)
 
 
 class ApiKeyForm(forms.ModelForm):

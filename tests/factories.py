@@ -33,7 +33,7 @@ class UserFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("username",)
 
     username = factory.Sequence(lambda n: f"user{n}")
-    is_staff = True
+    # Staff status is left unticked: a membership (or superuser) is what opens the admin.
     password = factory.django.Password("pw")
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.factories import UserFactory
+from tests.factories import MembershipFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -23,12 +23,12 @@ def _limit(settings):
 
 @pytest.fixture
 def alice():
-    return UserFactory(username="alice", password="right-password")
+    return MembershipFactory(user__username="alice", user__password="right-password").user
 
 
 @pytest.fixture
 def bob():
-    return UserFactory(username="bob", password="bobs-password")
+    return MembershipFactory(user__username="bob", user__password="bobs-password").user
 
 
 def sign_in(client, username, password, address):
