@@ -161,9 +161,9 @@ class BotDay(models.Model):
     messages = models.PositiveIntegerField(_("messages"))
     prompt_tokens = models.PositiveBigIntegerField(_("prompt tokens"), default=0)
     completion_tokens = models.PositiveBigIntegerField(_("completion tokens"), default=0)
-    # Questions per bucket of rollup.EDGES_MS: percentiles without reading the log.
-    total_ms_buckets = models.JSONField(default=list)
-    first_token_ms_buckets = models.JSONField(default=list)
+    # {"total_ms": [...], "first_token_ms": [...]}: questions per bucket of rollup.EDGES_MS,
+    # for percentiles without reading the log. One field: the dashboard decodes one per row.
+    histograms = models.JSONField(default=dict)
     last_at = models.DateTimeField(_("newest question"))
 
     class Meta:
