@@ -50,7 +50,7 @@ class BotHealth:
     """One bot's state and its figures over the dashboard's days."""
 
     bot: Bot
-    messages: int = 0
+    questions: int = 0
     tokens: int = 0
     failures: int = 0
 
@@ -74,11 +74,11 @@ class BotHealth:
 
 @dataclass(frozen=True)
 class Ranked:
-    """A row of a top list; `share` is its messages in percent of the first row's."""
+    """A row of a top list; `share` is its questions in percent of the first row's."""
 
     name: str
     tenant: str
-    messages: int
+    questions: int
     tokens: int
     share: int
 
@@ -191,12 +191,12 @@ def _bots(board: Dashboard, scope: Q, month: QuerySet[BotDay]) -> None:
         for bot in Bot.objects.filter(scope).select_related("tenant")
     ]
     board.several_tenants = len({h.bot.tenant_id for h in health}) > 1
-    ranked = sorted(health, key=lambda h: (-h.messages, -h.tokens, h.bot.name))
+    ranked = sorted(health, key=lambda h: (-h.questions, -h.tokens, h.bot.name))
     board.top_bots = _ranked(
-        [(h.bot.name, h.bot.tenant.name, h.messages, h.tokens) for h in ranked if h.messages]
+        [(h.bot.name, h.bot.tenant.name, h.questions, h.tokens) for h in ranked if h.questions]
     )
     # Those needing attention first, then the busiest.
-    attention = sorted(ranked, key=lambda h: (h.state != "failing", -h.failures, -h.messages))
+    attention = sorted(ranked, key=lambda h: (h.state != "failing", -h.failures, -h.questions))
     board.bots = attention[:BOTS_SHOWN]
     board.more_bots = len(attention) - len(board.bots)
 
@@ -219,10 +219,10 @@ def _top_users(board: Dashboard, scope: Q) -> None:
 
 def _ranked(rows: list[tuple[str, str, int, int]]) -> list[Ranked]:
     rows = rows[:TOP]
-    most = max((row[2] for row in rows), default=1)
+    most = max((row[2] for row in rows), default=0) or 1
     return [
-        Ranked(name, tenant, messages, tokens, round(messages * 100 / most))
-        for name, tenant, messages, tokens in rows
+        Ranked(name, tenant, questions, tokens, round(questions * 100 / most))
+        for name, tenant, questions, tokens in rows
     ]
 
 
