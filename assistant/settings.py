@@ -247,6 +247,7 @@ CELERY_TASK_ROUTES = {
     "conversations.tasks.deliver_reply": {"queue": "delivery"},
     "conversations.tasks.sweep_stuck_messages": {"queue": "delivery"},
     "conversations.tasks.learn_bot_identities": {"queue": "delivery"},
+    "conversations.tasks.refresh_dashboard": {"queue": "delivery"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-messages": {
@@ -257,6 +258,13 @@ CELERY_BEAT_SCHEDULE = {
     "learn-bot-identities": {
         "task": "conversations.tasks.learn_bot_identities",
         "schedule": timedelta(seconds=60),
+    },
+    # The admin dashboard's figures (conversations/rollup.py) lag the log by at most this.
+    "refresh-dashboard": {
+        "task": "conversations.tasks.refresh_dashboard",
+        "schedule": timedelta(seconds=60),
+        # A run still waiting when the next is due is dropped, not piled up.
+        "options": {"expires": 55},
     },
 }
 

@@ -152,6 +152,7 @@ class BotAdmin(TenantScopedAdmin):
         "platform",
         "is_active",
         "callback_url_code",
+        "last_success_at",
         "short_last_error",
         "last_error_at",
     )
@@ -167,6 +168,7 @@ class BotAdmin(TenantScopedAdmin):
         "callback_url_field",
         "credentials_overview",
         "public_id",
+        "last_success_at",
         "last_error",
         "last_error_at",
         "created_at",
@@ -224,7 +226,18 @@ class BotAdmin(TenantScopedAdmin):
                 {"fields": credentials},
             ),
             (_("Behaviour"), {"fields": ("system_prompt", "shared_group_session")}),
-            (_("Status"), {"fields": ("last_error", "last_error_at", "public_id", "created_at")}),
+            (
+                _("Status"),
+                {
+                    "fields": (
+                        "last_success_at",
+                        "last_error",
+                        "last_error_at",
+                        "public_id",
+                        "created_at",
+                    )
+                },
+            ),
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:

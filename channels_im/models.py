@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -41,6 +43,9 @@ class Bot(models.Model):
     is_active = models.BooleanField(_("active"), default=True)
     last_error = models.TextField(_("last error"), blank=True, editable=False)
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True, editable=False)
+    last_success_at = models.DateTimeField(
+        _("last answer delivered"), null=True, blank=True, editable=False
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -76,3 +81,11 @@ class Bot(models.Model):
         now = timezone.now()
         Bot.objects.filter(pk=self.pk).update(last_error=error[:2000], last_error_at=now)
         self.last_error, self.last_error_at = error, now
+
+    def record_success(self) -> None:
+        """Note that an answer reached the platform. Written at most once a minute unless
+        an error came since: a bot is failing while its last error is newer than this."""
+        now = timezone.now()
+        stale = Q(last_success_at__isnull=True) | Q(last_success_at__lt=now - timedelta(minutes=1))
+        since_error = Q(last_error_at__gte=F("last_success_at"))
+        Bot.objects.filter(stale | since_error, pk=self.pk).update(last_success_at=now)

@@ -196,8 +196,11 @@ class Claim:
             count_final(self.row)
 
     def succeed(self, **fields: Any) -> None:
-        """The row's work is done: answered, the claim released, no error."""
+        """The row's work is done: answered, the claim released, no error. An answer
+        delivered is its bot's last success."""
         self.record(status=Message.Status.ANSWERED, claimed_until=None, error="", **fields)
+        if self.row.role == Message.Role.ASSISTANT:
+            self.row.bot.record_success()
 
     def fail(self, exc: Failure, *, apology: str = "", **fields: Any) -> Claim | None:
         """Retry a transient failure later, or record the failure for good.

@@ -146,3 +146,60 @@ class Message(models.Model):
             model=model,
             status=Message.Status.QUEUED,
         )
+
+
+class BotDay(models.Model):
+    """The questions one bot received on one day (in TIME_ZONE) that now have one status:
+    the dashboard's rollup of the log. Recomputed from the log by rollup.py, never edited."""
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+    )
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+", verbose_name=_("bot"))
+    day = models.DateField(_("day"))
+    status = models.CharField(_("status"), max_length=16, choices=Message.Status.choices)
+    messages = models.PositiveIntegerField(_("messages"))
+    prompt_tokens = models.PositiveBigIntegerField(_("prompt tokens"), default=0)
+    completion_tokens = models.PositiveBigIntegerField(_("completion tokens"), default=0)
+    # {"total_ms": [...], "first_token_ms": [...]}: questions per bucket of rollup.EDGES_MS,
+    # for percentiles without reading the log. One field: the dashboard decodes one per row.
+    histograms = models.JSONField(default=dict)
+    last_at = models.DateTimeField(_("newest question"))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bot", "day", "status"], name="unique_bot_day_status"),
+        ]
+        indexes = [models.Index(fields=["day"], name="botday_day_idx")]
+        verbose_name = _("bot day")
+        verbose_name_plural = _("bot days")
+
+    def __str__(self) -> str:
+        return f"{self.bot} · {self.day} · {self.status}: {self.messages}"
+
+
+class UserDay(models.Model):
+    """One person's questions to a tenant's bots on one day (in TIME_ZONE). Only the
+    busiest rollup.USERS_PER_DAY of each tenant and day are kept, so the table stays small
+    however many people ask."""
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+    )
+    day = models.DateField(_("day"))
+    sender = models.CharField(_("sender"), max_length=200)
+    messages = models.PositiveIntegerField(_("messages"))
+    tokens = models.PositiveBigIntegerField(_("tokens"), default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "day", "sender"], name="unique_user_day_sender"
+            ),
+        ]
+        indexes = [models.Index(fields=["day"], name="userday_day_idx")]
+        verbose_name = _("user day")
+        verbose_name_plural = _("user days")
+
+    def __str__(self) -> str:
+        return f"{self.sender} · {self.day}: {self.messages}"

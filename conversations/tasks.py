@@ -17,7 +17,7 @@ from celery import Task, shared_task
 from channels_im import identity
 from common import metrics
 
-from . import delivery, pipeline
+from . import delivery, pipeline, rollup
 from .claims import RetryLater, stuck
 from .models import Message
 
@@ -48,6 +48,12 @@ def sweep_stuck_messages() -> int:
 def learn_bot_identities() -> int:
     """Ask the platforms what they can tell about their bots (a Feishu bot's open_id)."""
     return identity.learn_identities()
+
+
+@shared_task
+def refresh_dashboard() -> int:
+    """Recompute the admin dashboard's figures of today and yesterday from the log."""
+    return rollup.refresh()
 
 
 def enqueue(row_id: int, role: str, countdown: float = 0) -> None:

@@ -493,3 +493,24 @@ def test_an_answer_sent_while_the_database_was_down_is_not_sent_again(
     assert len(fake_ollama.requests) == (1 if path == "answer" else 0)
     reply = Message.objects.get(reply_to=question)
     assert reply.status == "answered" and reply.delivered_at is not None
+
+
+def test_a_delivered_answer_after_a_retry_leaves_the_bot_working(run, wecom_bot, fake_ollama):
+    """The bot's last success is its last delivered answer: newer than the error a retry
+    recorded on the way, so the dashboard does not call the bot failing."""
+    fake_ollama.fail_status, fake_ollama.fail_times = 503, 1
+    run()
+    wecom_bot.refresh_from_db()
+    assert wecom_bot.last_error.startswith("model:")
+    assert wecom_bot.last_success_at > wecom_bot.last_error_at
+
+
+def test_a_bot_whose_answers_never_arrive_has_no_last_success(run, wecom_bot, fake_platforms):
+    fake_platforms.fail_next = [
+        (200, {"errcode": 0, "access_token": "t", "expires_in": 7200}),
+        (200, {"errcode": 60020, "errmsg": "not allow to access"}),
+    ]
+    run()
+    wecom_bot.refresh_from_db()
+    assert wecom_bot.last_error_at is not None
+    assert wecom_bot.last_success_at is None

@@ -1,0 +1,127 @@
+"""The admin as a person sees it: headless Chromium signs in as each role, opens the
+dashboard and a conversation, checks that the charts were drawn, and keeps screenshots.
+
+Screenshots go to $TEST_ARTIFACTS_DIR if set, else to pytest's temporary folder
+(<basetemp>/screenshots0/, e.g. /tmp/pytest-of-root/pytest-current/screenshots0/).
+Needs Debian's `chromium` and `chromium-driver` (.ci/run installs them).
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from tests.browser import sample_log
+from tests.factories import BotFactory
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not (CHROMIUM and DRIVER),
+        reason="no browser: apt-get install chromium chromium-driver (CI installs them)",
+    ),
+]
+
+# The answered layer's colour (dashboard.css): the stylesheet reached the browser.
+ANSWERED_FILL = "rgb(0, 158, 115)"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # As root (CI) Chromium needs --no-sandbox; /dev/shm is small in containers.
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1280,1900")
+    options.add_experimental_option("prefs", {"intl.accept_languages": "en"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    folder = os.environ.get("TEST_ARTIFACTS_DIR")
+    if not folder:
+        return tmp_path_factory.mktemp("screenshots")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder)
+
+
+@pytest.fixture
+def site(tenant_a, tenant_b, superuser, admin_a, auditor_a):
+    """Two tenants with a month of log each; one bot of A failing."""
+    bots_a = [BotFactory(tenant=tenant_a, name=n) for n in ("helpdesk", "hr-assistant")]
+    bots_b = [BotFactory(tenant=tenant_b, name="b-sales", platform="feishu")]
+    conversations = sample_log.fill([*bots_a, *bots_b])
+    bots_a[0].record_success()
+    bots_b[0].record_success()
+    bots_a[1].record_error("delivery: errcode 60020 not allow to access from your ip")
+    return {"conversation": conversations[0], "other_tenant": conversations[2]}
+
+
+def sign_in(browser, live_server, user, language="en"):
+    browser.delete_all_cookies()
+    browser.get(live_server.url + reverse("admin:login"))
+    browser.add_cookie({"name": "django_language", "value": language})
+    browser.get(live_server.url + reverse("admin:login"))
+    browser.find_element("id", "id_username").send_keys(user.username)
+    browser.find_element("id", "id_password").send_keys("pw")
+    browser.find_element("css selector", "input[type=submit]").click()
+    browser.find_element("css selector", "section.dash")  # waits for the home page
+
+
+def drawn_charts(browser):
+    """Each chart on the page: its SVG has a size on screen and marks with a size too."""
+    charts = browser.find_elements("css selector", "svg.dash-svg")
+    for chart in charts:
+        assert chart.size["width"] > 300 and chart.size["height"] > 80
+        marks = chart.find_elements("css selector", ".dash-mark")
+        assert marks, chart.get_attribute("aria-labelledby")
+        assert all(mark.size["width"] > 0 for mark in marks[:20])
+    return charts
+
+
+@pytest.mark.parametrize(
+    ("role", "language", "sees_other_tenant"),
+    [("superuser", "en", True), ("admin_a", "en", False), ("auditor_a", "zh-hans", False)],
+)
+def test_each_role_sees_its_dashboard_drawn(
+    browser, live_server, screenshots, site, request, role, language, sees_other_tenant
+):
+    sign_in(browser, live_server, request.getfixturevalue(role), language)
+
+    charts = drawn_charts(browser)
+    assert len(charts) == 3
+    answered = browser.find_element("css selector", "svg.dash-svg rect.answered")
+    assert browser.execute_script("return getComputedStyle(arguments[0]).fill", answered) == (
+        ANSWERED_FILL
+    )
+    page = browser.page_source
+    assert ("b-sales" in page) is sees_other_tenant
+    assert "errcode 60020" in page
+    if language == "zh-hans":
+        assert "每日提问（按结果）" in page
+    browser.save_screenshot(str(screenshots / f"dashboard-{role}-{language}.png"))
+
+    conversation = site["conversation"]
+    browser.get(
+        live_server.url + reverse("admin:conversations_conversation_change", args=[conversation.pk])
+    )
+    assert conversation.chat_id in browser.page_source
+    browser.save_screenshot(str(screenshots / f"conversation-{role}-{language}.png"))
+
+    other = site["other_tenant"]
+    browser.get(
+        live_server.url + reverse("admin:conversations_conversation_change", args=[other.pk])
+    )
+    assert (other.chat_id in browser.page_source) is sees_other_tenant
