@@ -1,0 +1,45 @@
+"""A trigram index for searching the log's text on PostgreSQL (pg_trgm).
+
+Django's `content__icontains` is `UPPER(content) LIKE UPPER('%…%')` on PostgreSQL, so the
+index is on UPPER(content), with gin_trgm_ops: it serves searches of three characters or
+more, Chinese included (pg_trgm counts CJK characters as word characters in a UTF-8
+database whose LC_CTYPE is not C).
+
+Built CONCURRENTLY, so a large log keeps taking messages while it builds (hence a
+migration outside a transaction). The index is not in Message.Meta: on SQLite, which
+searches with a plain LIKE, Django would try to build it whenever it rebuilds the table.
+CREATE EXTENSION needs a superuser, or (PostgreSQL 13+, pg_trgm being trusted) the
+database's owner.
+"""
+
+from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.contrib.postgres.operations import TrigramExtension
+from django.db import migrations
+from django.db.models.functions import Upper
+
+INDEX = GinIndex(OpClass(Upper("content"), name="gin_trgm_ops"), name="msg_content_trgm_idx")
+
+
+def add_index(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        message = apps.get_model("conversations", "Message")
+        schema_editor.execute(INDEX.create_sql(message, schema_editor, concurrently=True))
+
+
+def remove_index(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        message = apps.get_model("conversations", "Message")
+        schema_editor.execute(INDEX.remove_sql(message, schema_editor, concurrently=True))
+
+
+class Migration(migrations.Migration):
+    atomic = False  # CREATE INDEX CONCURRENTLY refuses to run in a transaction
+
+    dependencies = [
+        ("conversations", "0006_dashboard_rollup"),
+    ]
+
+    operations = [
+        TrigramExtension(),
+        migrations.RunPython(add_index, remove_index),
+    ]
