@@ -12,24 +12,24 @@ CREATE EXTENSION needs a superuser, or (PostgreSQL 13+, pg_trgm being trusted) t
 database's owner.
 """
 
-from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations
-from django.db.models.functions import Upper
 
-INDEX = GinIndex(OpClass(Upper("content"), name="gin_trgm_ops"), name="msg_content_trgm_idx")
+# Written out: Django's GinIndex(OpClass(Upper("content"), …)) compiles right only with
+# django.contrib.postgres installed, which nothing else here needs.
+CREATE = (
+    "CREATE INDEX CONCURRENTLY msg_content_trgm_idx ON conversations_message"
+    " USING gin (UPPER(content) gin_trgm_ops)"
+)
+DROP = "DROP INDEX CONCURRENTLY IF EXISTS msg_content_trgm_idx"
 
 
-def add_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        message = apps.get_model("conversations", "Message")
-        schema_editor.execute(INDEX.create_sql(message, schema_editor, concurrently=True))
+def on_postgresql(sql):
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(sql)
 
-
-def remove_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        message = apps.get_model("conversations", "Message")
-        schema_editor.execute(INDEX.remove_sql(message, schema_editor, concurrently=True))
+    return run
 
 
 class Migration(migrations.Migration):
@@ -41,5 +41,5 @@ class Migration(migrations.Migration):
 
     operations = [
         TrigramExtension(),
-        migrations.RunPython(add_index, remove_index),
+        migrations.RunPython(on_postgresql(CREATE), on_postgresql(DROP)),
     ]
