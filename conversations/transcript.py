@@ -92,4 +92,4 @@ def tokens(row: Message) -> str:
     if row.prompt_tokens is None and row.completion_tokens is None:
         return ""
     text = f"{row.prompt_tokens or 0} / {row.completion_tokens or 0}"
-    return f"{text} ({_('estimated')})" if row.tokens_estimated else text
+    return _("%(counts)s (estimated)") % {"counts": text} if row.tokens_estimated else text
