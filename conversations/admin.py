@@ -9,14 +9,13 @@ it shows, filtered and searched, as CSV or JSON Lines.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponseBadRequest
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
@@ -80,7 +79,8 @@ class LogAdmin(AuditedLooks, TenantScopedAdmin):
 
 @admin.register(Conversation)
 class ConversationAdmin(LogAdmin):
-    """A conversation's page is its transcript, below its fields."""
+    """A conversation's page is its transcript, below its fields
+    (templates/admin/conversations/conversation/change_form.html)."""
 
     list_display = (
         "id",
@@ -112,19 +112,6 @@ class ConversationAdmin(LogAdmin):
         "messages_link",
     )
     readonly_fields = ("platform", "messages_link")
-
-    def render_change_form(
-        self,
-        request: HttpRequest,
-        context: dict[str, Any],
-        add: bool = False,
-        change: bool = False,
-        form_url: str = "",
-        obj: Model | None = None,
-    ) -> HttpResponse:
-        if isinstance(obj, Conversation):
-            context["transcript"] = transcript.page(obj, request.GET)
-        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description=_("platform"))
     def platform(self, conversation: Conversation) -> str:
