@@ -209,7 +209,9 @@ class MessageAdmin(LogAdmin):
         try:
             rows = self.get_changelist_instance(request).queryset
         except IncorrectLookupParameters as exc:
-            return HttpResponseBadRequest(gettext("Bad filter: %(error)s") % {"error": exc})
+            # Plain text: the error quotes the query string back.
+            error = gettext("Bad filter: %(error)s") % {"error": exc}
+            return HttpResponseBadRequest(error, content_type="text/plain; charset=utf-8")
         self.record_export(request, rows, kind)
         return download(rows, kind)
 
