@@ -8,10 +8,10 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.handlers.asgi import ASGIHandler
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 
-from assistant.asgi import application
 from conversations.export import StreamedFile
 from conversations.models import Message
 from tenants.audit_models import AuditEvent
@@ -178,8 +178,10 @@ def test_django_alone_reads_the_whole_file_first_under_asgi():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_asgi_application_streams_an_export_from_the_database(tenant_a, key_for, recwarn):
-    """The web process's own handler: each batch reads the rows' cursor in the request's
-    thread, and the rows arrive in many body messages, none of them read ahead."""
+    """Django's ASGI handler, which serves the REST API in the web process (assistant.asgi,
+    not imported here: it sets the process's environment): each batch reads the rows'
+    cursor in the request's thread, and the rows arrive in many body messages, none of
+    them read ahead."""
     conversation = ConversationFactory(bot=BotFactory(tenant=tenant_a))
     MessageFactory.create_batch(450, conversation=conversation, content="报销")
     key = key_for(tenant_a, "logs:read")
@@ -200,7 +202,7 @@ def test_the_asgi_application_streams_an_export_from_the_database(tenant_a, key_
     async def send(message):
         sent.append(message)
 
-    async_to_sync(application)(scope, receive, send)
+    async_to_sync(ASGIHandler())(scope, receive, send)
     assert sent[0]["status"] == 200
     bodies = [m["body"] for m in sent if m["type"] == "http.response.body" and m.get("body")]
     rows = [json.loads(line) for line in b"".join(bodies).decode().splitlines()]
