@@ -131,7 +131,9 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------
-# PostgreSQL connections a web process shares among its requests (see DATABASE_POOL below).
+# Threads of a web process that run requests' code, apart from the REST API's
+# (assistant/asgi.py); and the PostgreSQL connections the process's threads share.
+WEB_THREADS = ranged("WEB_THREADS", 8, 1, 256)
 DATABASE_POOL_SIZE = ranged("DATABASE_POOL_SIZE", 16, 1, 1000)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
