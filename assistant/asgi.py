@@ -1,11 +1,31 @@
 """The web process's application, served by gunicorn with the ASGI worker of
-`common/webserver.py` (gunicorn.conf.py names both)."""
+`common/webserver.py` (gunicorn.conf.py names both).
+
+The REST API goes through Django's ASGI handler: its clients may wait minutes on an answer
+or a stream, on the event loop, holding no thread (conversations/api/watch.py). Everything
+else (the platforms' callbacks, the admin, health checks, static files) goes through
+Django's WSGI handler on a fixed pool of threads (common/wsgi_threads.py): one handoff per
+request, where the ASGI handler's per-middleware hops cost a callback twice the CPU.
+"""
 
 import os
+from typing import Any
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
+
+from common.wsgi_threads import Receive, Send, WsgiInThreads
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
-# Each request's code runs in a thread of its own here: connections come from a pool.
+# Requests' code runs in many threads here: connections come from a pool.
 os.environ.setdefault("DATABASE_POOL", "true")
-application = get_asgi_application()
+api = get_asgi_application()
+rest = WsgiInThreads(get_wsgi_application(), settings.WEB_THREADS)
+
+
+async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    if scope["path"].startswith("/api/"):
+        await api(scope, receive, send)
+    else:
+        await rest(scope, receive, send)

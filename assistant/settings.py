@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 from kombu import Exchange, Queue
@@ -131,7 +132,9 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------
-# PostgreSQL connections a web process shares among its requests (see DATABASE_POOL below).
+# Threads of a web process that run requests' code, apart from the REST API's
+# (assistant/asgi.py); and the PostgreSQL connections the process's threads share.
+WEB_THREADS = ranged("WEB_THREADS", 8, 1, 256)
 DATABASE_POOL_SIZE = ranged("DATABASE_POOL_SIZE", 16, 1, 1000)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -248,7 +251,12 @@ CELERY_TASK_ROUTES = {
     "conversations.tasks.sweep_stuck_messages": {"queue": "delivery"},
     "conversations.tasks.learn_bot_identities": {"queue": "delivery"},
     "conversations.tasks.refresh_dashboard": {"queue": "delivery"},
+    "conversations.tasks.purge_expired": {"queue": "delivery"},
 }
+# Retention (conversations/retention.py): the hour of the nightly purge (0-23, TIME_ZONE's),
+# and how many messages each of its short transactions deletes or redacts.
+RETENTION_HOUR = ranged("RETENTION_HOUR", 3, 0, 23)
+RETENTION_BATCH_SIZE = ranged("RETENTION_BATCH_SIZE", 1000, 1, 100_000)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-messages": {
         "task": "conversations.tasks.sweep_stuck_messages",
@@ -265,6 +273,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=60),
         # A run still waiting when the next is due is dropped, not piled up.
         "options": {"expires": 55},
+    },
+    # Retention (conversations/retention.py): once a night, at a quiet hour.
+    "purge-expired-messages": {
+        "task": "conversations.tasks.purge_expired",
+        "schedule": crontab(minute=30, hour=RETENTION_HOUR),
+        "options": {"expires": 12 * 3600},
     },
 }
 
@@ -345,6 +359,8 @@ LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="zh-hans")
 LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
+# Beat's crontab hours (the nightly purge) are TIME_ZONE's too.
+CELERY_TIMEZONE = TIME_ZONE
 USE_I18N = True
 USE_TZ = True
 

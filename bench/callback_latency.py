@@ -73,8 +73,12 @@ def run(product: Product, platform: str, n: int, concurrency: int) -> list[float
             raise RuntimeError(f"{platform}: HTTP {response.status_code} {response.text[:200]}")
         return elapsed
 
+    cpu = product.web_cpu_seconds()
     with ThreadPoolExecutor(concurrency) as pool:
-        return list(pool.map(timed, requests_[WARM_UP:]))
+        latencies = list(pool.map(timed, requests_[WARM_UP:]))
+    cpu = product.web_cpu_seconds() - cpu
+    print(f"{platform:10s} web processes' CPU per callback: {cpu / n * 1000:.2f} ms")
+    return latencies
 
 
 def report(platform: str, latencies: list[float], budget_ms: float) -> bool:

@@ -149,6 +149,22 @@ class Product:
             )
         )
 
+    def web_cpu_seconds(self) -> float:
+        """CPU seconds (user + system) spent so far by the web processes: gunicorn's
+        master and its workers, read from /proc (Linux)."""
+        master = self.processes[0].pid
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a process that ended meanwhile
+                continue
+            pid, ppid = int(stat.parent.name), int(fields[1])
+            if master in (pid, ppid):
+                total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
     def _wait_until_up(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

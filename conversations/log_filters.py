@@ -6,7 +6,7 @@ A filter is a name and a value: `bot` (a bot's public_id), `platform` (a platfor
 names that make sense for a session; their period is that of their last activity.
 
 `q` is `icontains`: on PostgreSQL `UPPER(content) LIKE UPPER('%…%')`, which the trigram
-index of migration 0007 serves once the text has three characters or more; on SQLite a
+index of migration 0008 serves once the text has three characters or more; on SQLite a
 plain LIKE.
 """
 

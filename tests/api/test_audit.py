@@ -6,6 +6,7 @@ from rest_framework.test import APIClient
 
 from tenants.audit_models import AuditEvent
 from tenants.models import ApiKey
+from tests.api.conftest import read_stream
 from tests.factories import WECOM_CREDENTIALS, BotFactory, ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -113,7 +114,7 @@ def test_reading_a_logged_message_is_a_view_and_polling_an_api_answer_is_not(api
     sent = MessageFactory(conversation=ConversationFactory(bot=api_bot), status="answered")
     assert api.get(f"/api/v1/messages/{sent.pk}/").status_code == 200
     stream = api.get(f"/api/v1/messages/{sent.pk}/stream/")
-    assert b"event: done" in b"".join(stream.streaming_content)
+    assert "event: done" in read_stream(stream)
     assert AuditEvent.objects.count() == 1
 
 

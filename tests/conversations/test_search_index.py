@@ -1,4 +1,4 @@
-"""On PostgreSQL the log's text search is served by the trigram index of migration 0007,
+"""On PostgreSQL the log's text search is served by the trigram index of migration 0008,
 for the very query the admin's search and the API's `q` build."""
 
 import pytest

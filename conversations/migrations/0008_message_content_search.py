@@ -36,7 +36,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY refuses to run in a transaction
 
     dependencies = [
-        ("conversations", "0006_dashboard_rollup"),
+        ("conversations", "0007_message_redaction"),
     ]
 
     operations = [
