@@ -181,7 +181,7 @@ class MessageAdmin(LogAdmin):
             _("Timings and tokens"),
             {
                 "fields": (
-                    ("created_at", "delivered_at"),
+                    ("created_at", "delivered_at", "redacted_at"),
                     ("queue_wait_ms", "first_token_ms", "total_ms"),
                     ("prompt_tokens", "completion_tokens"),
                 )
@@ -217,9 +217,8 @@ class MessageAdmin(LogAdmin):
 
     @admin.display(description=_("content"))
     def short_content(self, message: Message) -> str:
-        return format_html(
-            '<a href="{}">{}</a>', transcript.url(message), Truncator(message.content).chars(60)
-        )
+        text = _("(redacted)") if message.redacted_at else Truncator(message.content).chars(60)
+        return format_html('<a href="{}">{}</a>', transcript.url(message), text)
 
     @admin.display(description=_("tokens (prompt / completion)"))
     def tokens(self, message: Message) -> str:

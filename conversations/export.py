@@ -39,6 +39,7 @@ EXPORT_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "tokens_estimated",
+    "redacted_at",  # retention cleared content and error then
 )
 # Excel runs a cell that starts with one of these as a formula; message text is user input.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

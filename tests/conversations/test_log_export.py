@@ -94,16 +94,24 @@ def test_a_row_exports_with_its_figures(client, auditor_a, tenant_a):
         content="报销流程是什么？", prompt_tokens=120, completion_tokens=48,
         tokens_estimated=True, done_reason="length", total_ms=1234,
     )  # fmt: skip
-    MessageFactory(conversation=question.conversation, reply_to=question, role="assistant")
+    answer = MessageFactory(conversation=question.conversation, reply_to=question, role="assistant")
     client.force_login(auditor_a)
-    first, answer = rows_of(client.get(EXPORT["jsonl"], {"o": "-1"}), "jsonl")[::-1]
+
+    def exported():
+        return {row["id"]: row for row in rows_of(client.get(EXPORT["jsonl"]), "jsonl")}
+
+    rows = exported()
+    first = rows[question.pk]
     assert first["content"] == "报销流程是什么？" and first["bot"] == "helpdesk"
     assert (first["tokens_estimated"], first["done_reason"], first["total_ms"]) == (
         True,
         "length",
         1234,
     )
-    assert answer["reply_to_id"] == question.pk
+    assert (rows[answer.pk]["reply_to_id"], first["redacted_at"]) == (question.pk, None)
+    Message.objects.filter(pk=question.pk).update(content="", redacted_at=question.created_at)
+    redacted = exported()[question.pk]
+    assert (redacted["content"], redacted["redacted_at"]) == ("", question.created_at.isoformat())
 
 
 @pytest.mark.parametrize("kind", ["csv", "jsonl"])

@@ -184,3 +184,18 @@ def test_it_reads_a_page_in_as_many_queries_however_long(
 
     # Each question's answer comes in its join.
     assert queries(page_of(conversation)) == queries(page_of(short))
+
+
+def test_a_redacted_exchange_says_so_and_keeps_its_figures(
+    client, auditor_a, conversation, answered
+):
+    question, answer = answered
+    Message.objects.filter(pk__in=[question.pk, answer.pk]).update(
+        content="", error="", redacted_at=datetime(2026, 9, 1, 2, tzinfo=UTC)
+    )
+    client.force_login(auditor_a)
+    page = read(client, page_of(conversation)).content.decode()
+    assert page.count("Text removed by retention on 2026-09-01.") == 2
+    assert LONG_CHINESE not in page and "120 / 48 (estimated)" in page
+    listed = read(client, reverse("admin:conversations_message_changelist")).content.decode()
+    assert f'<a href="{transcript.url(question)}">(redacted)</a>' in listed
