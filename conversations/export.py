@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
-from itertools import islice
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
@@ -91,30 +90,47 @@ FORMATS: dict[str, tuple[Callable[[QuerySet[Message]], Iterator[str]], str]] = {
 }
 
 
+# Characters of a piece of the file: each piece is one send (and, for the REST API, one
+# hop between its thread and the event loop), not each row.
+PIECE = 64 * 1024
+
+
 class StreamedFile(StreamingHttpResponse):
     """A download sent as it is read, in constant memory under ASGI as under WSGI.
 
     Under ASGI, Django's StreamingHttpResponse reads a synchronous iterator whole into a
-    list before it sends a byte; this one takes BATCH parts at a time, each batch in the
-    request's own thread (`thread_sensitive`), where the rows' database cursor lives.
+    list before it sends a byte; this one takes one part at a time, in the request's own
+    thread (`thread_sensitive`), where the rows' database cursor lives.
     """
-
-    BATCH = 200
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         # Synchronous: `download` gives it a generator.
         parts = cast(Iterator[bytes], self.streaming_content)
-        take = sync_to_async(lambda: list(islice(parts, self.BATCH)))
-        while batch := await take():
-            for part in batch:
-                yield part
+        take = sync_to_async(lambda: next(parts, None))
+        while (part := await take()) is not None:
+            yield part
+
+
+def pieces(lines: Iterable[str], size: int) -> Iterator[str]:
+    """`lines` joined into pieces of `size` characters or a line more."""
+    piece: list[str] = []
+    length = 0
+    for line in lines:
+        piece.append(line)
+        length += len(line)
+        if length >= size:
+            yield "".join(piece)
+            piece, length = [], 0
+    if piece:
+        yield "".join(piece)
 
 
 def download(rows: QuerySet[Message], kind: str) -> StreamedFile:
     """`rows`, in their order, as a file to download: kind "csv" (with a BOM) or "jsonl"
     (KeyError for another), named messages-<local time>.<kind>."""
     lines, content_type = FORMATS[kind]
-    response = StreamedFile(lines(rows.select_related("tenant", "bot")), content_type=content_type)
+    body = pieces(lines(rows.select_related("tenant", "bot")), PIECE)
+    response = StreamedFile(body, content_type=content_type)
     name = f"messages-{timezone.localtime():%Y%m%d-%H%M%S}.{kind}"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response

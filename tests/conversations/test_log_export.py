@@ -12,7 +12,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 
-from conversations.export import StreamedFile
+from conversations import export
+from conversations.export import StreamedFile, pieces
 from conversations.models import Message
 from tenants.audit_models import AuditEvent
 from tests.factories import BotFactory, ConversationFactory, MembershipFactory, MessageFactory
@@ -173,7 +174,15 @@ def first_part_async(response):
 def test_under_asgi_the_file_goes_out_as_it_is_read():
     taken = []
     assert first_part_async(StreamedFile(lines(taken))) == b"0\n"
-    assert len(taken) == StreamedFile.BATCH
+    assert taken == [0]
+
+
+def test_rows_go_out_in_pieces_not_one_by_one():
+    taken = []
+    sent = pieces(lines(taken, count=1000), 100)
+    assert next(sent) == "".join(f"{n}\n" for n in range(37))  # 101 characters: 100 and a line
+    assert len(taken) == 37
+    assert "".join(sent).endswith("998\n999\n")
 
 
 def test_django_alone_reads_the_whole_file_first_under_asgi():
@@ -185,13 +194,16 @@ def test_django_alone_reads_the_whole_file_first_under_asgi():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_asgi_application_streams_an_export_from_the_database(tenant_a, key_for, recwarn):
+def test_the_asgi_application_streams_an_export_from_the_database(
+    tenant_a, key_for, recwarn, monkeypatch
+):
     """Django's ASGI handler, which serves the REST API in the web process (assistant.asgi,
     not imported here: it sets the process's environment): each batch reads the rows'
     cursor in the request's thread, and the rows arrive in many body messages, none of
     them read ahead."""
     conversation = ConversationFactory(bot=BotFactory(tenant=tenant_a))
     MessageFactory.create_batch(450, conversation=conversation, content="报销")
+    monkeypatch.setattr(export, "PIECE", 4096)
     key = key_for(tenant_a, "logs:read")
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
