@@ -132,10 +132,11 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------
-# Threads of a web process that run requests' code, apart from the REST API's
-# (assistant/asgi.py); and the PostgreSQL connections the process's threads share.
+# A web process's threads for callbacks and the admin, and its REST API requests at work
+# at once (assistant/asgi.py); each may hold one pooled PostgreSQL connection, and so may
+# the process's watch of waiting API clients.
 WEB_THREADS = ranged("WEB_THREADS", 8, 1, 256)
-DATABASE_POOL_SIZE = ranged("DATABASE_POOL_SIZE", 16, 1, 1000)
+API_THREADS = ranged("API_THREADS", 8, 1, 256)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default has a web and a worker process writing to one file.
@@ -156,7 +157,7 @@ else:
         # request. Celery's processes keep theirs (a pool must not cross their fork).
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
-            "max_size": DATABASE_POOL_SIZE,
+            "max_size": WEB_THREADS + API_THREADS + 1,
             "timeout": 10,
         }
     else:
