@@ -18,7 +18,7 @@ from django.shortcuts import redirect
 from django.urls import path
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext as _gettext
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from common.selftest import FAILED, PASSED, STATUS_LABELS, localized
@@ -57,9 +57,14 @@ class SelfTestAdmin(Base):
             raise Http404
         if not self.has_change_permission(request, bot):
             raise PermissionDenied
-        findings = selftest.run(bot)
+        try:
+            findings = selftest.run(bot)
+        except selftest.TooSoon:
+            message = gettext("“%(name)s” was tested moments ago; test again in a few seconds.")
+            self.message_user(request, message % {"name": bot.name}, messages.WARNING)
+            return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", bot.pk)
         counts = {status: sum(f["status"] == status for f in findings) for status in STATUS_LABELS}
-        message = _gettext(
+        message = gettext(
             "Self-test of “%(name)s”: %(passed)d passed, %(failed)d failed, %(skipped)d skipped."
         ) % {"name": bot.name, **counts}
         self.message_user(

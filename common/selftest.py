@@ -18,14 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import translation
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 STATUSES = (PASSED, FAILED, SKIPPED)
-STATUS_LABELS = {PASSED: _("passed"), FAILED: _("failed"), SKIPPED: _("skipped")}
+STATUS_LABELS = {
+    PASSED: pgettext_lazy("self-test check", "passed"),
+    FAILED: pgettext_lazy("self-test check", "failed"),
+    SKIPPED: pgettext_lazy("self-test check", "skipped"),
+}
 
 
 @dataclass(frozen=True)
