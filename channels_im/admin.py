@@ -131,11 +131,11 @@ class BotAdmin(SelfTestAdmin, TenantScopedAdmin):
         "tenant",
         "platform",
         "is_active",
+        "self_test_badge",
         "callback_url_code",
         "last_success_at",
         "short_last_error",
         "last_error_at",
-        "self_test_badge",
     )
     list_filter = (
         "platform",
@@ -203,12 +203,13 @@ class BotAdmin(SelfTestAdmin, TenantScopedAdmin):
             credentials = ("credentials_overview",)
         return (
             (None, {"fields": ("name", "tenant", "platform", "is_active", "callback_url_field")}),
+            # Above the credentials: a failed check is fixed in the fields below it.
+            (_("Self-test"), {"fields": ("self_test_report",)}),
             (
                 _("Credentials: %(platform)s") % {"platform": obj.get_platform_display()},
                 {"fields": credentials},
             ),
             (_("Behaviour"), {"fields": ("system_prompt", "shared_group_session")}),
-            (_("Self-test"), {"fields": ("self_test_report",)}),
             (
                 _("Status"),
                 {

@@ -61,24 +61,23 @@ class SelfTestAdmin(Base):
             findings = selftest.run(bot)
         except selftest.TooSoon:
             message = gettext("“%(name)s” was tested moments ago; test again in a few seconds.")
-            self.message_user(request, message % {"name": bot.name}, messages.WARNING)
-            return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", bot.pk)
-        counts = {status: sum(f["status"] == status for f in findings) for status in STATUS_LABELS}
-        message = gettext(
-            "Self-test of “%(name)s”: %(passed)d passed, %(failed)d failed, %(skipped)d skipped."
-        ) % {"name": bot.name, **counts}
-        self.message_user(
-            request, message, messages.WARNING if counts[FAILED] else messages.SUCCESS
-        )
+            message, level = message % {"name": bot.name}, messages.WARNING
+        else:
+            counts = {s: sum(f["status"] == s for f in findings) for s in STATUS_LABELS}
+            message = gettext(
+                "Self-test of “%(name)s”: %(passed)d passed, %(failed)d failed, "
+                "%(skipped)d skipped."
+            ) % {"name": bot.name, **counts}
+            level = messages.WARNING if counts[FAILED] else messages.SUCCESS
+        self.message_user(request, message, level)
         return redirect(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", bot.pk)
 
     @admin.display(description=_("self-test"), ordering="self_tested_at")
     def self_test_badge(self, bot: Bot) -> str:
         """passed or failed, and when; "-" for a bot never tested."""
-        passed = bot.self_test_passed
-        if passed is None or bot.self_tested_at is None:
+        if bot.self_tested_at is None:
             return "-"
-        status = PASSED if passed else FAILED
+        status = PASSED if bot.self_test_passed else FAILED
         when = formats.localize(timezone.localtime(bot.self_tested_at))
         return format_html(
             '<span class="self-test-badge self-test-{}">{}</span> <span class="quiet">{}</span>',
@@ -96,7 +95,7 @@ class SelfTestAdmin(Base):
         rows = format_html_join(
             "",
             '<tr><td><span class="self-test-badge self-test-{}">{}</span></td>'
-            '<td><strong>{}</strong><div>{}</div><div class="help">{}</div></td></tr>',
+            '<td><strong>{}</strong><div>{}</div><div class="self-test-action">{}</div></td></tr>',
             (_row(finding) for finding in bot.self_test),
         )
         when = formats.localize(timezone.localtime(bot.self_tested_at))

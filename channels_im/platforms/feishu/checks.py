@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 OPEN_ID, OPEN_ID_LABEL = "bot_open_id", _("The bot's open_id")
 ENCRYPTION, ENCRYPTION_LABEL = "encryption", _("Event encryption settings present")
+BOT_CAPABILITY = _(
+    "Turn on the app's bot capability (应用能力 → 机器人) and publish a version of the app, "
+    "then test again."
+)
 
 
 def app_checks(adapter: FeishuAdapter, timeout: float) -> list[Finding]:
@@ -43,15 +47,10 @@ def _open_id(client: FeishuClient, stored: str) -> Finding:
     try:
         told = client.bot_open_id()
     except DeliveryError as exc:
-        fix = _(
-            "Turn on the app's bot capability (应用能力 → 机器人) and publish a version of "
-            "the app, then test again."
-        )
-        return checks.refused(OPEN_ID, OPEN_ID_LABEL, exc, fix)
+        return checks.refused(OPEN_ID, OPEN_ID_LABEL, exc, BOT_CAPABILITY)
     if not told:
         detail = _("Feishu's answer names no open_id: the app may have no bot capability.")
-        action = _("Turn on the app's bot capability (应用能力 → 机器人) and publish a version.")
-        return failed(OPEN_ID, OPEN_ID_LABEL, detail, action)
+        return failed(OPEN_ID, OPEN_ID_LABEL, detail, BOT_CAPABILITY)
     if not stored:
         detail = format_lazy(_("{open_id}, learned from Feishu and stored."), open_id=told)
         return Finding(OPEN_ID, PASSED, OPEN_ID_LABEL, detail, learned={OPEN_ID: told})

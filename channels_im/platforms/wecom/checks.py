@@ -66,6 +66,7 @@ def _agent_findings(client: WeComClient, agent_id: str) -> list[Finding]:
     agent_fix = _(
         "Copy the AgentId of the app whose Secret this is (应用管理 → the app), then test again."
     )
+    reached = passed(TRUSTED_IP, TRUSTED_IP_LABEL, _("WeCom answered this server's call."))
     try:
         answer = client.call("GET", "/cgi-bin/agent/get", params={"agentid": agent_id})
     except DeliveryError as exc:
@@ -73,17 +74,13 @@ def _agent_findings(client: WeComClient, agent_id: str) -> list[Finding]:
             waits = _("Runs once this server's IP is trusted.")
             return [_untrusted(exc), skipped(AGENT, AGENT_LABEL, waits)]
         if not exc.permanent:
-            waits = _("Runs once WeCom answers.")
-            return [
-                checks.refused(TRUSTED_IP, TRUSTED_IP_LABEL, exc, ""),
-                skipped(AGENT, AGENT_LABEL, waits),
-            ]
+            unknown = checks.refused(TRUSTED_IP, TRUSTED_IP_LABEL, exc, checks.UNREACHABLE_ACTION)
+            return [unknown, skipped(AGENT, AGENT_LABEL, _("Runs once WeCom answers."))]
         # Any other refusal came past WeCom's IP check.
-        ip_ok = passed(TRUSTED_IP, TRUSTED_IP_LABEL, _("WeCom answered this server's call."))
-        return [ip_ok, checks.refused(AGENT, AGENT_LABEL, exc, agent_fix)]
+        return [reached, checks.refused(AGENT, AGENT_LABEL, exc, agent_fix)]
     name = answer.get("name") or agent_id
     return [
-        passed(TRUSTED_IP, TRUSTED_IP_LABEL, _("WeCom answered this server's call.")),
+        reached,
         passed(AGENT, AGENT_LABEL, format_lazy(_("WeCom knows the app “{name}”."), name=name)),
     ]
 
