@@ -44,7 +44,7 @@ EXAMPLE_CHECKS = [
     {
         "key": "credentials",
         "status": "passed",
-        "label": {"zh-hans": "凭证有效", "en": "Credentials accepted"},
+        "label": {"zh-hans": "凭据有效", "en": "Credentials accepted"},
         "detail": {"zh-hans": "平台发放了访问令牌。", "en": "The platform gave an access token."},
         "action": {"zh-hans": "", "en": ""},
     },
@@ -62,8 +62,8 @@ EXAMPLE_CHECKS = [
             "not allow to access from your ip, from ip: 203.0.113.7",
         },
         "action": {
-            "zh-hans": "把 203.0.113.7 加入应用的企业可信IP（应用管理 → 应用 → 企业可信IP），"
-            "然后再测试。",
+            "zh-hans": "请把 203.0.113.7 加入应用的企业可信IP（应用管理 → 该应用 → 企业可信IP），"
+            "然后重新测试。",
             "en": "Add 203.0.113.7 to the app's trusted IPs (应用管理 → the app → 企业可信IP), "
             "then test again.",
         },

@@ -245,3 +245,30 @@ def test_it_leaves_the_token_the_deliveries_use_alone(world):
     mistyped = bot_of(world, "wecom", secret="mistyped")
     selftest.run(mistyped)
     assert cache.get(mistyped.adapter.client.tokens.key) is None
+
+
+def test_a_group_that_raises_is_one_failed_finding_not_a_500(world, self_test, monkeypatch):
+    from channels_im.platforms.wecom.adapter import WeComAppAdapter
+
+    def broken(adapter, timeout):
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(WeComAppAdapter, "self_test", broken)
+    found = self_test(bot_of(world, "wecom"))
+    assert found == {"active": P, "callback_url": P, "platform": F, **MODEL}
+
+
+def test_it_fails_an_endpoint_that_is_no_model_server(world, self_test):
+    world.tenant.model_endpoint = world.platforms.url  # answers 404 to /api/tags
+    world.tenant.save()
+    found = self_test(bot_of(world, "api"))
+    assert (found["model"], found["context_length"]) == (F, S)
+
+
+def test_it_skips_the_context_check_when_the_model_does_not_tell(world):
+    world.ollama.context_length = 0
+    found = {f["key"]: f for f in selftest.run(bot_of(world, "api"))}
+    assert found["context_length"]["status"] == S
+    assert found["context_length"]["detail"]["en"] == (
+        "The endpoint does not tell the model's context length."
+    )

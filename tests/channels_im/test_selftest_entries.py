@@ -14,6 +14,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from channels_im import selftest
+from channels_im.platforms.wecom.checks import TRUSTED_IP_LABEL
+from common.selftest import in_every_language
 from tests.factories import BotFactory
 
 pytestmark = pytest.mark.django_db
@@ -221,5 +223,6 @@ def test_the_schema_documents_the_test_with_a_bilingual_example(client):
     examples = operation["responses"]["200"]["content"]["application/json"]["examples"]
     (example,) = examples.values()
     check = example["value"]["checks"][1]
+    assert check["label"] == in_every_language(TRUSTED_IP_LABEL)  # the example is true
     assert set(check["action"]) == {"zh-hans", "en"}
     assert "可信" in check["action"]["zh-hans"] and "trusted" in check["action"]["en"]
