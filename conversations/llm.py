@@ -8,6 +8,7 @@ texts change between versions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,7 +28,7 @@ from .streams import (
     read_openai,
 )
 
-__all__ = ["Completion", "LLMError", "ModelRejected", "ModelUnavailable", "chat"]
+__all__ = ["Completion", "LLMError", "ModelRejected", "ModelUnavailable", "chat", "metadata"]
 
 Messages = list[dict[str, str]]
 
@@ -203,6 +204,27 @@ def probe(endpoint: str, timeout: float) -> None:
         raise ModelRejected(f"cannot send the model request: {exc}") from exc
     except requests.RequestException as exc:
         raise ModelUnavailable(f"model endpoint unreachable: {exc}") from exc
+
+
+def metadata(endpoint: str, path: str, timeout: float, body: dict[str, Any] | None = None) -> Any:
+    """The JSON answer to one metadata request (`/api/tags`, `/api/show`, `/models` …):
+    GET `path` of the endpoint, or POST `body` to it, connecting and answering within
+    `timeout` seconds each. Raises ModelUnavailable or ModelRejected as `chat` does, and
+    ModelRejected for an answer that is not JSON (no model server answers so)."""
+    url = endpoint.rstrip("/") + path
+    method = "GET" if body is None else "POST"
+    try:
+        with http.session().request(method, url, json=body, timeout=timeout) as response:
+            _raise_for_status(response)
+            content = response.content
+    except _UNSENDABLE as exc:
+        raise ModelRejected(f"cannot send the model request: {exc}") from exc
+    except requests.RequestException as exc:
+        raise ModelUnavailable(f"model endpoint unreachable: {_transport_reason(exc)}") from exc
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        raise ModelRejected(f"{path}: the answer is not JSON") from exc
 
 
 @contextmanager

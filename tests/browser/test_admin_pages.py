@@ -153,3 +153,27 @@ def test_each_role_sees_its_dashboard_drawn(
         live_server.url + reverse("admin:conversations_conversation_change", args=[other.pk])
     )
     assert (other.chat_id in browser.page_source) is sees_other_tenant
+
+
+def test_a_tenant_admin_tests_a_bot_and_reads_what_to_do(
+    browser, live_server, screenshots, admin_a, tenant_a, fake_platforms, fake_ollama, settings
+):
+    settings.PUBLIC_BASE_URL = "https://bots.example.com"
+    tenant_a.model_endpoint = fake_ollama.url
+    tenant_a.save()
+    fake_platforms.wecom_untrusted_ip = "203.0.113.7"
+    bot = BotFactory(tenant=tenant_a, name="helpdesk")
+    sign_in(browser, live_server, admin_a)
+    browser.get(live_server.url + reverse("admin:channels_im_bot_change", args=[bot.pk]))
+    browser.find_element("css selector", "form.self-test-form button").click()
+
+    report = browser.find_element("css selector", "table.self-test")
+    assert "Add 203.0.113.7 to the app's trusted IPs" in report.text
+    failed = report.find_element("css selector", ".self-test-failed")
+    colour = "return getComputedStyle(arguments[0]).backgroundColor"
+    assert browser.execute_script(colour, failed) == "rgb(213, 94, 0)"  # selftest.css
+    browser.save_screenshot(str(screenshots / "bot-self-test.png"))
+
+    browser.get(live_server.url + reverse("admin:channels_im_bot_changelist"))
+    assert browser.find_element("css selector", "td.field-self_test_badge .self-test-failed")
+    browser.save_screenshot(str(screenshots / "bot-list-self-test.png"))

@@ -115,6 +115,8 @@ class FakeOllama:
     can_think: bool  # False: `think: true` gets Ollama's 400, as for a non-thinking model
     pings_after: int | None  # /v1: after this many words, keep-alive comments and no token
     usage: bool  # /v1: report token usage, as Ollama does; llama.cpp may not
+    context_length: int  # /api/show: every model's trained context length (model_info)
+    metadata_delay: float  # seconds before /api/tags, /v1/models and /api/show answer
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[dict[str, Any]] = []
@@ -145,6 +147,8 @@ class FakeOllama:
         self.can_think = True
         self.pings_after = None
         self.usage = True
+        self.context_length = 32768
+        self.metadata_delay = 0.0
         with self._lock:
             self.requests.clear()
             self.served.clear()
@@ -401,6 +405,8 @@ class _Handler(BaseHTTPRequestHandler):
         return super().parse_request()
 
     def do_GET(self) -> None:
+        if self.path in ("/api/tags", "/v1/models"):
+            time.sleep(self.server.fake.metadata_delay)
         if self.path == "/":
             self._send(200, "text/plain; charset=utf-8", b"Ollama is running")
         elif self.path == "/api/tags":
@@ -417,6 +423,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_POST(self) -> None:
+        if self.path == "/api/show":
+            self._show()
+            return
         dialect = _CHAT_ROUTES.get(self.path)
         if dialect is None:
             self._not_found_or_bad_method()
@@ -438,6 +447,27 @@ class _Handler(BaseHTTPRequestHandler):
         frames = iter(raw) if raw is not None else dialect.stream(outcome)
         first_frame = self._stream(dialect.content_type, frames)
         self.server.fake.record_served(Served(body, self.arrived_at, first_frame, time.monotonic()))
+
+    def _show(self) -> None:
+        """A model's details, as Ollama's /api/show: model_info carries its context length."""
+        time.sleep(self.server.fake.metadata_delay)
+        body = self._read_json() or {}
+        model = body.get("model") or body.get("name")
+        if not isinstance(model, str) or not model:
+            self._send_json(400, {"error": "model is required"})
+            return
+        if model not in self._models():
+            self._send_json(404, {"error": f"model '{model}' not found"})
+            return
+        family = model.split(":")[0]
+        info = {
+            "general.architecture": family,
+            f"{family}.context_length": self.server.fake.context_length,
+        }
+        details = _tag(model)["details"]
+        self._send_json(
+            200, {"details": details, "model_info": info, "capabilities": ["completion"]}
+        )
 
     def _stream(self, content_type: str, frames: Iterator[str]) -> float:
         """A chunked 200 whose headers wait for the first frame, as Ollama's do; returns
@@ -471,7 +501,7 @@ class _Handler(BaseHTTPRequestHandler):
         return sorted(self.server.fake.known_models or {"gemma:2b", "qwen2:1.5b"})
 
     def _not_found_or_bad_method(self) -> None:
-        known = {"/", "/api/tags", "/api/version", "/v1/models", *_CHAT_ROUTES}
+        known = {"/", "/api/tags", "/api/version", "/v1/models", "/api/show", *_CHAT_ROUTES}
         if self.path in known:
             self._send(405, "text/plain", b"405 method not allowed")
         else:

@@ -20,10 +20,13 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext_lazy as _
 
+from common.selftest import Finding
+
 from .. import base
 from ..text import split_first, split_utf8
 from . import content
 from .card import CARD_TEXT_BYTES, StreamingCard
+from .checks import app_checks
 from .client import FeishuClient
 from .crypto import FeishuCipher, feishu_signature
 
@@ -176,9 +179,11 @@ class FeishuAdapter(base.PlatformAdapter):
     def learn_identity(self) -> dict[str, str]:
         if self.bot_open_id:
             return {}
-        answer = self.client.call("GET", "/open-apis/bot/v3/info")
-        open_id = _object(answer.get("bot")).get("open_id")
-        return {"bot_open_id": open_id} if _text(open_id) else {}
+        open_id = self.client.bot_open_id()
+        return {"bot_open_id": open_id} if open_id else {}
+
+    def self_test(self, timeout: float) -> list[Finding]:
+        return app_checks(self, timeout)
 
     def _mentioned(self, mentions: Any) -> bool:
         # Before the bot's open_id is learned any mention counts: without the "all group
