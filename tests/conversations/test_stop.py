@@ -2,13 +2,11 @@
 worker's side by running the pipeline here while another thread signals the stop (the
 cross-process path with a real worker is tests/e2e/test_stop.py)."""
 
-import json
 import threading
 import time
 
 import pytest
 
-from channels_im.platforms.wecom_bot.stream import StreamStore
 from conversations import pipeline, stop_signal
 from conversations.models import Message
 from conversations.tasks import generate_reply
@@ -17,6 +15,7 @@ from tests.callbacks.dingtalk import DINGTALK_CREDENTIALS
 from tests.callbacks.dingtalk import message_request as dingtalk_request
 from tests.factories import BotFactory
 from tests.scrape import scrape
+from tests.shown import live_message
 
 pytestmark = pytest.mark.django_db
 
@@ -216,20 +215,6 @@ def test_a_stop_mid_stream_sends_the_text_so_far_where_nothing_shows_it_live(
     assert fake_ollama.wait_for_disconnect(1)
 
 
-def live_text_of(bot, question: Message, fake_platforms) -> tuple[str, bool]:
-    """What the answer's live message shows when it is done, and whether it is finished."""
-    if bot.platform == "feishu":
-        [card_id] = {op["card_id"] for op in fake_platforms.messages("feishu_card")}
-        settings = [op for op in fake_platforms.messages("feishu_card") if op["op"] == "settings"]
-        finished = json.loads(settings[-1]["settings"])["config"]["streaming_mode"] is False
-        return fake_platforms.feishu_card_text(card_id), finished
-    if bot.platform == "dingtalk":
-        [final] = fake_platforms.messages("dingtalk")
-        return final["content"], final["isFinalize"]
-    shown = StreamStore(str(bot.public_id)).read(question.reply_context["stream_id"])
-    return shown["text"], shown["finished"]
-
-
 @pytest.mark.parametrize("platform", ["feishu", "dingtalk", "wecom_bot"])
 def test_a_stop_mid_stream_finishes_the_live_message_with_the_text_so_far(
     bot_for, say, fake_ollama, fake_platforms, platform
@@ -240,7 +225,7 @@ def test_a_stop_mid_stream_finishes_the_live_message_with_the_text_so_far(
 
     assert answer_and_stop_after(question, 0.6) < 1
 
-    text, finished = live_text_of(bot, Message.objects.get(pk=question.pk), fake_platforms)
+    text, finished = live_message(bot, Message.objects.get(pk=question.pk), fake_platforms)
     partial = text.removesuffix(" (stopped)")
     assert finished and text.endswith(" (stopped)")
     assert partial and LONG_REPLY.startswith(partial) and len(partial) < len(LONG_REPLY)
@@ -301,7 +286,7 @@ class TestFeishuRecall:
 
         pipeline.answer(question.pk)
 
-        text, finished = live_text_of(bot, question, fake_platforms)
+        text, finished = live_message(bot, question, fake_platforms)
         assert finished and text.endswith(" (stopped)") and len(text) > len(" (stopped)")
 
     def test_a_recall_before_the_first_token_sends_nothing(
