@@ -110,7 +110,7 @@ class MessageAdmin(LogAdmin):
         "total_ms",
         "tokens",
     )
-    list_filter = ("status", "role", ("bot", TenantRelatedListFilter))
+    list_filter = ("status", "stopped", "role", ("bot", TenantRelatedListFilter))
     date_hierarchy = "created_at"
     search_fields = ("content", "sender", "external_id")
     list_select_related = ("tenant", "bot")
@@ -123,7 +123,7 @@ class MessageAdmin(LogAdmin):
                 "fields": (
                     ("tenant", "bot", "conversation", "reply_to"),
                     ("role", "sender", "external_id"),
-                    ("status", "model", "attempts"),
+                    ("status", "stopped", "model", "attempts"),
                     "content",
                     "error",
                 )

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from rest_framework.test import APIClient
 
 from conversations import pipeline, stop_signal
 from conversations.models import Message
@@ -328,3 +329,22 @@ class TestFeishuRecall:
 
         assert client.generic(**request).status_code == 403
         assert Message.objects.get(pk=question.pk).status == Message.Status.QUEUED
+
+
+def test_stop_works_through_the_api(
+    key_for, tenant_a, fake_ollama, eager_celery, django_capture_on_commit_callbacks
+):
+    tenant_a.model_endpoint = fake_ollama.url
+    tenant_a.save()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {key_for(tenant_a, 'chat')}")
+    ask = {"user": "crm:10042", "conversation": "ticket-7"}
+    question = api.post("/api/v1/messages/", {**ask, "text": "a long report"}, format="json")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        stop = api.post("/api/v1/messages/", {**ask, "text": "/stop"}, format="json")
+
+    answer = api.get(f"/api/v1/messages/{question.json()['id']}/").json()
+    assert (answer["status"], answer["answer"]["text"]) == ("answered", "(stopped)")
+    assert stop.json()["answer"]["text"] == "Stopped."
+    assert fake_ollama.requests == []
