@@ -38,8 +38,12 @@ COMMAND, RECALL = "command", "recall"
 
 def request(question_id: int, how: str) -> None:
     """Ask the worker answering this question (now or later) to stop it; `how` is
-    COMMAND or RECALL."""
-    cache.set(_key(question_id), how, settings.IM_ANSWER_BUDGET_SECONDS + 60)
+    COMMAND or RECALL. A cache outage is logged, not raised: the callback is still
+    answered, and a question still queued is stopped all the same (stops.py)."""
+    try:
+        cache.set(_key(question_id), how, settings.IM_ANSWER_BUDGET_SECONDS + 60)
+    except Exception:
+        logger.exception("the cache is down: the stop of message %s reaches no worker", question_id)
 
 
 def silent(question: Message, text: str, how: str | None) -> bool:

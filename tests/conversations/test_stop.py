@@ -348,3 +348,22 @@ def test_stop_works_through_the_api(
     assert (answer["status"], answer["answer"]["text"]) == ("answered", "(stopped)")
     assert stop.json()["answer"]["text"] == "Stopped."
     assert fake_ollama.requests == []
+
+
+def test_with_the_cache_down_a_queued_question_is_still_stopped(
+    bot_for, say, settings, fake_ollama
+):
+    bot = bot_for("wecom")
+    question = say(bot, "a long essay, please", run=False)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
+        }
+    }
+
+    say(bot, "/stop", run=False)
+
+    question.refresh_from_db()
+    assert (question.status, question.stopped) == (Message.Status.ANSWERED, True)
+    assert question.reply.content == "(stopped)"
