@@ -252,12 +252,16 @@ class TestFeishuRecall:
         bot = bot_for("feishu")
         question = say(bot, "VPN 连不上", run=False)
 
+        before = scrape(client)
         started = time.perf_counter()
         response = client.generic(**feishu.recall_request(bot, question.external_id))
         took = time.perf_counter() - started
 
         assert (response.status_code, response.json()) == (200, {"msg": "success"})
         assert took < 0.5  # Feishu wants its answer within 3 s; nothing here waits
+        counted = scrape(client).since(before)
+        assert counted.value("im_callbacks_total", platform="feishu", outcome="recalled") == 1
+        assert counted.value("im_stops_total", how="recall", found="queued") == 1
         question.refresh_from_db()
         assert (question.status, question.stopped) == (Message.Status.ANSWERED, True)
         assert not Message.objects.filter(reply_to=question).exists()
