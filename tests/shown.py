@@ -21,7 +21,7 @@ def live_message(bot: Bot, question: Message, platforms: FakePlatforms) -> tuple
         finished = bool(settings) and settings[-1]["config"]["streaming_mode"] is False
         return platforms.feishu_card_text(card_id), finished
     if bot.platform == "dingtalk":
-        [final] = platforms.messages("dingtalk")
-        return final["content"], final["isFinalize"]
+        cards = [body for body in platforms.messages("dingtalk") if "isFinalize" in body]
+        return (cards[-1]["content"], True) if cards else ("", False)
     shown = StreamStore(str(bot.public_id)).read(question.reply_context["stream_id"])
     return shown["text"], shown["finished"]
