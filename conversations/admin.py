@@ -153,6 +153,7 @@ class MessageAdmin(LogAdmin):
     list_filter = (
         PeriodFilter,
         "status",
+        "stopped",
         "role",
         ("bot", TenantRelatedListFilter),
         PlatformFilter,
@@ -171,7 +172,7 @@ class MessageAdmin(LogAdmin):
                 "fields": (
                     ("tenant", "bot", "conversation", "reply_to"),
                     ("role", "sender", "external_id"),
-                    ("status", "model", "attempts"),
+                    ("status", "stopped", "model", "attempts"),
                     "content",
                     "error",
                 )

@@ -108,6 +108,9 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
     # The endpoint reported no usage (some OpenAI-compatible servers): the counts are ours.
     tokens_estimated = models.BooleanField(_("tokens estimated"), default=False)
+    # Its asker stopped the answer (/stop, or a recalled question): what the model wrote
+    # until then is the answer.
+    stopped = models.BooleanField(_("stopped"), default=False)
     # When retention cleared the texts (content, error, reply_context); the figures stay.
     redacted_at = models.DateTimeField(_("redacted"), null=True, blank=True, editable=False)
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 from tenants.models import Tenant
 from tenants.validators import ollama_keep_alive
 
-from . import delivery, llm, sent, texts
+from . import delivery, llm, sent, stop_signal, texts
 from .claims import Claim, Failure, RetryLater, ms_between
 from .context import build_messages, estimate_tokens
 from .live import LiveProgress, SignOfLife
@@ -56,8 +56,9 @@ def answer(message_id: int) -> None:
     if (gave_up := question.crash_loop or question.out_of_time) is not None:
         fail(question, gave_up)
         return
+    stop = stop_signal.Watch(question.row.pk)
     try:
-        completion = ask_model(question)
+        completion = ask_model(question, stop)
     except llm.LLMError as exc:
         fail(question, exc)
         return
@@ -68,6 +69,11 @@ def answer(message_id: int) -> None:
     text = completion.content
     if completion.done_reason in ("length", TIMEOUT):
         text = f"{text.rstrip()}\n\n{texts.cut_off(question.row.tenant, completion.done_reason)}"
+    elif completion.done_reason == llm.STOPPED:
+        if stop_signal.silent(question.row, text, stop.how):
+            question.succeed(**figures(question.row, completion))
+            return
+        text = texts.stopped(question.row.tenant, text)
     answer_claim = question.answer(text, model=completion.model)
     try:
         delivery.send(answer_claim)
@@ -81,8 +87,9 @@ def answer(message_id: int) -> None:
         question.succeed(**figures(question.row, completion))
 
 
-def ask_model(question: Claim) -> llm.Completion:
-    """The model's answer to the question, within what is left of its budget."""
+def ask_model(question: Claim, stop: stop_signal.Watch) -> llm.Completion:
+    """The model's answer to the question, within what is left of its budget; the text
+    so far (done_reason "stopped") once `stop` sees the question stopped."""
     row = question.row
     tenant = row.tenant
     check_model_settings(tenant)
@@ -94,7 +101,7 @@ def ask_model(question: Claim) -> llm.Completion:
     waiting = (
         SignOfLife(question, texts.still_writing(tenant)) if first and not live else nullcontext()
     )
-    with waiting:
+    with waiting, stop:
         completion = llm.chat(
             tenant.endpoint,
             tenant.model,
@@ -104,8 +111,9 @@ def ask_model(question: Claim) -> llm.Completion:
             on_delta=progress,
             on_thinking=progress.thinking if progress else None,
             deadline=time.monotonic() + (question.seconds_left() or 0),
+            hangup=stop.hangup,
         )
-    if not completion.content.strip():
+    if not completion.content.strip() and completion.done_reason != llm.STOPPED:
         raise llm.ModelUnavailable("the model returned an empty answer")
     if completion.prompt_tokens is None or completion.completion_tokens is None:
         # An OpenAI-compatible server may report no usage: estimated, and marked so.
@@ -145,6 +153,7 @@ def figures(question: Message, completion: llm.Completion) -> dict[str, Any]:
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
         "tokens_estimated": completion.tokens_estimated,
+        "stopped": completion.done_reason == llm.STOPPED,
     }
 
 

@@ -65,6 +65,14 @@ class Ignored:
 
 
 @dataclass(frozen=True)
+class Recalled:
+    """The sender took a message back (Feishu's recall): its answer, if one is still being
+    written, is stopped. Answer 200."""
+
+    external_id: str  # the recalled message's id, as its InboundMessage.external_id
+
+
+@dataclass(frozen=True)
 class PlatformCallback:
     """A callback the platform module answers by itself (a stream poll …): the view only acks it.
 
@@ -194,7 +202,7 @@ class CredentialField:
         return cls(name, required=False, secret=secret, hint=hint)
 
 
-CallbackResult = Challenge | Ignored | InboundMessage | PlatformCallback
+CallbackResult = Challenge | Ignored | InboundMessage | Recalled | PlatformCallback
 
 
 class LiveReply:

@@ -14,6 +14,8 @@ import contextlib
 import itertools
 import json
 import re
+import select
+import socket
 import sys
 import threading
 import time
@@ -53,6 +55,19 @@ class Served:
     finished: float
 
 
+@dataclass(frozen=True)
+class Disconnect:
+    """A chat request whose client hung up before the answer's end, and when
+    (time.monotonic) the fake noticed: while it waited for a token, or as it wrote."""
+
+    body: dict[str, Any]
+    at: float
+
+
+class ClientGone(Exception):
+    """The client closed the connection while the fake waited to send the next token."""
+
+
 @dataclass
 class Reply:
     """What one admitted chat request streams back."""
@@ -71,14 +86,16 @@ class Reply:
     usage: bool = True  # /v1: send the usage chunk
     arrived_ns: int = field(default_factory=time.monotonic_ns)
     first_token_ns: int = 0
+    # How to let time pass: the server watches the client meanwhile, as Ollama does.
+    wait: Callable[[float], None] = time.sleep
 
     def paced(self) -> Iterator[str]:
         """The pieces, spaced out in time like a model generating them."""
-        time.sleep(self.first_token_delay)
+        self.wait(self.first_token_delay)
         self.first_token_ns = time.monotonic_ns()
         for index, piece in enumerate(self.pieces):
             if index:
-                time.sleep(self.chunk_delay)
+                self.wait(self.chunk_delay)
             yield piece
 
     def metrics(self) -> dict[str, int]:
@@ -99,7 +116,8 @@ class FakeOllama:
     """A threaded HTTP server on 127.0.0.1; use as a context manager or start()/stop().
 
     `requests` holds every parsed chat request body, native and /v1, in arrival order.
-    The knobs below are read per request; reset() restores their defaults.
+    `disconnects` holds the requests whose client hung up mid-answer (Ollama stops
+    generating then). The knobs below are read per request; reset() restores their defaults.
     """
 
     reply: str  # streamed a word at a time
@@ -121,7 +139,9 @@ class FakeOllama:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[dict[str, Any]] = []
         self.served: list[Served] = []
+        self.disconnects: list[Disconnect] = []
         self._lock = threading.Lock()
+        self._hung_up = threading.Condition(self._lock)
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
         self._thread: threading.Thread | None = None
@@ -152,11 +172,25 @@ class FakeOllama:
         with self._lock:
             self.requests.clear()
             self.served.clear()
+            self.disconnects.clear()
             self._failures = 0
 
     def record_served(self, served: Served) -> None:
         with self._lock:
             self.served.append(served)
+
+    def record_disconnect(self, body: dict[str, Any]) -> None:
+        with self._hung_up:
+            self.disconnects.append(Disconnect(body, time.monotonic()))
+            self._hung_up.notify_all()
+
+    def wait_for_disconnect(self, timeout: float) -> Disconnect:
+        """The first client that hung up, waiting up to `timeout` seconds for one to;
+        raises TimeoutError if none does."""
+        with self._hung_up:
+            if not self._hung_up.wait_for(lambda: self.disconnects, timeout):
+                raise TimeoutError(f"no client hung up within {timeout} s")
+            return self.disconnects[0]
 
     def start(self) -> FakeOllama:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -336,7 +370,7 @@ def _openai_stream(reply: Reply) -> Iterator[str]:
     for index, piece in enumerate(reply.paced()):
         if index == reply.pings_after:
             while True:  # a server holding the stream open, generating nothing
-                time.sleep(0.05)
+                reply.wait(0.05)
                 yield ": ping\n\n"
         yield event([delta(piece)])
     if reply.error is not None:
@@ -444,8 +478,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(status, dialect.error(text))
             return
         raw = self.server.fake.raw_stream
+        outcome.wait = self._wait_watching
         frames = iter(raw) if raw is not None else dialect.stream(outcome)
-        first_frame = self._stream(dialect.content_type, frames)
+        try:
+            first_frame = self._stream(dialect.content_type, frames)
+        except (ClientGone, ConnectionError):
+            self.server.fake.record_disconnect(body)
+            self.close_connection = True
+            return
         self.server.fake.record_served(Served(body, self.arrived_at, first_frame, time.monotonic()))
 
     def _show(self) -> None:
@@ -468,6 +508,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(
             200, {"details": details, "model_info": info, "capabilities": ["completion"]}
         )
+
+    def _wait_watching(self, seconds: float) -> None:
+        """Sleep `seconds`, but raise ClientGone as soon as the client closes the connection
+        (the socket reads as ended), as Ollama's server notices and cancels the model."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], left)
+            if not readable:
+                return
+            if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                raise ClientGone
+            time.sleep(left)  # bytes from a client mid-answer: nothing we read now
+            return
 
     def _stream(self, content_type: str, frames: Iterator[str]) -> float:
         """A chunked 200 whose headers wait for the first frame, as Ollama's do; returns
