@@ -15,7 +15,6 @@ from django.utils.translation import gettext_lazy as _
 # Migrations name tenants.models.validate_endpoint.
 from .validators import validate_endpoint, validate_keep_alive, validate_time_zone
 
-
 # Quotas beyond these are typos: ten million questions a day, a trillion tokens a month.
 MAX_MESSAGES_PER_DAY = 10_000_000
 MAX_TOKENS_PER_MONTH = 10**12
