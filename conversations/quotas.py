@@ -15,11 +15,13 @@ set in the middle of a month knows the month so far. Days and months are the ten
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -27,6 +29,8 @@ from channels_im.models import Bot
 from tenants.models import Tenant
 
 from .models import Message, QuotaUse
+
+logger = logging.getLogger(__name__)
 
 MESSAGES, TOKENS = "messages", "tokens"
 Scope = QuotaUse.Scope
@@ -44,7 +48,7 @@ class Period:
 
     @classmethod
     def at(cls, tenant: Tenant, now: datetime) -> Period:
-        zone = ZoneInfo(tenant.time_zone)
+        zone = zone_of(tenant)
         day = now.astimezone(zone).date()
         return cls(day, day.replace(day=1), zone)
 
@@ -55,6 +59,17 @@ class Period:
         else:
             start = (self.month + timedelta(days=31)).replace(day=1)
         return datetime.combine(start, time(), tzinfo=self.zone)
+
+
+def zone_of(tenant: Tenant) -> ZoneInfo:
+    """The tenant's time zone; the server's (TIME_ZONE) for a name this machine does not
+    know (a row saved past the validator, or a zone the tz database dropped), so that
+    its questions are still counted and answered."""
+    try:
+        return ZoneInfo(tenant.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        logger.warning("tenant %s has an unknown time zone; using TIME_ZONE", tenant.slug)
+        return ZoneInfo(settings.TIME_ZONE)
 
 
 @dataclass(frozen=True)
@@ -248,10 +263,11 @@ def standings(tenant: Tenant, wanted: list[Subject], now: datetime | None = None
             tenant=tenant, scope__in={s.scope for s in wanted}, subject__in={s.key for s in wanted}
         )
     }
-    return [_standing(rows.get((s.scope, s.key)), s, period) for s in wanted]
+    return [standing(rows.get((s.scope, s.key)), s, period) for s in wanted]
 
 
-def _standing(use: QuotaUse | None, subject: Subject, period: Period) -> Standing:
+def standing(use: QuotaUse | None, subject: Subject, period: Period) -> Standing:
+    """The subject's standing in `period`, from its row (None: nothing used yet)."""
     today = use is not None and use.day == period.day
     this_month = use is not None and use.month == period.month
     return Standing(

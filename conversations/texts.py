@@ -68,7 +68,7 @@ def quota_exceeded(tenant: Tenant, over: Refusal) -> str:
         return gettext("%(quota)s is used up. It starts again at %(time)s (%(zone)s).") % {
             "quota": _quota(over) % {"limit": f"{over.limit:,}"},
             "time": over.resets_at.strftime("%Y-%m-%d %H:%M"),
-            "zone": tenant.time_zone,
+            "zone": str(over.resets_at.tzinfo),
         }
 
 
@@ -76,28 +76,28 @@ def _quota(over: Refusal) -> str:
     """The quota's name: a whole phrase for each, as the languages need."""
     n = over.limit
     return {
-        (Scope.USER, MESSAGES): ngettext(
+        (Scope.USER.value, MESSAGES): ngettext(
             "Your daily quota of %(limit)s message", "Your daily quota of %(limit)s messages", n
         ),
-        (Scope.BOT, MESSAGES): ngettext(
+        (Scope.BOT.value, MESSAGES): ngettext(
             "This bot's daily quota of %(limit)s message",
             "This bot's daily quota of %(limit)s messages",
             n,
         ),
-        (Scope.TENANT, MESSAGES): ngettext(
+        (Scope.TENANT.value, MESSAGES): ngettext(
             "Your organization's daily quota of %(limit)s message",
             "Your organization's daily quota of %(limit)s messages",
             n,
         ),
-        (Scope.USER, TOKENS): ngettext(
+        (Scope.USER.value, TOKENS): ngettext(
             "Your monthly quota of %(limit)s token", "Your monthly quota of %(limit)s tokens", n
         ),
-        (Scope.BOT, TOKENS): ngettext(
+        (Scope.BOT.value, TOKENS): ngettext(
             "This bot's monthly quota of %(limit)s token",
             "This bot's monthly quota of %(limit)s tokens",
             n,
         ),
-        (Scope.TENANT, TOKENS): ngettext(
+        (Scope.TENANT.value, TOKENS): ngettext(
             "Your organization's monthly quota of %(limit)s token",
             "Your organization's monthly quota of %(limit)s tokens",
             n,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.db.models import F, QuerySet
 from django.db.models.functions import TruncDate
@@ -57,7 +56,7 @@ USAGE_ROW = inline_serializer(
 
 
 # Use against quota; a limit of null is no quota.
-STANDING = {
+STANDING: dict[str, serializers.Field] = {
     "messages_today": serializers.IntegerField(),
     "messages_per_day": serializers.IntegerField(allow_null=True),
     "tokens_this_month": serializers.IntegerField(),
@@ -119,7 +118,7 @@ class UsageView(APIView):
 
 def usage(rows: QuerySet[Message], group_by: str, tenant: Tenant) -> list[dict[str, Any]]:
     """One row of figures per group, in key order; days as the tenant's time zone has them."""
-    day = TruncDate("created_at", tzinfo=ZoneInfo(tenant.time_zone))
+    day = TruncDate("created_at", tzinfo=quotas.zone_of(tenant))
     group = {"day": day, "bot": F("bot__public_id"), "user": F("sender")}
     values = rows.annotate(group=group[group_by])
     groups: dict[str, dict[str, Any]] = defaultdict(lambda: _empty())
@@ -164,7 +163,7 @@ def quota(tenant: Tenant, user: str | None) -> dict[str, Any]:
         wanted.append(quotas.of_user(tenant, user))
     standing = quotas.standings(tenant, wanted, now)
     return {
-        "time_zone": tenant.time_zone,
+        "time_zone": str(period.zone),
         "day": period.day,
         "day_resets_at": period.resets_at(quotas.MESSAGES),
         "month": period.month,

@@ -112,6 +112,16 @@ def test_another_time_zone_moves_the_midnight(bot):
     assert admit_all(bot, 1, now=datetime(2026, 5, 11, 4, 0, tzinfo=UTC)) == [None]
 
 
+def test_a_time_zone_saved_past_the_validator_falls_back_to_the_servers(bot, settings):
+    settings.TIME_ZONE = "UTC"
+    set_quotas(bot.tenant, user_quota_messages_per_day=1, time_zone="Mars/Olympus_Mons")
+    admit_all(bot, 1)
+
+    [refused] = admit_all(bot, 1)
+
+    assert refused.resets_at.isoformat() == "2026-05-11T00:00:00+00:00"
+
+
 def spend(bot, prompt, completion, now=NOON, sender="zhangsan", estimated=False):
     answered = question(
         bot,
