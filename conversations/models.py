@@ -221,8 +221,16 @@ class QuotaUse(models.Model):
         Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
     )
     scope = models.CharField(_("scope"), max_length=8, choices=Scope.choices)
-    # The bot's id for scope "bot", the person's sender id for "user", "" for the tenant.
+    # The person's sender id for scope "user", the bot's id for "bot", "" for the tenant.
     subject = models.CharField(_("subject"), max_length=200, blank=True)
+    bot = models.ForeignKey(
+        Bot,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("bot"),
+    )
     day = models.DateField(_("day"))
     messages = models.PositiveIntegerField(_("messages that day"), default=0)
     month = models.DateField(_("month"))
@@ -230,8 +238,8 @@ class QuotaUse(models.Model):
     # The part of `tokens` an OpenAI-compatible endpoint did not report: our estimate.
     estimated_tokens = models.PositiveBigIntegerField(_("of them estimated"), default=0)
     # When this person was last told they are over a daily, or a monthly, quota.
-    told_day = models.DateField(null=True, blank=True)
-    told_month = models.DateField(null=True, blank=True)
+    told_day = models.DateField(_("told of a daily quota"), null=True, blank=True)
+    told_month = models.DateField(_("told of a monthly quota"), null=True, blank=True)
 
     class Meta:
         constraints = [

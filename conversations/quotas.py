@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 MESSAGES, TOKENS = "messages", "tokens"
 Scope = QuotaUse.Scope
 TABLE = QuotaUse._meta.db_table
-COLUMNS = "tenant_id, scope, subject, day, messages, month, tokens, estimated_tokens"
+COLUMNS = "tenant_id, scope, subject, bot_id, day, messages, month, tokens, estimated_tokens"
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,7 @@ class Subject:
     key: str  # QuotaUse.subject
     messages_per_day: int
     tokens_per_month: int
-
-    def limit(self, kind: str) -> int:
-        return self.messages_per_day if kind == MESSAGES else self.tokens_per_month
+    bot_id: int | None = None  # scope "bot": QuotaUse.bot
 
 
 def of_user(tenant: Tenant, sender: str) -> Subject:
@@ -96,7 +94,11 @@ def of_user(tenant: Tenant, sender: str) -> Subject:
 
 def of_bot(bot: Bot) -> Subject:
     return Subject(
-        Scope.BOT.value, str(bot.pk), bot.quota_messages_per_day, bot.quota_tokens_per_month
+        Scope.BOT.value,
+        str(bot.pk),
+        bot.quota_messages_per_day,
+        bot.quota_tokens_per_month,
+        bot_id=bot.pk,
     )
 
 
@@ -146,7 +148,7 @@ class Refusal:
 # One statement: PostgreSQL locks the row and re-reads it for a racing counter, and SQLite
 # writes one at a time, so 20 questions at once against a limit of 5 admit exactly 5.
 _ADMIT_SQL = f"""
-    INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES (%s, %s, %s, %s, 1, %s, 0, 0)
+    INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, 1, %s, 0, 0)
     ON CONFLICT (tenant_id, scope, subject) DO UPDATE SET
         messages = CASE WHEN q.day = excluded.day THEN q.messages + 1 ELSE 1 END,
         day = excluded.day,
@@ -170,7 +172,7 @@ def admit(question: Message, now: datetime | None = None) -> Refusal | None:
     with transaction.atomic(), connection.cursor() as cursor:
         for subject in subjects(question):
             messages, tokens = subject.messages_per_day, subject.tokens_per_month
-            params = [tenant.pk, subject.scope, subject.key, day, month]
+            params = [tenant.pk, subject.scope, subject.key, subject.bot_id, day, month]
             cursor.execute(_ADMIT_SQL, [*params, messages, messages, tokens, tokens])
             if cursor.fetchone() is None:
                 refusal = _over(tenant, subject, period)
@@ -194,7 +196,7 @@ def _over(tenant: Tenant, subject: Subject, period: Period) -> Refusal:
 # Mark that a person was told about a quota of one kind in this period; a row comes back
 # only the first time.
 _TOLD_SQL = f"""
-    INSERT INTO {TABLE} AS q ({COLUMNS}, {{told}}) VALUES (%s, %s, %s, %s, 0, %s, 0, 0, %s)
+    INSERT INTO {TABLE} AS q ({COLUMNS}, {{told}}) VALUES (%s, %s, %s, NULL, %s, 0, %s, 0, 0, %s)
     ON CONFLICT (tenant_id, scope, subject) DO UPDATE SET {{told}} = excluded.{{told}}
     WHERE q.{{told}} IS NULL OR q.{{told}} <> excluded.{{told}}
     RETURNING id
@@ -235,10 +237,11 @@ def spend(question: Message, now: datetime | None = None) -> None:
     period = Period.at(question.tenant, now or timezone.now())
     day, month = _adapt(period.day), _adapt(period.month)
     rows = [
-        [question.tenant_id, subject.scope, subject.key, day, 0, month, tokens, estimated]
+        [question.tenant_id, subject.scope, subject.key, subject.bot_id, day]
+        + [0, month, tokens, estimated]
         for subject in subjects(question)
     ]
-    placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
     with connection.cursor() as cursor:
         cursor.execute(_SPEND_SQL.format(rows=placeholders), [v for row in rows for v in row])
 

@@ -5,11 +5,12 @@ from django.forms.models import model_to_dict
 from django.urls import reverse
 
 from conversations import quotas
+from conversations.models import QuotaUse
 from tests.factories import BotFactory, ConversationFactory, MessageFactory
 
 pytestmark = pytest.mark.django_db
 
-PEOPLE = reverse("admin:conversations_quotause_changelist")
+QUOTA_USE = reverse("admin:conversations_quotause_changelist")
 
 
 def asked(bot, sender, tokens=0, estimated=False):
@@ -79,19 +80,18 @@ def test_the_bot_page_shows_its_quota_and_use(english, admin_a, tenant_a):
     assert "1 of 5 messages today" in page
 
 
-def test_each_persons_use_is_listed_for_their_tenant_only(english, auditor_a, tenant_a, tenant_b):
+def test_everyones_use_is_listed_for_their_tenant_only(english, auditor_a, tenant_a, tenant_b):
     tenant_a.user_quota_messages_per_day = 20
     tenant_a.save()
-    asked(BotFactory(tenant=tenant_a), "zhangsan", tokens=700, estimated=True)
-    asked(BotFactory(tenant=tenant_b), "outsider-person")
+    asked(BotFactory(tenant=tenant_a, name="helpdesk"), "zhangsan", tokens=700, estimated=True)
+    asked(BotFactory(tenant=tenant_b, name="their-bot"), "outsider-person")
     english.force_login(auditor_a)
 
-    page = english.get(PEOPLE).content.decode()
+    page = english.get(QUOTA_USE).content.decode()
 
     assert "zhangsan" in page and "1 / 20" in page and "700 (700 estimated)" in page
-    assert "outsider-person" not in page
-    from conversations.models import QuotaUse
-
+    assert "helpdesk" in page and "(whole tenant)" in page
+    assert "outsider-person" not in page and "their-bot" not in page
     theirs = QuotaUse.objects.get(tenant=tenant_b, scope="user")
     change = reverse("admin:conversations_quotause_change", args=[theirs.pk])
     assert english.get(change).status_code == 302  # as for a row that does not exist
