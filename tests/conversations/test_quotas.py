@@ -1,8 +1,10 @@
 """Counting questions and tokens against quotas (conversations/quotas.py), on a fixed clock."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connections
 
 from conversations import quotas
 from conversations.models import QuotaUse
@@ -202,3 +204,28 @@ def test_standings_show_use_against_quota_now(bot):
     assert quotas.standings(bot.tenant, [quotas.of_user(bot.tenant, "nobody")], NOON) == [
         quotas.Standing(0, 0, 0, 0, 500)
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_admissions_at_once_on_twenty_connections_admit_exactly_five():
+    bot = BotFactory(tenant=TenantFactory(slug="busy", user_quota_messages_per_day=5))
+    questions = [question(bot) for _ in range(20)]
+    barrier = threading.Barrier(len(questions))
+    refusals = []
+
+    def admit(row):
+        barrier.wait()
+        try:
+            refusals.append(quotas.admit(row))
+        finally:
+            connections.close_all()  # this thread's own connection
+
+    threads = [threading.Thread(target=admit, args=(row,)) for row in questions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(refusal is None for refusal in refusals) == 5
+    assert sum(refusal is not None and refusal.notify for refusal in refusals) == 1
+    assert use(bot.tenant, "user", "zhangsan").messages == 5
