@@ -24,6 +24,10 @@ RANGES = [
     ("context_max_rounds", 0, 100),
     ("num_ctx", 1025, 262_144),  # above OLLAMA_NUM_PREDICT (1024 in the tests)
     ("temperature", 0.0, 2.0),
+    ("quota_messages_per_day", 0, 10_000_000),
+    ("user_quota_messages_per_day", 0, 10_000_000),
+    ("quota_tokens_per_month", 0, 10**12),
+    ("user_quota_tokens_per_month", 0, 10**12),
 ]
 
 
