@@ -21,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 
+from conversations import quota_display
 from tenants.admin import TenantScopedAdmin
 from tenants.encryption import mask
 
@@ -154,8 +155,13 @@ class BotAdmin(SelfTestAdmin, TenantScopedAdmin):
         "last_error_at",
         "self_test_report",
         "created_at",
+        "quota_use",
     )
     actions = ("clear_last_error",)
+
+    @admin.display(description=_("use now"))
+    def quota_use(self, bot: Bot) -> str:
+        return quota_display.of_bot(bot)
 
     @admin.display(description=_("callback URL"))
     def callback_url_code(self, bot: Bot) -> str:
@@ -210,6 +216,10 @@ class BotAdmin(SelfTestAdmin, TenantScopedAdmin):
                 {"fields": credentials},
             ),
             (_("Behaviour"), {"fields": ("system_prompt", "shared_group_session")}),
+            (
+                _("Quotas"),
+                {"fields": ("quota_messages_per_day", "quota_tokens_per_month", "quota_use")},
+            ),
             (
                 _("Status"),
                 {

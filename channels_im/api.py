@@ -16,6 +16,7 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_field,
     extend_schema_serializer,
+    extend_schema_view,
 )
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.decorators import action
@@ -125,7 +126,8 @@ class BotSerializer(serializers.ModelSerializer):
         model = Bot
         fields = [
             "public_id", "name", "platform", "is_active", "callback_url", "system_prompt",
-            "shared_group_session", "credentials", "last_error", "last_error_at", "self_test",
+            "shared_group_session", "quota_messages_per_day", "quota_tokens_per_month",
+            "credentials", "last_error", "last_error_at", "self_test",
         ]  # fmt: skip
         read_only_fields = ["public_id", "last_error", "last_error_at"]
 
@@ -181,6 +183,15 @@ class BotSerializer(serializers.ModelSerializer):
         return attrs
 
 
+QUOTAS_EXAMPLE = OpenApiExample(
+    "Quotas",
+    summary="This bot's own quotas (0: none), besides its tenant's",
+    value={"quota_messages_per_day": 500, "quota_tokens_per_month": 1_000_000},
+    request_only=True,
+)
+
+
+@extend_schema_view(partial_update=extend_schema(examples=[QUOTAS_EXAMPLE]))
 class BotViewSet(AuditedWrites, viewsets.ModelViewSet):
     required_scopes = ("admin",)
     serializer_class = BotSerializer

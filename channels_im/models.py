@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.urls import reverse
@@ -13,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from common.selftest import all_passed
 from tenants.fields import EncryptedJSONField
-from tenants.models import Tenant
+from tenants.models import MAX_MESSAGES_PER_DAY, MAX_TOKENS_PER_MONTH, Tenant
 
 from .platforms import adapter_class, platform_choices
 
@@ -42,6 +43,19 @@ class Bot(models.Model):
         help_text=_("Off: every member of a group has their own conversation with the bot."),
     )
     is_active = models.BooleanField(_("active"), default=True)
+    # Caps on this bot alone, besides its tenant's quotas (conversations/quotas.py).
+    quota_messages_per_day = models.PositiveIntegerField(
+        _("messages per day (bot)"),
+        default=0,
+        validators=[MaxValueValidator(MAX_MESSAGES_PER_DAY)],
+        help_text=_("Questions sent to the model a day, through this bot; 0: no quota."),
+    )
+    quota_tokens_per_month = models.PositiveBigIntegerField(
+        _("tokens per month (bot)"),
+        default=0,
+        validators=[MaxValueValidator(MAX_TOKENS_PER_MONTH)],
+        help_text=_("Prompt and answer tokens a month, through this bot; 0: no quota."),
+    )
     last_error = models.TextField(_("last error"), blank=True, editable=False)
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True, editable=False)
     last_success_at = models.DateTimeField(

@@ -39,6 +39,7 @@ from channels_im.bot_cache import bot_by_id
 from channels_im.platforms.base import DeliveryError
 from common import metrics
 
+from . import quotas
 from .llm import LLMError
 from .models import Message
 
@@ -245,15 +246,17 @@ class Claim:
 
 
 # The statuses a claim leaves a row in for good (the intake's own are counted there).
-FINAL = (Message.Status.ANSWERED, Message.Status.FAILED)
+FINAL = (Message.Status.ANSWERED, Message.Status.FAILED, Message.Status.QUOTA_EXCEEDED)
 
 
 def count_final(row: Message) -> None:
-    """Count a row whose final status was just written, with the tokens its answer took."""
+    """Count a row whose final status was just written, with the tokens its answer took:
+    in the metrics, and against its quotas."""
     metrics.MESSAGES.labels(row.role, row.status).inc()
     for kind, tokens in (("prompt", row.prompt_tokens), ("completion", row.completion_tokens)):
         if tokens:
             metrics.TOKENS.labels(row.tenant.slug, kind).inc(tokens)
+    quotas.spend(row)
 
 
 def claimed_until() -> datetime:

@@ -34,6 +34,7 @@ OUTCOMES = (
     ((Status.ANSWERED,), Status.ANSWERED.label, "answered"),
     ((Status.FAILED,), Status.FAILED.label, "failed"),
     ((Status.RATE_LIMITED,), Status.RATE_LIMITED.label, "rate-limited"),
+    ((Status.QUOTA_EXCEEDED,), Status.QUOTA_EXCEEDED.label, "over-quota"),
     ((Status.IGNORED,), Status.IGNORED.label, "ignored"),
     ((Status.QUEUED, Status.ANSWERING), gettext_lazy("In progress"), "pending"),
 )

@@ -56,6 +56,7 @@ class Message(models.Model):
         ANSWERED = "answered", _("Answered")
         FAILED = "failed", _("Failed")
         RATE_LIMITED = "rate_limited", _("Rate limited")
+        QUOTA_EXCEEDED = "quota_exceeded", _("Over quota")
         IGNORED = "ignored", _("Ignored")
 
     tenant = models.ForeignKey(
@@ -216,3 +217,51 @@ class UserDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sender} · {self.day}: {self.messages}"
+
+
+class QuotaUse(models.Model):
+    """What a tenant, one of its bots or one person has used of their quotas: questions
+    sent to the model on `day` and tokens in the month starting `month` (the tenant's
+    time zone). One row per subject, counted by quotas.py, which starts a day's or a
+    month's count over when it finds the row's older."""
+
+    class Scope(models.TextChoices):
+        TENANT = "tenant", _("Tenant")
+        BOT = "bot", _("Bot")
+        USER = "user", _("User")
+
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+    )
+    scope = models.CharField(_("scope"), max_length=8, choices=Scope.choices)
+    # The person's sender id for scope "user", the bot's id for "bot", "" for the tenant.
+    subject = models.CharField(_("subject"), max_length=200, blank=True)
+    bot = models.ForeignKey(
+        Bot,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("bot"),
+    )
+    day = models.DateField(_("day"))
+    messages = models.PositiveIntegerField(_("messages that day"), default=0)
+    month = models.DateField(_("month"))
+    tokens = models.PositiveBigIntegerField(_("tokens that month"), default=0)
+    # The part of `tokens` an OpenAI-compatible endpoint did not report: our estimate.
+    estimated_tokens = models.PositiveBigIntegerField(_("of them estimated"), default=0)
+    # When this person was last told they are over a daily, or a monthly, quota.
+    told_day = models.DateField(_("told of a daily quota"), null=True, blank=True)
+    told_month = models.DateField(_("told of a monthly quota"), null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "scope", "subject"], name="unique_quota_use_subject"
+            ),
+        ]
+        verbose_name = _("quota use")
+        verbose_name_plural = _("quota use")
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.subject}: {self.messages} on {self.day}, {self.tokens} tokens"

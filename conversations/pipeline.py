@@ -18,12 +18,14 @@ from contextlib import nullcontext
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
+from common import metrics
 from tenants.models import Tenant
 from tenants.validators import ollama_keep_alive
 
-from . import delivery, llm, sent, stop_signal, texts
+from . import delivery, llm, quotas, sent, stop_signal, texts
 from .claims import Claim, Failure, RetryLater, ms_between
 from .context import build_messages, estimate_tokens
 from .live import LiveProgress, SignOfLife
@@ -55,6 +57,10 @@ def answer(message_id: int) -> None:
         return
     if (gave_up := question.crash_loop or question.out_of_time) is not None:
         fail(question, gave_up)
+        return
+    # Admitted on its first claim: a retry was counted then.
+    if question.row.attempts == 1 and (over := quotas.admit(question.row)) is not None:
+        refuse(question, over)
         return
     stop = stop_signal.Watch(question.row.pk)
     try:
@@ -169,3 +175,18 @@ def fail(question: Claim, exc: Failure) -> None:
     )
     if apology is not None:
         delivery.send(apology)
+
+
+def refuse(question: Claim, over: quotas.Refusal) -> None:
+    """Log the question as over a quota, the model unasked; tell the person once per
+    period (on a platform that must answer every message, every time)."""
+    row = question.row
+    metrics.REFUSED.labels(row.tenant.slug, over.reason).inc()
+    notice = None
+    with transaction.atomic():
+        question.record(status=Message.Status.QUOTA_EXCEEDED, claimed_until=None, error=str(over))
+        if over.notify or row.bot.adapter.answers_every_message:
+            notice = question.answer(texts.quota_exceeded(row.tenant, over))
+            notice.record()
+    if notice is not None:
+        delivery.send(notice)

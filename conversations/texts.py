@@ -1,10 +1,11 @@
 """What the bot itself says, in the tenant's language."""
 
-from django.utils.translation import gettext, override
+from django.utils.translation import gettext, ngettext, override
 
 from tenants.models import Tenant
 
 from .llm import LLMError
+from .quotas import MESSAGES, TOKENS, Refusal, Scope
 
 
 def apology(tenant: Tenant, failure: Exception | None = None) -> str:
@@ -65,3 +66,46 @@ def rate_limited(tenant: Tenant) -> str:
             "You are sending messages faster than this assistant allows. "
             "Please wait a minute and try again."
         )
+
+
+def quota_exceeded(tenant: Tenant, over: Refusal) -> str:
+    """Which quota the person is over and when it starts again, in the tenant's time."""
+    with override(tenant.language):
+        return gettext("%(quota)s is used up. It starts again at %(time)s (%(zone)s).") % {
+            "quota": _quota(over) % {"limit": f"{over.limit:,}"},
+            "time": over.resets_at.strftime("%Y-%m-%d %H:%M"),
+            "zone": str(over.resets_at.tzinfo),
+        }
+
+
+def _quota(over: Refusal) -> str:
+    """The quota's name: a whole phrase for each, as the languages need."""
+    n = over.limit
+    return {
+        (Scope.USER.value, MESSAGES): ngettext(
+            "Your daily quota of %(limit)s message", "Your daily quota of %(limit)s messages", n
+        ),
+        (Scope.BOT.value, MESSAGES): ngettext(
+            "This bot's daily quota of %(limit)s message",
+            "This bot's daily quota of %(limit)s messages",
+            n,
+        ),
+        (Scope.TENANT.value, MESSAGES): ngettext(
+            "Your organization's daily quota of %(limit)s message",
+            "Your organization's daily quota of %(limit)s messages",
+            n,
+        ),
+        (Scope.USER.value, TOKENS): ngettext(
+            "Your monthly quota of %(limit)s token", "Your monthly quota of %(limit)s tokens", n
+        ),
+        (Scope.BOT.value, TOKENS): ngettext(
+            "This bot's monthly quota of %(limit)s token",
+            "This bot's monthly quota of %(limit)s tokens",
+            n,
+        ),
+        (Scope.TENANT.value, TOKENS): ngettext(
+            "Your organization's monthly quota of %(limit)s token",
+            "Your organization's monthly quota of %(limit)s tokens",
+            n,
+        ),
+    }[over.scope, over.kind]

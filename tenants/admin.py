@@ -16,6 +16,8 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from conversations import quota_display
+
 from . import audit
 from .models import ApiKey, Membership, Tenant
 from .roles import AddMemberForm, InviteForm, account_is_managed_by, link_message, start_over
@@ -174,12 +176,23 @@ class TenantAdmin(TenantScopedAdmin):
     list_display = ("name", "slug", "model", "model_endpoint", "is_active", "legal_hold")
     list_filter = ("is_active", "legal_hold")
     search_fields = ("name", "slug")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "quota_use")
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active")}),
         (_("Model"), {"fields": ("model_endpoint", "model", "temperature", "keep_alive")}),
         (_("Prompt"), {"fields": ("system_prompt", "language")}),
         (_("Limits"), {"fields": ("rate_limit_per_minute", "user_rate_limit_per_minute")}),
+        (
+            _("Quotas"),
+            {
+                "fields": (
+                    "time_zone",
+                    ("quota_messages_per_day", "quota_tokens_per_month"),
+                    ("user_quota_messages_per_day", "user_quota_tokens_per_month"),
+                    "quota_use",
+                )
+            },
+        ),
         (_("Session"), {"fields": ("session_timeout_seconds", "context_max_rounds", "num_ctx")}),
         (_("Retention"), {"fields": ("retention_days", "retention_action", "legal_hold")}),
         (_("History"), {"fields": ("created_at", "updated_at")}),
@@ -198,6 +211,10 @@ class TenantAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return request.user.is_superuser
+
+    @admin.display(description=_("use now"))
+    def quota_use(self, tenant: Tenant) -> str:
+        return quota_display.of_tenant(tenant) if tenant.pk else "-"
 
 
 @admin.register(Membership)

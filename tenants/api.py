@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 
 from .api_auth import tenant_of
@@ -48,9 +48,23 @@ class TenantSerializer(serializers.ModelSerializer):
         return attrs
 
 
+QUOTAS_EXAMPLE = OpenApiExample(
+    "Quotas",
+    summary="Quotas (0: none), their days and months in the tenant's time zone",
+    value={
+        "time_zone": "Asia/Shanghai",
+        "quota_messages_per_day": 2000,
+        "quota_tokens_per_month": 5_000_000,
+        "user_quota_messages_per_day": 50,
+        "user_quota_tokens_per_month": 200_000,
+    },
+    request_only=True,
+)
+
+
 @extend_schema_view(
     get=extend_schema(summary="Read the tenant's settings"),
-    patch=extend_schema(summary="Change the tenant's settings"),
+    patch=extend_schema(summary="Change the tenant's settings", examples=[QUOTAS_EXAMPLE]),
 )
 class TenantView(AuditedWrites, generics.RetrieveUpdateAPIView):
     required_scopes = ("admin",)

@@ -92,12 +92,16 @@ TENANT_FIELDS = (
     *("rate_limit_per_minute", "user_rate_limit_per_minute", "session_timeout_seconds"),
     *("context_max_rounds", "num_ctx", "temperature", "keep_alive"),
     *("retention_days", "retention_action", "legal_hold"),
+    *("time_zone", "quota_messages_per_day", "quota_tokens_per_month"),
+    *("user_quota_messages_per_day", "user_quota_tokens_per_month"),
+)
+BOT_FIELDS = (
+    *("name", "platform", "public_id", "system_prompt", "shared_group_session", "is_active"),
+    *("quota_messages_per_day", "quota_tokens_per_month"),
 )
 # keep_alive is text to the model (it may be "5m"), but `keep_alive = -1` means seconds.
 TENANT_SPEC: Spec = _spec(Tenant, *TENANT_FIELDS) | {"keep_alive": (int, str)} | CHILDREN
-BOT_SPEC: Spec = _spec(
-    Bot, "name", "platform", "public_id", "system_prompt", "shared_group_session", "is_active"
-)
+BOT_SPEC: Spec = _spec(Bot, *BOT_FIELDS)
 API_KEY_SPEC: Spec = _spec(ApiKey, "name", "is_active") | {"key": (str,), "scopes": (list,)}
 # The file's `key` is stored as these two columns; errors on them are errors on `key`.
 API_KEY_ALIASES = {"prefix": "key", "hashed_key": "key"}

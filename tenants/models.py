@@ -13,7 +13,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 # Migrations name tenants.models.validate_endpoint.
-from .validators import validate_endpoint, validate_keep_alive
+from .validators import validate_endpoint, validate_keep_alive, validate_time_zone
+
+# Quotas beyond these are typos: ten million questions a day, a trillion tokens a month.
+MAX_MESSAGES_PER_DAY = 10_000_000
+MAX_TOKENS_PER_MONTH = 10**12
 
 # The dashboard's rollup recomputes today's and yesterday's figures from the log
 # (conversations/rollup.py, RECENT_DAYS); a shorter retention would delete rows under it and
@@ -78,6 +82,41 @@ class Tenant(models.Model):
         default=10,
         validators=[MaxValueValidator(1_000)],
         help_text=_("0 to 1,000; 0 means no limit."),
+    )
+    # Quotas (conversations/quotas.py): days and months in `time_zone`; 0 means none.
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default="Asia/Shanghai",
+        validators=[validate_time_zone],
+        help_text=_(
+            "An IANA name such as Asia/Shanghai: quota days and months, and the usage "
+            "figures' days, start at midnight here."
+        ),
+    )
+    quota_messages_per_day = models.PositiveIntegerField(
+        _("messages per day (tenant)"),
+        default=0,
+        validators=[MaxValueValidator(MAX_MESSAGES_PER_DAY)],
+        help_text=_("Questions sent to the model a day, by the whole tenant; 0: no quota."),
+    )
+    quota_tokens_per_month = models.PositiveBigIntegerField(
+        _("tokens per month (tenant)"),
+        default=0,
+        validators=[MaxValueValidator(MAX_TOKENS_PER_MONTH)],
+        help_text=_("Prompt and answer tokens a month, of the whole tenant; 0: no quota."),
+    )
+    user_quota_messages_per_day = models.PositiveIntegerField(
+        _("messages per day (per user)"),
+        default=0,
+        validators=[MaxValueValidator(MAX_MESSAGES_PER_DAY)],
+        help_text=_("Questions sent to the model a day, by each person; 0: no quota."),
+    )
+    user_quota_tokens_per_month = models.PositiveBigIntegerField(
+        _("tokens per month (per user)"),
+        default=0,
+        validators=[MaxValueValidator(MAX_TOKENS_PER_MONTH)],
+        help_text=_("Prompt and answer tokens a month, of each person; 0: no quota."),
     )
     session_timeout_seconds = models.PositiveIntegerField(
         _("session timeout (seconds)"),

@@ -6,7 +6,9 @@ and the worker checks a stored row against them before it calls the model.
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -107,3 +109,18 @@ def ollama_keep_alive(value: str) -> int | str | None:
     if not value:
         return None
     return int(value) if re.fullmatch("[-+]?[0-9]+", value) else value
+
+
+@functools.cache
+def time_zones() -> frozenset[str]:
+    """The IANA time zone names this machine knows (read once: a walk of the tz database)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_time_zone(value: str) -> None:
+    """Raise ValidationError unless `value` is an IANA time zone name, e.g. Asia/Shanghai."""
+    if value not in time_zones():
+        raise ValidationError(
+            _('Unknown time zone "%(value)s": use an IANA name such as Asia/Shanghai or UTC.')
+            % {"value": value}
+        )

@@ -71,7 +71,9 @@ TOKENS = Counter(
 REFUSED = Counter(
     "im_refused_messages",
     "Messages refused before the model, by tenant slug and reason: rate_limit_user, "
-    "rate_limit_tenant (conversations/services.py).",
+    "rate_limit_tenant (conversations/services.py); quota_messages_user, quota_messages_bot, "
+    "quota_messages_tenant, quota_tokens_user, quota_tokens_bot, quota_tokens_tenant "
+    "(conversations/pipeline.py).",
     ["tenant", "reason"],
 )
 DELIVERY_FAILURES = Counter(

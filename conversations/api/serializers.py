@@ -13,6 +13,7 @@ FINAL = (
     Message.Status.ANSWERED,
     Message.Status.FAILED,
     Message.Status.RATE_LIMITED,
+    Message.Status.QUOTA_EXCEEDED,
     Message.Status.IGNORED,
 )
 

@@ -85,12 +85,14 @@ def test_usage_counts_outcomes_tokens_and_times(api, log):
     results = api.get("/api/v1/usage/", {"group_by": "user"}).json()["results"]
     assert results == [
         {"key": "lisi", "messages": 1, "answered": 0, "failed": 1, "rate_limited": 0,
-         "prompt_tokens": 10, "completion_tokens": 20, "p50_total_ms": None, "p95_total_ms": None},
+         "quota_exceeded": 0, "prompt_tokens": 10, "completion_tokens": 20,
+         "p50_total_ms": None, "p95_total_ms": None},
         {"key": "zhangsan", "messages": 2, "answered": 2, "failed": 0, "rate_limited": 0,
-         "prompt_tokens": 20, "completion_tokens": 40, "p50_total_ms": 1000, "p95_total_ms": 1180},
+         "quota_exceeded": 0, "prompt_tokens": 20, "completion_tokens": 40,
+         "p50_total_ms": 1000, "p95_total_ms": 1180},
     ]  # fmt: skip
     later = timezone.now() + timedelta(days=1)
-    assert api.get("/api/v1/usage/", {"since": later.isoformat()}).json() == {"results": []}
+    assert api.get("/api/v1/usage/", {"since": later.isoformat()}).json()["results"] == []
 
 
 def test_the_tenant_reads_and_changes_its_settings_with_the_admins_checks(api, tenant_a):

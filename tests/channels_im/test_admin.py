@@ -27,6 +27,7 @@ def bot_url(bot):
 def bot_form(bot, **credentials):
     """The change form as a tenant admin posts it: secret boxes left blank unless given."""
     data = {"name": bot.name, "is_active": "on", "system_prompt": bot.system_prompt}
+    data.update(quota_messages_per_day=0, quota_tokens_per_month=0)
     data.update({"cred_corp_id": WECOM_CREDENTIALS["corp_id"], "cred_agent_id": "1000002"})
     data.update({f"cred_{name}": value for name, value in credentials.items()})
     return data

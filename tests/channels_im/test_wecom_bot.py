@@ -255,6 +255,19 @@ class TestWeComBotContract(AdapterContract):
         assert all("faster than this assistant allows" in text for text in shown[1:])
         assert len(fake_ollama.requests) == 1
 
+    def test_it_finishes_every_stream_over_a_quota_with_the_quota_notice(
+        self, client, bot, deliver, fake_ollama
+    ):
+        bot.tenant.user_quota_messages_per_day = 1
+        bot.tenant.save()
+        for n in range(3):
+            deliver(client, message_request(bot, f"q{n}", f"m-quota-{n}"))
+        shown = shown_answers(client, bot)
+        assert len(shown) == 3  # no stream is left "thinking"
+        assert shown[0] == fake_ollama.reply
+        assert all(text.startswith("Your daily quota of 1 message is") for text in shown[1:])
+        assert len(fake_ollama.requests) == 1
+
     # --- late and long answers: response_url -------------------------------------------------
 
     def test_it_answers_a_stale_stream_through_response_url(

@@ -60,6 +60,7 @@ def test_a_bots_credentials_are_recorded_by_name_only(client, admin_a, tenant_a)
     bot = BotFactory(tenant=tenant_a, name="helpdesk")
     client.force_login(admin_a)
     data = {"name": "helpdesk-2", "is_active": "on", "system_prompt": ""}
+    data.update(quota_messages_per_day=0, quota_tokens_per_month=0)
     data.update(cred_corp_id="ww-new-corp", cred_agent_id="1000002", cred_secret="new-password")
     response = client.post(reverse("admin:channels_im_bot_change", args=[bot.pk]), data)
     assert response.status_code == 302

@@ -25,6 +25,10 @@ RANGES = [
     ("num_ctx", 1025, 262_144),  # above OLLAMA_NUM_PREDICT (1024 in the tests)
     ("temperature", 0.0, 2.0),
     ("retention_days", 2, 36_500),  # and 0, below
+    ("quota_messages_per_day", 0, 10_000_000),
+    ("user_quota_messages_per_day", 0, 10_000_000),
+    ("quota_tokens_per_month", 0, 10**12),
+    ("user_quota_tokens_per_month", 0, 10**12),
 ]
 
 
