@@ -92,19 +92,21 @@ def chat(
     on_delta: Callable[[str], None] | None = None,
     on_thinking: Callable[[], None] | None = None,
     deadline: float | None = None,
+    on_token: Callable[[], None] | None = None,
 ) -> Completion:
     """Stream one chat answer, passing each new piece of it to `on_delta`.
 
     `num_predict` defaults to OLLAMA_NUM_PREDICT so that no answer runs unbounded.
     `keep_alive` only reaches native endpoints; `/v1` has no way to carry it. A native
     endpoint is asked to `think` apart from the answer, unless the model refused that
-    before; `on_thinking()` is called when the model starts reasoning. At `deadline`
+    before; `on_thinking()` is called when the model starts reasoning, `on_token()` at
+    every token (the answer is alive). At `deadline`
     (time.monotonic()) the answer so far is returned with done_reason "timeout".
     Raises ModelUnavailable (retry) or ModelRejected (do not). The call's timings, or its
     error by endpoint, are counted for /metrics.
     """
     options = {"num_predict": settings.OLLAMA_NUM_PREDICT, **(options or {})}
-    stream = AnswerStream(model, on_delta, on_thinking, deadline)
+    stream = AnswerStream(model, on_delta, on_thinking, deadline, on_token)
     try:
         completion = _answer(endpoint.rstrip("/"), model, messages, options, keep_alive, stream)
     except LLMError as exc:
@@ -203,6 +205,25 @@ def probe(endpoint: str, timeout: float) -> None:
         raise ModelRejected(f"cannot send the model request: {exc}") from exc
     except requests.RequestException as exc:
         raise ModelUnavailable(f"model endpoint unreachable: {exc}") from exc
+
+
+def loaded_models(endpoint: str, timeout: float) -> set[str] | None:
+    """The models a native Ollama endpoint holds in memory (`/api/ps`), as "name:tag";
+    None where it cannot tell: an OpenAI-compatible endpoint, an error, an odd answer.
+    A model not among them is loaded by the next request for it, which waits meanwhile."""
+    base = endpoint.rstrip("/")
+    if base.endswith("/v1"):
+        return None
+    try:
+        with http.session().get(f"{base}/api/ps", timeout=timeout) as response:
+            if response.status_code != 200:
+                return None
+            models = response.json().get("models")
+    except (requests.RequestException, ValueError, AttributeError):
+        return None
+    if not isinstance(models, list):
+        return None
+    return {m.get("model") or m.get("name") or "" for m in models if isinstance(m, dict)}
 
 
 @contextmanager

@@ -8,6 +8,11 @@ nothing safer: a worker dying between the send and its record answers twice eith
 (the platform's idempotency key, one per question, catches that where there is one). A
 question claimed again that has an answer row only records the outcome: that row carries
 its own delivery.
+
+Before the model is asked, the question takes a slot on its model endpoint (admission.py):
+one that must wait its turn goes back to the queue, holding no worker, its asker told where
+it stands (notices.py). A model that fails for good hands the question to the tenant's
+fallback model, if it has one.
 """
 
 from __future__ import annotations
@@ -15,15 +20,16 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from common import metrics
 from tenants.models import Tenant
 from tenants.validators import ollama_keep_alive
 
-from . import delivery, llm, sent, texts
+from . import admission, delivery, llm, notices, sent, texts
 from .claims import Claim, Failure, RetryLater, ms_between
 from .context import build_messages, estimate_tokens
 from .live import LiveProgress, SignOfLife
@@ -54,10 +60,16 @@ def answer(message_id: int) -> None:
         question.succeed()
         return
     if (gave_up := question.crash_loop or question.out_of_time) is not None:
+        admission.leave(question.row.pk)
         fail(question, gave_up)
         return
+    endpoint, model = target(question.row)
     try:
-        completion = ask_model(question)
+        check_model_settings(question.row.tenant)
+        with slot(question, endpoint) as lease:
+            completion = ask_model(question, endpoint, model, lease)
+    except RetryLater:
+        raise  # waiting its turn: queued again, holding no worker
     except llm.LLMError as exc:
         fail(question, exc)
         return
@@ -81,30 +93,54 @@ def answer(message_id: int) -> None:
         question.succeed(**figures(question.row, completion))
 
 
-def ask_model(question: Claim) -> llm.Completion:
-    """The model's answer to the question, within what is left of its budget."""
+def target(question: Message) -> tuple[str, str]:
+    """The endpoint and model that answer `question`: the tenant's, or its fallback once
+    the question was handed to it."""
+    tenant = question.tenant
+    if question.fallback and tenant.has_fallback:
+        return tenant.fallback_endpoint, tenant.fallback_model or tenant.model
+    return tenant.endpoint, tenant.model
+
+
+def slot(question: Claim, endpoint: str) -> admission.Lease:
+    """The question's slot on its model endpoint (admission.py). While it waits its turn,
+    its asker is told where it stands and RetryLater is raised: the question is queued
+    again until it is granted a slot, or due a notice, holding no worker meanwhile."""
+    ticket = admission.admit(question, endpoint)
+    if isinstance(ticket, admission.Lease):
+        return ticket
+    return admission.park(question, endpoint, ticket, notices.queue_position(question, ticket))
+
+
+def ask_model(question: Claim, endpoint: str, model: str, lease: admission.Lease) -> llm.Completion:
+    """The model's answer to the question, within what is left of its budget; every
+    token renews the question's slot."""
     row = question.row
     tenant = row.tenant
-    check_model_settings(tenant)
     messages = build_messages(row)
     live = row.bot.adapter.live(delivery.outbound_for(row))
     progress = LiveProgress(question, live, texts.thinking(tenant)) if live else None
-    # One sign of life per question: a retry does not send another.
+    # One notice of each kind per question: a retry does not send another.
     first = row.attempts == 1
+    loading = first and notices.model_loading(question, progress, endpoint, model)
     waiting = (
-        SignOfLife(question, texts.still_writing(tenant)) if first and not live else nullcontext()
+        SignOfLife(question, texts.still_writing(tenant))
+        if first and not live and not loading
+        else nullcontext()
     )
     with waiting:
         completion = llm.chat(
-            tenant.endpoint,
-            tenant.model,
+            endpoint,
+            model,
             messages,
             options=model_options(tenant),
             keep_alive=ollama_keep_alive(tenant.keep_alive),
             on_delta=progress,
             on_thinking=progress.thinking if progress else None,
             deadline=time.monotonic() + (question.seconds_left() or 0),
+            on_token=lease.renew,
         )
+    lease.answer_seconds = completion.total_ms / 1000
     if not completion.content.strip():
         raise llm.ModelUnavailable("the model returned an empty answer")
     if completion.prompt_tokens is None or completion.completion_tokens is None:
@@ -139,6 +175,7 @@ def figures(question: Message, completion: llm.Completion) -> dict[str, Any]:
     """The question's figures; total_ms runs until the answer was sent."""
     return {
         "model": completion.model,
+        "endpoint": target(question)[0],
         "done_reason": completion.done_reason,
         "first_token_ms": completion.first_token_ms,
         "total_ms": ms_between(question.created_at, timezone.now()),
@@ -149,14 +186,50 @@ def figures(question: Message, completion: llm.Completion) -> dict[str, Any]:
 
 
 def fail(question: Claim, exc: Failure) -> None:
-    """Retry a transient failure later (raises RetryLater); otherwise the person gets an
+    """Retry a transient failure later (raises RetryLater); hand a model's failure for good
+    to the tenant's fallback model (raises RetryLater); otherwise the person gets an
     apology and the row says why."""
     row = question.row
+    if falls_back(question, exc):
+        hand_to_fallback(question, exc)
+    endpoint, model = target(row)
     apology = question.fail(
         exc,
         apology=texts.apology(row.tenant, exc),
-        model=row.tenant.model,
+        model=model,
+        endpoint=endpoint,
         total_ms=ms_between(row.created_at, timezone.now()),
     )
     if apology is not None:
         delivery.send(apology)
+
+
+def falls_back(question: Claim, exc: Failure) -> bool:
+    """The tenant's model failed for good (no retry left, or one that cannot help) and
+    its fallback has not been asked yet. A failure that is the question's own (too long,
+    a model thinking past its length) would fail the fallback as well."""
+    row = question.row
+    return (
+        isinstance(exc, llm.LLMError)
+        and not exc.notice
+        and row.tenant.has_fallback
+        and not row.fallback
+        and question.retry_in(exc) is None
+    )
+
+
+def hand_to_fallback(question: Claim, exc: Failure) -> NoReturn:
+    """Queue the question again at once for the tenant's fallback model, which answers
+    it from now on, its tries counted afresh; raises RetryLater."""
+    row = question.row
+    logger.warning("message %s: the model failed for good, asking the fallback: %s", row.pk, exc)
+    row.bot.record_error(f"{question.policy.label}: {exc}")
+    metrics.FALLBACKS.labels(metrics.endpoint_label(row.tenant.endpoint)).inc()
+    question.record(
+        status=Message.Status.QUEUED,
+        claimed_until=None,
+        attempts=0,
+        fallback=True,
+        error=f"{question.policy.label}: {exc}",
+    )
+    raise RetryLater(row.pk, row.role, 0)

@@ -178,6 +178,10 @@ class TenantAdmin(TenantScopedAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active")}),
         (_("Model"), {"fields": ("model_endpoint", "model", "temperature", "keep_alive")}),
+        (
+            _("Model admission"),
+            {"fields": ("max_concurrency", "fallback_model_endpoint", "fallback_model")},
+        ),
         (_("Prompt"), {"fields": ("system_prompt", "language")}),
         (_("Limits"), {"fields": ("rate_limit_per_minute", "user_rate_limit_per_minute")}),
         (_("Session"), {"fields": ("session_timeout_seconds", "context_max_rounds", "num_ctx")}),

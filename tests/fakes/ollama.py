@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -69,11 +69,17 @@ class Reply:
     thinking: list[str] = field(default_factory=list)
     pings_after: int | None = None  # /v1: after this many pieces, only ": ping" comments
     usage: bool = True  # /v1: send the usage chunk
+    # Seconds to load the model first, and what to call once it is loaded.
+    load_delay: float = 0.0
+    on_loaded: Callable[[], None] = field(default=lambda: None)
     arrived_ns: int = field(default_factory=time.monotonic_ns)
     first_token_ns: int = 0
 
     def paced(self) -> Iterator[str]:
         """The pieces, spaced out in time like a model generating them."""
+        if self.load_delay:
+            time.sleep(self.load_delay)
+            self.on_loaded()
         time.sleep(self.first_token_delay)
         self.first_token_ns = time.monotonic_ns()
         for index, piece in enumerate(self.pieces):
@@ -86,7 +92,7 @@ class Reply:
         now = time.monotonic_ns()
         values = {
             "total_duration": now - self.arrived_ns,
-            "load_duration": 1_334_875,
+            "load_duration": int(self.load_delay * 1e9) or 1_334_875,
             "prompt_eval_count": self.prompt_tokens,
             "prompt_eval_duration": int(self.first_token_delay * 1e9),
             "eval_count": len(self.pieces),
@@ -115,11 +121,24 @@ class FakeOllama:
     can_think: bool  # False: `think: true` gets Ollama's 400, as for a non-thinking model
     pings_after: int | None  # /v1: after this many words, keep-alive comments and no token
     usage: bool  # /v1: report token usage, as Ollama does; llama.cpp may not
+    hang: bool  # chat requests get no answer at all until release() (or reset())
+    # Models in memory, listed by /api/ps; a request for another first waits `load_delay`
+    # and loads it. None: loading is not modelled, and /api/ps answers 404.
+    loaded: set[str] | None
+    load_delay: float
+    # OLLAMA_NUM_PARALLEL: answers generated at once (None: any number); up to `max_queue`
+    # more wait their turn, and beyond that get Ollama's 503 "server busy".
+    parallel: int | None
+    max_queue: int
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[dict[str, Any]] = []
         self.served: list[Served] = []
         self._lock = threading.Lock()
+        self._turns = threading.Condition(self._lock)
+        self._released = threading.Event()
+        self.in_flight = 0  # chat requests open now, hung, waiting or streaming
+        self.peak_in_flight = 0
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
         self._thread: threading.Thread | None = None
@@ -145,10 +164,51 @@ class FakeOllama:
         self.can_think = True
         self.pings_after = None
         self.usage = True
+        self.release()
+        self.hang = False
+        self.loaded = None
+        self.load_delay = 0.0
+        self.parallel = None
+        self.max_queue = 512
         with self._lock:
             self.requests.clear()
             self.served.clear()
             self._failures = 0
+            self.peak_in_flight = self.in_flight
+            self._generating = 0
+            self._queued = 0
+
+    def release(self) -> None:
+        """Let every hung request go on (each then answers as the knobs say)."""
+        self._released.set()
+        self._released = threading.Event()
+
+    def enter(self) -> bool:
+        """A chat request begins: counted in flight, held while `hang`, then waiting its
+        turn under `parallel`. False: refused, the queue being full (answer 503)."""
+        released = self._released
+        with self._turns:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        if self.hang:
+            released.wait()
+        with self._turns:
+            if self.parallel is not None:
+                if self._queued >= self.max_queue:
+                    self.in_flight -= 1
+                    return False
+                self._queued += 1
+                self._turns.wait_for(lambda: self._generating < (self.parallel or 1 << 30))
+                self._queued -= 1
+            self._generating += 1
+        return True
+
+    def leave(self) -> None:
+        """An entered chat request ended."""
+        with self._turns:
+            self.in_flight -= 1
+            self._generating -= 1
+            self._turns.notify_all()
 
     def record_served(self, served: Served) -> None:
         with self._lock:
@@ -220,7 +280,10 @@ class FakeOllama:
         if error is not None:
             pieces = pieces[: max(1, len(pieces) // 2)]
         prompt = " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        loading = self.loaded is not None and model not in self.loaded
         return Reply(
+            load_delay=self.load_delay if loading else 0.0,
+            on_loaded=lambda: self._load(model),
             thinking=thinking,
             pings_after=self.pings_after,
             usage=self.usage,
@@ -232,6 +295,11 @@ class FakeOllama:
             chunk_delay=self.chunk_delay,
             error=error,
         )
+
+    def _load(self, model: str) -> None:
+        with self._lock:
+            if self.loaded is not None:
+                self.loaded.add(model)
 
 
 def _type_error(body: dict[str, Any]) -> tuple[int, str] | None:
@@ -407,6 +475,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"models": [_tag(m) for m in self._models()]})
         elif self.path == "/api/version":
             self._send_json(200, {"version": VERSION})
+        elif self.path == "/api/ps" and self.server.fake.loaded is not None:
+            loaded = sorted(self.server.fake.loaded)
+            self._send_json(200, {"models": [_running(m) for m in loaded]})
         elif self.path == "/v1/models":
             models = [{"id": m, "object": "model", "owned_by": "library"} for m in self._models()]
             self._send_json(200, {"object": "list", "data": models})
@@ -434,10 +505,17 @@ class _Handler(BaseHTTPRequestHandler):
             status, text = outcome
             self._send_json(status, dialect.error(text))
             return
-        raw = self.server.fake.raw_stream
-        frames = iter(raw) if raw is not None else dialect.stream(outcome)
-        first_frame = self._stream(dialect.content_type, frames)
-        self.server.fake.record_served(Served(body, self.arrived_at, first_frame, time.monotonic()))
+        fake = self.server.fake
+        if not fake.enter():
+            self._send_json(503, dialect.error(FAILURE_TEXTS[503]))
+            return
+        try:
+            raw = fake.raw_stream
+            frames = iter(raw) if raw is not None else dialect.stream(outcome)
+            first_frame = self._stream(dialect.content_type, frames)
+        finally:
+            fake.leave()
+        fake.record_served(Served(body, self.arrived_at, first_frame, time.monotonic()))
 
     def _stream(self, content_type: str, frames: Iterator[str]) -> float:
         """A chunked 200 whose headers wait for the first frame, as Ollama's do; returns
@@ -472,6 +550,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _not_found_or_bad_method(self) -> None:
         known = {"/", "/api/tags", "/api/version", "/v1/models", *_CHAT_ROUTES}
+        if self.server.fake.loaded is not None:
+            known.add("/api/ps")
         if self.path in known:
             self._send(405, "text/plain", b"405 method not allowed")
         else:
@@ -487,6 +567,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _running(name: str) -> dict[str, Any]:
+    """A loaded model as /api/ps lists it."""
+    tag = _tag(name)
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    return {
+        **{key: tag[key] for key in ("name", "model", "size", "digest", "details")},
+        "expires_at": expires.isoformat(),
+        "size_vram": 0,
+        "context_length": 4096,
+    }
 
 
 def _tag(name: str) -> dict[str, Any]:
