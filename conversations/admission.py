@@ -9,8 +9,8 @@ while the model answers it: an `Admission` row with a lease, renewed as tokens c
 that a killed worker's slot frees itself once the lease runs out. A question that finds no
 free slot waits in the database, not in a worker: its Admission row has no lease and its
 row is queued again until its wake-up (`park`). The answer that frees a slot grants it to
-the next waiting question and has its task sent (the `granted` signal, which tasks.py, the
-one module that talks to the broker, turns into tasks).
+the next waiting question and has its task sent (the `question_granted` signal: tasks.py,
+the one module that talks to the broker, sends them).
 
 Turns go round-robin between tenants, in arrival order within each: a tenant's k-th waiting
 question comes after every other tenant's (k-1)-th, its answers in flight counting as turns
@@ -32,19 +32,15 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
-from django.dispatch import Signal
 from django.utils import timezone
 
 from common import metrics
 
 from .claims import Claim, RetryLater, ms_between
 from .models import Admission, Message, ModelEndpoint
+from .signals import question_granted
 
 logger = logging.getLogger(__name__)
-
-# Sent, after the commit, with `message_ids`: questions granted a slot whose tasks must
-# run now (tasks.py sends them).
-granted = Signal()
 
 # Weight of the newest answer in an endpoint's moving average of answer times.
 _RECENT = 0.2
@@ -345,7 +341,7 @@ def _fill(
     if others := [message_id for message_id in given if message_id != mine]:
         # Due now; a question some worker holds meanwhile finds its lease when it parks.
         Message.objects.filter(pk__in=others, status=_QUEUED).update(claimed_until=None)
-        transaction.on_commit(lambda: granted.send(sender=Admission, message_ids=others))
+        transaction.on_commit(lambda: question_granted.send(sender=Admission, message_ids=others))
     return line, given
 
 

@@ -4,8 +4,9 @@ Each task takes a row id and hands it to one service function. A service that wa
 row worked on again later raises RetryLater after queuing the row itself, so the
 database (not the broker) knows what is pending; the task then enqueues that row's task
 with the countdown (a failed answer send becomes a delivery task); questions granted a
-model slot after waiting their turn are enqueued when admission says so (its `granted`
-signal). The sweep enqueues what a lost broker message or a dead worker left behind.
+model slot after waiting their turn are enqueued when admission says so (the
+`question_granted` signal). The sweep enqueues what a lost broker message or a dead
+worker left behind.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import logging
 from collections.abc import Callable
 
 from celery import Task, shared_task
-from django.dispatch import receiver
 
 from channels_im import identity
 from common import metrics
 
-from . import admission, delivery, pipeline, rollup
+from . import delivery, pipeline, rollup
 from .claims import RetryLater, stuck
 from .models import Message
 
@@ -71,8 +71,7 @@ def enqueue(row_id: int, role: str, countdown: float = 0) -> None:
         logger.exception("could not enqueue %s row %s; the sweep will retry", role, row_id)
 
 
-@receiver(admission.granted)
-def wake_granted(sender: object, message_ids: list[int], **kwargs: object) -> None:
+def wake_granted(message_ids: list[int]) -> None:
     """Questions that waited their turn were granted a model slot: answer them now."""
     for message_id in message_ids:
         enqueue(message_id, Message.Role.USER)
