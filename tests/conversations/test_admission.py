@@ -7,10 +7,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from channels_im.platforms.base import InboundMessage
 from conversations import admission, pipeline, tasks
-from conversations.admission import Entry, Lease, Waiting, endpoint_key, line_up
+from conversations.admission import Lease, Waiting
 from conversations.claims import Claim, RetryLater
 from conversations.models import Admission, Message, ModelEndpoint
+from conversations.services import receive
+from conversations.turns import Entry, endpoint_key, line_up
 from tests.factories import BotFactory, MessageFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -60,23 +63,25 @@ def test_it_names_an_endpoint_by_its_server(url, key):
 
 def test_turns_go_round_robin_between_tenants_in_arrival_order_within_each():
     waiting = [entry(n, 1) for n in (1, 2, 3)] + [entry(n, 2) for n in (4, 5)]
-    line = line_up(waiting, NOW)
+    line = line_up(waiting, NOW, served={})
     assert [e.message_id for e in line.waiting] == [1, 4, 2, 5, 3]
 
 
-def test_a_tenant_s_answers_in_flight_count_as_turns_taken():
-    entries = [entry(1, 1, status=ANSWERING, lease=60)] + [entry(n, 1) for n in (2, 3)]
-    entries += [entry(n, 2) for n in (4, 5)]
-    line = line_up(entries, NOW)
+def test_the_tenant_served_least_lately_goes_first():
+    """Tenant 1's question 1 holds the slot (the latest granted); tenant 1 asked four more
+    before tenant 2 asked two."""
+    entries = [entry(1, 1, status=ANSWERING, lease=60, claim=600)]
+    entries += [entry(n, 1) for n in (2, 3, 4, 5)] + [entry(n, 2) for n in (6, 7)]
+    line = line_up(entries, NOW, served={"1": 8, "2": 7})
     assert [e.message_id for e in line.holding] == [1]
-    assert [e.message_id for e in line.waiting] == [4, 2, 5, 3]
+    assert [e.message_id for e in line.waiting] == [6, 2, 7, 3, 4, 5]
 
 
 def test_the_cap_is_the_smallest_among_the_tenants_present():
     entries = [entry(1, 1, cap=4, status=ANSWERING, lease=60), entry(2, 2, cap=1)]
-    assert line_up(entries, NOW).cap == 1
-    assert line_up(entries[:1], NOW).cap == 4
-    assert line_up([], NOW).free == 1
+    assert line_up(entries, NOW, {}).cap == 1
+    assert line_up(entries[:1], NOW, {}).cap == 4
+    assert line_up([], NOW, {}).free == 1
 
 
 @pytest.mark.parametrize(
@@ -221,7 +226,7 @@ def test_a_question_granted_while_its_worker_checks_on_it_takes_the_slot_when_it
     waiting = admission.admit(checking, tenant.endpoint)
     with django_capture_on_commit_callbacks(execute=True):
         lease.release()  # meanwhile
-    assert woken == [third.pk]
+    assert woken == []  # its worker goes on with it
     assert isinstance(admission.park(checking, tenant.endpoint, waiting, None), Lease)
 
 
@@ -231,6 +236,18 @@ def test_one_server_s_slots_are_shared_by_its_urls_and_the_smallest_cap_applies(
     waiting = admit(question(other))
     assert (waiting.cap, waiting.in_flight) == (1, 1)
     assert ModelEndpoint.objects.count() == 1
+
+
+def test_the_next_slot_goes_to_the_tenant_served_least_lately(one_slot):
+    other = TenantFactory(model_endpoint=one_slot.endpoint, max_concurrency=1)
+    lease = admit(question(one_slot))
+    for waiting in (question(one_slot), question(one_slot), question(other)):
+        admit(waiting)
+    served = ModelEndpoint.objects.get().served
+    assert served == {str(one_slot.pk): 1}
+    lease.release()
+    assert Admission.objects.get(lease_until__isnull=False).message.tenant == other
+    assert ModelEndpoint.objects.get().served == {str(one_slot.pk): 1, str(other.pk): 2}
 
 
 def test_a_slot_whose_lease_ran_out_is_free_and_its_dead_worker_s_question_waits(one_slot):
@@ -306,3 +323,32 @@ def test_the_pipeline_answers_a_question_that_waited_once_a_slot_frees(
     assert waiting.reply.content == fake_ollama.reply
     assert waiting.endpoint == tenant.endpoint
     assert not Admission.objects.exists()  # the answer freed its slot
+
+
+# --- a place in line from the arrival on ----------------------------------------------------
+
+
+def receive_question(bot, text):
+    inbound = InboundMessage(external_id=text, sender="zhangsan", chat="zhangsan", text=text)
+    return receive(bot, inbound)
+
+
+def test_a_question_takes_its_place_in_line_as_it_arrives(wecom_bot):
+    question = receive_question(wecom_bot, "hello")
+    place = Admission.objects.get()
+    assert (place.message_id, place.lease_until, place.cap) == (question.pk, None, 2)
+    assert place.endpoint.key == endpoint_key(wecom_bot.tenant.endpoint)
+    receive_question(wecom_bot, "/help")  # the bot answers it: no model, no place
+    assert Admission.objects.count() == 1
+
+
+def test_its_place_is_its_arrival_even_when_a_later_question_is_claimed_first(wecom_bot, woken):
+    wecom_bot.tenant.max_concurrency = 1
+    wecom_bot.tenant.save()
+    lease = admit(receive_question(wecom_bot, "holder"))
+    first, second = receive_question(wecom_bot, "first"), receive_question(wecom_bot, "second")
+    assert admit(second).ahead == 1  # its worker came first; "first" is still ahead
+    lease.release()
+    assert Admission.objects.get(lease_until__isnull=False).message_id == first.pk
+    assert woken == []  # its own first task is on its way
+    assert isinstance(admit(first), Lease)
