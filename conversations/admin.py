@@ -124,6 +124,7 @@ class MessageAdmin(LogAdmin):
                     ("tenant", "bot", "conversation", "reply_to"),
                     ("role", "sender", "external_id"),
                     ("status", "model", "attempts"),
+                    ("endpoint", "fallback"),
                     "content",
                     "error",
                 )

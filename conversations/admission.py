@@ -117,13 +117,17 @@ def admit(question: Claim, endpoint: str) -> Lease | Waiting:
         line, given = _fill(locked, entries, now, mine=row.pk)
     if row.pk in given:
         return _admitted(question, key)
+    granted_ends = [_lease_end()] if given else []
     return Waiting(
         ahead=line.waiting.index(mine) - len(given),
         in_flight=len(line.holding) + len(given),
         cap=line.cap,
         answer_seconds=locked.answer_seconds,
         notified_at=mine.notified_at,
-        slot_ends=min((e.lease_until for e in line.holding if e.lease_until), default=None),
+        # A slot granted now runs out too if its question's task never comes.
+        slot_ends=min(
+            [e.lease_until for e in line.holding if e.lease_until] + granted_ends, default=None
+        ),
     )
 
 
