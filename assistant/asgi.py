@@ -4,8 +4,11 @@
 The REST API goes through Django's ASGI handler: its clients may wait minutes on an answer
 or a stream, on the event loop, holding no thread (conversations/api/watch.py). Everything
 else (the platforms' callbacks, the admin, health checks, static files) goes through
-Django's WSGI handler on a fixed pool of threads (common/wsgi_threads.py): one handoff per
+Django's WSGI handler on a fixed pool of threads (common/asgi.py): one handoff per
 request, where the ASGI handler's per-middleware hops cost a callback twice the CPU.
+At most API_THREADS API requests are at work at once (one waiting gives its place back),
+so API clients never take the threads and connections callbacks need; no request body
+over IM_MAX_BODY_BYTES is read.
 """
 
 import os
@@ -15,17 +18,20 @@ from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.core.wsgi import get_wsgi_application
 
-from common.wsgi_threads import Receive, Send, WsgiInThreads
+from common.asgi import BodyLimit, Receive, Send, Slots, WsgiInThreads
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
 # Requests' code runs in many threads here: connections come from a pool.
 os.environ.setdefault("DATABASE_POOL", "true")
-api = get_asgi_application()
+api = Slots(get_asgi_application(), settings.API_THREADS)
 rest = WsgiInThreads(get_wsgi_application(), settings.WEB_THREADS)
 
 
-async def application(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+async def route(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["path"].startswith("/api/"):
         await api(scope, receive, send)
     else:
         await rest(scope, receive, send)
+
+
+application = BodyLimit(route, settings.IM_MAX_BODY_BYTES)

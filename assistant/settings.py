@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 from kombu import Exchange, Queue
@@ -131,10 +132,11 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------
-# Threads of a web process that run requests' code, apart from the REST API's
-# (assistant/asgi.py); and the PostgreSQL connections the process's threads share.
+# A web process's threads for callbacks and the admin, and its REST API requests at work
+# at once (assistant/asgi.py); each may hold one pooled PostgreSQL connection, and so may
+# the process's watch of waiting API clients.
 WEB_THREADS = ranged("WEB_THREADS", 8, 1, 256)
-DATABASE_POOL_SIZE = ranged("DATABASE_POOL_SIZE", 16, 1, 1000)
+API_THREADS = ranged("API_THREADS", 8, 1, 256)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default has a web and a worker process writing to one file.
@@ -155,7 +157,7 @@ else:
         # request. Celery's processes keep theirs (a pool must not cross their fork).
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
-            "max_size": DATABASE_POOL_SIZE,
+            "max_size": WEB_THREADS + API_THREADS + 1,
             "timeout": 10,
         }
     else:
@@ -253,7 +255,12 @@ CELERY_TASK_ROUTES = {
     "conversations.tasks.sweep_stuck_messages": {"queue": "delivery"},
     "conversations.tasks.learn_bot_identities": {"queue": "delivery"},
     "conversations.tasks.refresh_dashboard": {"queue": "delivery"},
+    "conversations.tasks.purge_expired": {"queue": "delivery"},
 }
+# Retention (conversations/retention.py): the hour of the nightly purge (0-23, TIME_ZONE's),
+# and how many messages each of its short transactions deletes or redacts.
+RETENTION_HOUR = ranged("RETENTION_HOUR", 3, 0, 23)
+RETENTION_BATCH_SIZE = ranged("RETENTION_BATCH_SIZE", 1000, 1, 100_000)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-messages": {
         "task": "conversations.tasks.sweep_stuck_messages",
@@ -270,6 +277,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=60),
         # A run still waiting when the next is due is dropped, not piled up.
         "options": {"expires": 55},
+    },
+    # Retention (conversations/retention.py): once a night, at a quiet hour.
+    "purge-expired-messages": {
+        "task": "conversations.tasks.purge_expired",
+        "schedule": crontab(minute=30, hour=RETENTION_HOUR),
+        "options": {"expires": 12 * 3600},
     },
 }
 
@@ -365,6 +378,8 @@ LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="zh-hans")
 LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
+# Beat's crontab hours (the nightly purge) are TIME_ZONE's too.
+CELERY_TIMEZONE = TIME_ZONE
 USE_I18N = True
 USE_TZ = True
 

@@ -6,10 +6,8 @@ for that platform's credentials, declared by its adapter's `credential_fields`.
 
 from __future__ import annotations
 
-import ipaddress
 from functools import cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -29,6 +27,8 @@ from tenants.encryption import mask
 from .models import Bot
 from .platforms import adapter_class
 from .platforms.base import CredentialField
+from .selftest import unreachable_because
+from .selftest_admin import SelfTestAdmin
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -86,26 +86,6 @@ class BotCredentialsForm(forms.ModelForm):
         return super().save(commit)
 
 
-def unreachable_because(url: str) -> StrOrPromise | None:
-    """Why WeCom, DingTalk or Feishu could not call `url` from the internet, or None:
-    plain http (Feishu and WeCom's robot want https), or a host only this network knows."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if host == "localhost" or host.endswith(".localhost") or (address and address.is_loopback):
-        return _("it names this machine itself")
-    if address is not None and (address.is_private or address.is_link_local):
-        return _("it is a private network address")
-    if address is None and "." not in host:
-        return _("its host name has no domain")
-    if parts.scheme != "https":
-        return _("it is plain http, not https")
-    return None
-
-
 def join_help(*parts: StrOrPromise) -> str:
     return " · ".join(str(part) for part in parts if part)
 
@@ -145,12 +125,13 @@ class HasLastErrorFilter(admin.SimpleListFilter):
 
 
 @admin.register(Bot)
-class BotAdmin(TenantScopedAdmin):
+class BotAdmin(SelfTestAdmin, TenantScopedAdmin):
     list_display = (
         "name",
         "tenant",
         "platform",
         "is_active",
+        "self_test_badge",
         "callback_url_code",
         "last_success_at",
         "short_last_error",
@@ -171,6 +152,7 @@ class BotAdmin(TenantScopedAdmin):
         "last_success_at",
         "last_error",
         "last_error_at",
+        "self_test_report",
         "created_at",
     )
     actions = ("clear_last_error",)
@@ -221,6 +203,8 @@ class BotAdmin(TenantScopedAdmin):
             credentials = ("credentials_overview",)
         return (
             (None, {"fields": ("name", "tenant", "platform", "is_active", "callback_url_field")}),
+            # Above the credentials: a failed check is fixed in the fields below it.
+            (_("Self-test"), {"fields": ("self_test_report",)}),
             (
                 _("Credentials: %(platform)s") % {"platform": obj.get_platform_display()},
                 {"fields": credentials},

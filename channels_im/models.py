@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from common.selftest import all_passed
 from tenants.fields import EncryptedJSONField
 from tenants.models import Tenant
 
@@ -46,6 +47,12 @@ class Bot(models.Model):
     last_success_at = models.DateTimeField(
         _("last answer delivered"), null=True, blank=True, editable=False
     )
+    # The last self-test (channels_im/selftest.py): its findings, as common.selftest
+    # stores them, and when it ran.
+    self_test = models.JSONField(_("self-test"), default=list, blank=True, editable=False)
+    self_tested_at = models.DateTimeField(
+        _("self-tested at"), null=True, blank=True, editable=False
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:
@@ -75,6 +82,11 @@ class Bot(models.Model):
     def adapter(self) -> PlatformAdapter:
         """This bot's platform module (a PlatformAdapter subclass), bound to it."""
         return adapter_class(self.platform)(self)
+
+    @property
+    def self_test_passed(self) -> bool | None:
+        """None until the bot is self-tested; then whether no check of the last test failed."""
+        return None if self.self_tested_at is None else all_passed(self.self_test)
 
     def record_error(self, error: str) -> None:
         """Keep the latest failure on the row so the admin can filter on it."""

@@ -13,6 +13,7 @@ from common import metrics
 from common.api import FirstRenderer
 from conversations.models import Message
 from conversations.services import receive
+from conversations.stops import stop_recalled
 
 from .bot_cache import active_bot
 from .models import Bot
@@ -23,6 +24,7 @@ from .platforms.base import (
     Challenge,
     Ignored,
     InboundMessage,
+    Recalled,
     SignatureInvalid,
     StaleRequest,
 )
@@ -69,6 +71,10 @@ class CallbackView(APIView):
             result = adapter.parse(raw)
             if isinstance(result, InboundMessage):
                 outcome = intake_outcome(receive(bot, result))
+            elif isinstance(result, Recalled):
+                # Signalled, never waited for: the worker stops the answer on its own.
+                stop_recalled(bot, result.external_id)
+                outcome = "recalled"
             else:
                 outcome = parsed_outcome(result)
             return adapter.ack(result), outcome

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .hangup import HangupAdapter
+
 _local = threading.local()
 
 
@@ -24,7 +26,13 @@ class _EnvironmentReadOnce(requests.Session):
     """requests looks up proxies (HTTPS_PROXY, NO_PROXY …) and the CA bundle in the
     environment for every request, decoding all of os.environ several times: about 0.2 ms
     a request. A running process's environment does not change, so this looks once per
-    origin; the outcome is the same."""
+    origin; the outcome is the same. Its connections can be closed from another thread
+    (`common.hangup`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mount("http://", HangupAdapter())
+        self.mount("https://", HangupAdapter())
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any

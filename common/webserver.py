@@ -45,32 +45,39 @@ BODY_TIMEOUT = seconds("WEB_BODY_TIMEOUT", 30, 0.5, 600)
 MAX_HEAD_BYTES = 64 * 1024
 
 
+class HeadTooLarge(Exception):
+    """A request head past MAX_HEAD_BYTES (httptools then answers 400 and closes)."""
+
+
 class DeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol with a deadline for each request's head, then its body."""
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's head, then its body,
+    a bound on the head's size, and no header whose name has an underscore (gunicorn
+    drops those too: a proxy that filters `X-Forwarded-Proto` may pass
+    `X_Forwarded_Proto`, which would read the same)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.deadline: asyncio.TimerHandle | None = None
-        self.head_bytes: int | None = 0  # None once the head is in
+        self.head_bytes = 0
         self._start_deadline(HEADER_TIMEOUT)
-
-    def data_received(self, data: bytes) -> None:
-        if self.head_bytes is not None:
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self.transport.close()
-                return
-        super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self.deadline is None:  # a kept-alive connection starts its next request
-            self.head_bytes = 0
-            self._start_deadline(HEADER_TIMEOUT)
+        self.head_bytes = 0
+        if self.deadline is None and not self._answering():
+            self._start_deadline(HEADER_TIMEOUT)  # a kept-alive connection's next request
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+        if b"_" not in name:
+            super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        self.head_bytes = None
         self._start_deadline(BODY_TIMEOUT)
 
     def on_message_complete(self) -> None:
@@ -80,6 +87,14 @@ class DeadlineProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
         super().connection_lost(exc)
+
+    def _count(self, size: int) -> None:
+        self.head_bytes += size
+        if self.head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLarge
+
+    def _answering(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
 
     def _start_deadline(self, after: float) -> None:
         self._stop_deadline()
@@ -91,18 +106,21 @@ class DeadlineProtocol(HttpToolsProtocol):
             self.deadline = None
 
     def _out_of_time(self) -> None:
-        self.logger.debug("Closing a connection whose request did not arrive in time.")
         self.deadline = None
+        if self._answering():
+            return  # a pipelined request behind one still answered: that one finishes
+        self.logger.debug("Closing a connection whose request did not arrive in time.")
         self.transport.close()
 
 
 class Worker(UvicornWorker):
     """gunicorn's worker for the ASGI application: uvloop, httptools with deadlines, no
-    lifespan events (Django sends none)."""
+    lifespan events (Django sends none), no WebSocket."""
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "uvloop",
         "http": DeadlineProtocol,
         "lifespan": "off",
+        "ws": "none",
         "server_header": False,
     }

@@ -1,26 +1,41 @@
 """The conversation log in the admin: read-only, tenant-scoped, cheap on large tables.
 
-Rows are written by the reply pipeline alone; auditors and tenant admins browse, search
-and export them, and only the operator may delete (a data-removal request, say).
+Rows are written by the reply pipeline alone; auditors and tenant admins browse, filter,
+search and export them, and only the operator may delete (a data-removal request, say).
+A conversation's page is its transcript (transcript.py); the message list exports what
+it shows, filtered and searched, as CSV or JSON Lines.
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
-from django.urls import reverse
-from django.utils import timezone
+from django.http import HttpRequest, HttpResponseBadRequest
+from django.http.response import HttpResponseBase
+from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from tenants.admin import TenantRelatedListFilter, TenantScopedAdmin
 from tenants.audit_admin import AuditedLooks
 
-from .export import csv_lines
+from . import transcript
+from .admin_filters import (
+    ActivityPeriodFilter,
+    ChatFilter,
+    PeriodFilter,
+    PlatformFilter,
+    UserFilter,
+)
+from .export import FORMATS, download
 from .models import Conversation, Message
 
 
@@ -28,7 +43,7 @@ class CappedCountPaginator(Paginator):
     """Counts at most CAP rows.
 
     A plain COUNT(*) reads the whole log table on PostgreSQL; past the cap the list
-    simply stops paging, and a filter or the date drill-down narrows it instead.
+    simply stops paging, and a filter (a period, say) narrows it instead.
     """
 
     CAP = 10_000
@@ -49,6 +64,9 @@ class LogAdmin(AuditedLooks, TenantScopedAdmin):
     show_facets = admin.ShowFacets.NEVER
     paginator = CappedCountPaginator
 
+    class Media:
+        css = {"all": ["conversations/log.css"]}
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -61,6 +79,9 @@ class LogAdmin(AuditedLooks, TenantScopedAdmin):
 
 @admin.register(Conversation)
 class ConversationAdmin(LogAdmin):
+    """A conversation's page is its transcript, below its fields
+    (templates/admin/conversations/conversation/change_form.html)."""
+
     list_display = (
         "id",
         "started_at",
@@ -69,22 +90,37 @@ class ConversationAdmin(LogAdmin):
         "bot",
         "chat_id",
         "user_id",
+        "transcript_link",
         "messages_link",
     )
-    list_filter = (("bot", TenantRelatedListFilter),)
+    list_filter = (
+        ActivityPeriodFilter,
+        ("bot", TenantRelatedListFilter),
+        PlatformFilter,
+        UserFilter,
+        ChatFilter,
+    )
     search_fields = ("chat_id", "user_id")
+    # Newest first, and a stable order for the autocomplete's pages too.
+    ordering = ("-id",)
     list_select_related = ("tenant", "bot")
     raw_id_fields = ("bot",)
     fields = (
-        "tenant",
-        "bot",
-        "chat_id",
-        "user_id",
-        "started_at",
-        "last_activity_at",
+        ("tenant", "bot", "platform"),
+        ("chat_id", "user_id"),
+        ("started_at", "last_activity_at", "closed_at"),
         "messages_link",
     )
-    readonly_fields = fields
+    readonly_fields = ("platform", "messages_link")
+
+    @admin.display(description=_("platform"))
+    def platform(self, conversation: Conversation) -> str:
+        return conversation.bot.get_platform_display()
+
+    @admin.display(description=_("transcript"))
+    def transcript_link(self, conversation: Conversation) -> str:
+        url = reverse("admin:conversations_conversation_change", args=[conversation.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Read"))
 
     @admin.display(description=_("messages"))
     def messages_link(self, conversation: Conversation) -> str:
@@ -96,6 +132,8 @@ class ConversationAdmin(LogAdmin):
 
 @admin.register(Message)
 class MessageAdmin(LogAdmin):
+    """Each message's text links to its place in its conversation's transcript."""
+
     list_display = (
         "created_at",
         "tenant",
@@ -110,12 +148,23 @@ class MessageAdmin(LogAdmin):
         "total_ms",
         "tokens",
     )
-    list_filter = ("status", "role", ("bot", TenantRelatedListFilter))
-    date_hierarchy = "created_at"
-    search_fields = ("content", "sender", "external_id")
+    # No date_hierarchy: its year and month links read every row's date; the period
+    # filter reads an index range.
+    list_filter = (
+        PeriodFilter,
+        "status",
+        "stopped",
+        "role",
+        ("bot", TenantRelatedListFilter),
+        PlatformFilter,
+        UserFilter,
+        ChatFilter,
+    )
+    # The text alone: the trigram index serves it (log_filters.py); the user and chat
+    # have filters of their own.
+    search_fields = ("content",)
     list_select_related = ("tenant", "bot")
     raw_id_fields = ("conversation", "bot", "reply_to")
-    actions = ("export_csv",)
     fieldsets = (
         (
             None,
@@ -123,7 +172,7 @@ class MessageAdmin(LogAdmin):
                 "fields": (
                     ("tenant", "bot", "conversation", "reply_to"),
                     ("role", "sender", "external_id"),
-                    ("status", "model", "attempts"),
+                    ("status", "stopped", "model", "attempts"),
                     ("endpoint", "fallback"),
                     "content",
                     "error",
@@ -134,7 +183,7 @@ class MessageAdmin(LogAdmin):
             _("Timings and tokens"),
             {
                 "fields": (
-                    ("created_at", "delivered_at"),
+                    ("created_at", "delivered_at", "redacted_at"),
                     ("queue_wait_ms", "first_token_ms", "total_ms"),
                     ("prompt_tokens", "completion_tokens"),
                 )
@@ -142,26 +191,37 @@ class MessageAdmin(LogAdmin):
         ),
     )
 
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_export_%s"
+        exports = [
+            path(
+                f"export/{kind}/",
+                self.admin_site.admin_view(partial(self.export_view, kind=kind)),
+                name=name % kind,
+            )
+            for kind in FORMATS
+        ]
+        return exports + super().get_urls()
+
+    def export_view(self, request: HttpRequest, kind: str) -> HttpResponseBase:
+        """The list as its query string filters, searches and orders it, every page of
+        it, as a file ("csv" or "jsonl"); recorded in the audit trail with its count."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            rows = self.get_changelist_instance(request).queryset
+        except IncorrectLookupParameters as exc:
+            # Plain text: the error quotes the query string back.
+            error = gettext("Bad filter: %(error)s") % {"error": exc}
+            return HttpResponseBadRequest(error, content_type="text/plain; charset=utf-8")
+        self.record_export(request, rows, kind)
+        return download(rows, kind)
+
     @admin.display(description=_("content"))
     def short_content(self, message: Message) -> str:
-        return Truncator(message.content).chars(60)
+        text = _("(redacted)") if message.redacted_at else Truncator(message.content).chars(60)
+        return format_html('<a href="{}">{}</a>', transcript.url(message), text)
 
     @admin.display(description=_("tokens (prompt / completion)"))
     def tokens(self, message: Message) -> str:
-        if message.prompt_tokens is None and message.completion_tokens is None:
-            return "-"
-        return f"{message.prompt_tokens or 0} / {message.completion_tokens or 0}"
-
-    @admin.action(description=_("Export selected as CSV"), permissions=["view"])
-    def export_csv(
-        self, request: HttpRequest, queryset: QuerySet[Message]
-    ) -> StreamingHttpResponse:
-        self.record_export(request, queryset, "csv")
-        # Streamed, so exporting a month of logs never holds them all in memory.
-        response = StreamingHttpResponse(
-            csv_lines(queryset.select_related("tenant", "bot")),
-            content_type="text/csv; charset=utf-8",
-        )
-        filename = f"messages-{timezone.localtime():%Y%m%d-%H%M%S}.csv"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return transcript.tokens(message) or "-"

@@ -27,7 +27,7 @@ from types import TracebackType
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F
 from django.utils import timezone
 
 from common import metrics
@@ -164,6 +164,15 @@ def notified(message_id: int, at: datetime) -> None:
     Admission.objects.filter(pk=message_id).update(notified_at=at)
 
 
+def due_now(message_id: int) -> None:
+    """A question waiting its turn is due at once, not at its next wake-up: a stop takes
+    it from the line now (stops.py)."""
+    waiting = Admission.objects.filter(pk=message_id, lease_until__isnull=True)
+    Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).filter(
+        Exists(waiting)
+    ).update(claimed_until=None)
+
+
 def leave(message_id: int) -> None:
     """The question is done with without a slot (it ran out of time waiting)."""
     Admission.objects.filter(pk=message_id).delete()
@@ -173,16 +182,25 @@ class Lease:
     """A question's slot on its endpoint. A context manager: leaving it frees the slot and
     grants it to the next in line."""
 
-    def __init__(self, key: str, message_id: int):
+    def __init__(self, key: str, message_id: int, *, held: bool = True):
         self.key = key
         self.message_id = message_id
+        self.held = held
         self.renewed = time.monotonic()
         self.answer_seconds: float | None = None  # set by the caller once the model answered
+
+    @classmethod
+    def unheld(cls) -> Lease:
+        """No slot, for a question that needs none (stopped before the model is asked)."""
+        return cls("", 0, held=False)
 
     def renew(self) -> None:
         """The answer is alive (a token came): extend the lease, at most every quarter of
         its length. A failure is only logged: the answer matters more than its slot."""
-        if time.monotonic() - self.renewed < settings.IM_ADMISSION_LEASE_SECONDS / 4:
+        if (
+            not self.held
+            or time.monotonic() - self.renewed < settings.IM_ADMISSION_LEASE_SECONDS / 4
+        ):
             return
         self.renewed = time.monotonic()
         try:
@@ -204,6 +222,8 @@ class Lease:
     def release(self) -> None:
         """Free the slot, keep the answer time for estimates, and grant the slot on. With
         the database away the lease runs out on its own instead."""
+        if not self.held:
+            return
         try:
             with transaction.atomic():
                 endpoint, entries = _line(self.key)

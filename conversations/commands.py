@@ -6,11 +6,12 @@ from collections.abc import Callable
 
 from django.utils.translation import gettext, override
 
-from . import sessions
+from . import sessions, stops
 from .models import Message
 
 RESET = ("/reset", "/new", "/重置", "重置", "/清空")
 HELP = ("/help", "/帮助", "帮助", "/?")
+STOP = ("/stop", "/停止", "停止")
 
 
 def command_for(text: str) -> Callable[[Message], str] | None:
@@ -20,6 +21,8 @@ def command_for(text: str) -> Callable[[Message], str] | None:
         return reset
     if word in HELP:
         return help_text
+    if word in STOP:
+        return stop
     return None
 
 
@@ -28,6 +31,16 @@ def reset(message: Message) -> str:
     sessions.close(message.conversation_id)
     with override(message.tenant.language):
         return gettext("Done: I have forgotten our conversation. Ask me anything.")
+
+
+def stop(message: Message) -> str:
+    """Stop the answers being written for this person in this chat (stops.py); what was
+    written so far stays, marked as stopped."""
+    stopped = stops.stop_asker(message)
+    with override(message.tenant.language):
+        if stopped:
+            return gettext("Stopped.")
+        return gettext("Nothing to stop: no answer is being written for you.")
 
 
 def help_text(message: Message) -> str:
@@ -44,6 +57,7 @@ def help_text(message: Message) -> str:
                 "minutes": tenant.session_timeout_seconds // 60,
             },
             gettext("/reset (重置): forget the conversation and start again."),
+            gettext("/stop (停止): stop the answer being written; what it says so far stays."),
             gettext("/help (帮助): show this message."),
         ]
         if tenant.user_rate_limit_per_minute:

@@ -79,7 +79,8 @@ def build_messages(question: Message) -> list[dict[str, str]]:
 
 def _rounds(question: Message, max_rounds: int) -> list[tuple[str, str]]:
     """The session's last answered questions with their answers, newest first: one
-    indexed query, bounded rows. Failed questions, commands and refusals are left out."""
+    indexed query, bounded rows. Failed questions, commands and refusals are left out,
+    and so are rounds whose text retention has redacted."""
     if max_rounds == 0:
         return []
     return list(
@@ -88,6 +89,7 @@ def _rounds(question: Message, max_rounds: int) -> list[tuple[str, str]]:
             id__lt=question.pk,
             role=Message.Role.USER,
             status=Message.Status.ANSWERED,
+            redacted_at__isnull=True,
         )
         .order_by("-id")
         .values_list("content", "reply__content")[:max_rounds]

@@ -1,16 +1,18 @@
 """The log as a file: CSV for people (Excel), JSON Lines for programs; both streamed, in
-constant memory whatever the row count. The admin's export action and the API's
-`/api/v1/messages/export/` write the same files."""
+constant memory whatever the row count. The admin's export and the API's
+`/api/v1/messages/export/` write the same files, through `download`."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from .models import Message
@@ -24,15 +26,19 @@ EXPORT_FIELDS = (
     "role",
     "sender",
     "external_id",
+    "reply_to_id",
     "status",
     "model",
     "content",
     "error",
+    "done_reason",
     "queue_wait_ms",
     "first_token_ms",
     "total_ms",
     "prompt_tokens",
     "completion_tokens",
+    "tokens_estimated",
+    "redacted_at",  # retention cleared content and error then
 )
 # Excel runs a cell that starts with one of these as a formula; message text is user input.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -76,3 +82,55 @@ def _json_value(value: Any) -> Any:
     if value is None or isinstance(value, int | float | str | bool):
         return value
     return str(value)
+
+
+FORMATS: dict[str, tuple[Callable[[QuerySet[Message]], Iterator[str]], str]] = {
+    "csv": (csv_lines, "text/csv; charset=utf-8"),
+    "jsonl": (jsonl_lines, "application/jsonl"),
+}
+
+
+# Characters of a piece of the file: each piece is one send (and, for the REST API, one
+# hop between its thread and the event loop), not each row.
+PIECE = 64 * 1024
+
+
+class StreamedFile(StreamingHttpResponse):
+    """A download sent as it is read, in constant memory under ASGI as under WSGI.
+
+    Under ASGI, Django's StreamingHttpResponse reads a synchronous iterator whole into a
+    list before it sends a byte; this one takes one part at a time, in the request's own
+    thread (`thread_sensitive`), where the rows' database cursor lives.
+    """
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        # Synchronous: `download` gives it a generator.
+        parts = cast(Iterator[bytes], self.streaming_content)
+        take = sync_to_async(lambda: next(parts, None))
+        while (part := await take()) is not None:
+            yield part
+
+
+def pieces(lines: Iterable[str], size: int) -> Iterator[str]:
+    """`lines` joined into pieces of `size` characters or a line more."""
+    piece: list[str] = []
+    length = 0
+    for line in lines:
+        piece.append(line)
+        length += len(line)
+        if length >= size:
+            yield "".join(piece)
+            piece, length = [], 0
+    if piece:
+        yield "".join(piece)
+
+
+def download(rows: QuerySet[Message], kind: str) -> StreamedFile:
+    """`rows`, in their order, as a file to download: kind "csv" (with a BOM) or "jsonl"
+    (KeyError for another), named messages-<local time>.<kind>."""
+    lines, content_type = FORMATS[kind]
+    body = pieces(lines(rows.select_related("tenant", "bot")), PIECE)
+    response = StreamedFile(body, content_type=content_type)
+    name = f"messages-{timezone.localtime():%Y%m%d-%H%M%S}.{kind}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

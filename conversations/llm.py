@@ -8,6 +8,7 @@ texts change between versions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,8 +17,10 @@ import requests
 from django.conf import settings
 
 from common import http, metrics
+from common.hangup import Hangup
 
 from .streams import (
+    STOPPED,
     TIMEOUT,
     AnswerStream,
     Completion,
@@ -27,7 +30,15 @@ from .streams import (
     read_openai,
 )
 
-__all__ = ["Completion", "LLMError", "ModelRejected", "ModelUnavailable", "chat"]
+__all__ = [
+    "STOPPED",
+    "Completion",
+    "LLMError",
+    "ModelRejected",
+    "ModelUnavailable",
+    "chat",
+    "metadata",
+]
 
 Messages = list[dict[str, str]]
 
@@ -92,6 +103,7 @@ def chat(
     on_delta: Callable[[str], None] | None = None,
     on_thinking: Callable[[], None] | None = None,
     deadline: float | None = None,
+    hangup: Hangup | None = None,
     on_token: Callable[[], None] | None = None,
 ) -> Completion:
     """Stream one chat answer, passing each new piece of it to `on_delta`.
@@ -101,12 +113,17 @@ def chat(
     endpoint is asked to `think` apart from the answer, unless the model refused that
     before; `on_thinking()` is called when the model starts reasoning, `on_token()` at
     every token (the answer is alive). At `deadline`
-    (time.monotonic()) the answer so far is returned with done_reason "timeout".
+    (time.monotonic()) the answer so far is returned with done_reason "timeout"; once
+    `hangup()` is called (from any thread) the request is closed at once, also while the
+    model has not answered yet, and the answer so far is returned with done_reason
+    "stopped" (the model is not asked at all if that happened before the call).
     Raises ModelUnavailable (retry) or ModelRejected (do not). The call's timings, or its
     error by endpoint, are counted for /metrics.
     """
     options = {"num_predict": settings.OLLAMA_NUM_PREDICT, **(options or {})}
-    stream = AnswerStream(model, on_delta, on_thinking, deadline, on_token)
+    stream = AnswerStream(
+        model, on_delta, on_thinking, deadline, hangup or Hangup(), on_token=on_token
+    )
     try:
         completion = _answer(endpoint.rstrip("/"), model, messages, options, keep_alive, stream)
     except LLMError as exc:
@@ -150,11 +167,21 @@ def _run(
     read: Callable[[Iterator[bytes], AnswerStream], Completion],
     stream: AnswerStream,
 ) -> Completion:
-    with _open_stream(url, body, stream.seconds_left()) as response:
-        try:
-            completion = read(response.iter_lines(), stream)
-        except StreamBroken as exc:
-            raise ModelUnavailable(str(exc)) from exc
+    if stream.hangup.requested:  # before the request went out: the model used nothing
+        return stream.finish(None, STOPPED, 0, 0)
+    try:
+        with _open_stream(url, body, stream) as response:
+            try:
+                completion = read(response.iter_lines(), stream)
+            except StreamBroken as exc:
+                raise ModelUnavailable(str(exc)) from exc
+    except LLMError:
+        if not stream.hangup.requested:
+            raise
+        # The hangup closed the connection under the reader: a stop, not a failure.
+        return stream.finish(None, STOPPED, None, None)
+    if completion.done_reason == STOPPED:
+        return completion
     if completion.thought and not completion.content.strip():
         if completion.done_reason == TIMEOUT:
             raise ModelUnavailable("no answer within the time budget: the model was thinking")
@@ -207,20 +234,38 @@ def probe(endpoint: str, timeout: float) -> None:
         raise ModelUnavailable(f"model endpoint unreachable: {exc}") from exc
 
 
+def metadata(endpoint: str, path: str, timeout: float, body: dict[str, Any] | None = None) -> Any:
+    """The JSON answer to one metadata request (`/api/tags`, `/api/show`, `/models` …):
+    GET `path` of the endpoint, or POST `body` to it, connecting and answering within
+    `timeout` seconds each. Raises ModelUnavailable or ModelRejected as `chat` does, and
+    ModelRejected for an answer that is not JSON (no model server answers so)."""
+    url = endpoint.rstrip("/") + path
+    method = "GET" if body is None else "POST"
+    try:
+        with http.session().request(method, url, json=body, timeout=timeout) as response:
+            _raise_for_status(response)
+            content = response.content
+    except _UNSENDABLE as exc:
+        raise ModelRejected(f"cannot send the model request: {exc}") from exc
+    except requests.RequestException as exc:
+        raise ModelUnavailable(f"model endpoint unreachable: {_transport_reason(exc)}") from exc
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        raise ModelRejected(f"{path}: the answer is not JSON") from exc
+
+
 def loaded_models(endpoint: str, timeout: float) -> set[str] | None:
     """The models a native Ollama endpoint holds in memory (`/api/ps`), as "name:tag";
     None where it cannot tell: an OpenAI-compatible endpoint, an error, an odd answer.
     A model not among them is loaded by the next request for it, which waits meanwhile."""
-    base = endpoint.rstrip("/")
-    if base.endswith("/v1"):
+    if endpoint.rstrip("/").endswith("/v1"):
         return None
     try:
-        with http.session().get(f"{base}/api/ps", timeout=timeout) as response:
-            if response.status_code != 200:
-                return None
-            models = response.json().get("models")
-    except (requests.RequestException, ValueError, AttributeError):
+        answer = metadata(endpoint, "/api/ps", timeout)
+    except LLMError:
         return None
+    models = answer.get("models") if isinstance(answer, dict) else None
     if not isinstance(models, list):
         return None
     return {m.get("model") or m.get("name") or "" for m in models if isinstance(m, dict)}
@@ -228,20 +273,24 @@ def loaded_models(endpoint: str, timeout: float) -> set[str] | None:
 
 @contextmanager
 def _open_stream(
-    url: str, body: dict[str, Any], seconds_left: float | None
+    url: str, body: dict[str, Any], stream: AnswerStream
 ) -> Iterator[requests.Response]:
     """POST and yield the open 2xx response; every transport failure becomes an LLMError.
 
     A read waits OLLAMA_TIMEOUT at most, and no longer than the question's time left: a
     model still loading sends nothing, and the deadline must hold all the same. Read
-    errors raised while the caller iterates the body are translated here too.
+    errors raised while the caller iterates the body are translated here too. The
+    stream's hangup may close the request until its response is closed.
     """
     read = settings.OLLAMA_TIMEOUT
-    if seconds_left is not None:
+    if (seconds_left := stream.seconds_left()) is not None:
         read = max(min(read, seconds_left), 0.1)
     timeout = (settings.OLLAMA_CONNECT_TIMEOUT, read)
     try:
-        with http.session().post(url, json=body, stream=True, timeout=timeout) as response:
+        with (
+            stream.hangup.armed(),
+            http.session().post(url, json=body, stream=True, timeout=timeout) as response,
+        ):
             _raise_for_status(response)
             yield response
     except _UNSENDABLE as exc:

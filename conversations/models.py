@@ -112,6 +112,11 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
     # The endpoint reported no usage (some OpenAI-compatible servers): the counts are ours.
     tokens_estimated = models.BooleanField(_("tokens estimated"), default=False)
+    # Its asker stopped the answer (/stop, or a recalled question): what the model wrote
+    # until then is the answer.
+    stopped = models.BooleanField(_("stopped"), default=False)
+    # When retention cleared the texts (content, error, reply_context); the figures stay.
+    redacted_at = models.DateTimeField(_("redacted"), null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-id"]
@@ -126,6 +131,13 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "-id"], name="msg_context_idx"),
             models.Index(fields=["tenant", "-created_at"], name="msg_tenant_recent_idx"),
+            # Retention's scan: a redacted row leaves it, so each night's purge reads what
+            # is still to do, not the whole redacted history again.
+            models.Index(
+                fields=["tenant", "created_at"],
+                condition=models.Q(redacted_at__isnull=True),
+                name="msg_retention_idx",
+            ),
             models.Index(
                 fields=["status", "claimed_until"],
                 condition=models.Q(status__in=["queued", "answering"]),
@@ -136,7 +148,8 @@ class Message(models.Model):
         verbose_name_plural = _("messages")
 
     def __str__(self) -> str:
-        return f"{self.get_role_display()}: {self.content[:60]}"
+        text = _("(redacted)") if self.redacted_at else self.content[:60]
+        return f"{self.get_role_display()}: {text}"
 
     def new_reply(self, text: str, *, model: str = "") -> Message:
         """The assistant's row answering this one, queued for delivery and not stored yet."""

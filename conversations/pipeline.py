@@ -29,7 +29,7 @@ from common import metrics
 from tenants.models import Tenant
 from tenants.validators import ollama_keep_alive
 
-from . import admission, delivery, llm, notices, sent, texts
+from . import admission, delivery, llm, notices, sent, stop_signal, texts
 from .claims import Claim, Failure, RetryLater, ms_between
 from .context import build_messages, estimate_tokens
 from .live import LiveProgress, SignOfLife
@@ -64,10 +64,11 @@ def answer(message_id: int) -> None:
         fail(question, gave_up)
         return
     endpoint, model = target(question.row)
+    stop = stop_signal.Watch(question.row.pk)
     try:
         check_model_settings(question.row.tenant)
-        with slot(question, endpoint) as lease:
-            completion = ask_model(question, endpoint, model, lease)
+        with stop, slot(question, endpoint, stop) as lease:
+            completion = ask_model(question, endpoint, model, lease, stop)
     except RetryLater:
         raise  # waiting its turn: queued again, holding no worker
     except llm.LLMError as exc:
@@ -80,6 +81,11 @@ def answer(message_id: int) -> None:
     text = completion.content
     if completion.done_reason in ("length", TIMEOUT):
         text = f"{text.rstrip()}\n\n{texts.cut_off(question.row.tenant, completion.done_reason)}"
+    elif completion.done_reason == llm.STOPPED:
+        if stop_signal.silent(question.row, text, stop.how):
+            question.succeed(**figures(question.row, completion))
+            return
+        text = texts.stopped(question.row.tenant, text)
     answer_claim = question.answer(text, model=completion.model)
     try:
         delivery.send(answer_claim)
@@ -102,26 +108,32 @@ def target(question: Message) -> tuple[str, str]:
     return tenant.endpoint, tenant.model
 
 
-def slot(question: Claim, endpoint: str) -> admission.Lease:
-    """The question's slot on its model endpoint (admission.py). While it waits its turn,
-    its asker is told where it stands and RetryLater is raised: the question is queued
-    again until it is granted a slot, or due a notice, holding no worker meanwhile."""
+def slot(question: Claim, endpoint: str, stop: stop_signal.Watch) -> admission.Lease:
+    """The question's slot on its model endpoint (admission.py); none for a question
+    stopped already, whose model is not asked. While it waits its turn, its asker is told
+    where it stands and RetryLater is raised: the question is queued again until it is
+    granted a slot, or due a notice, holding no worker meanwhile."""
+    if stop.hangup.requested:
+        return admission.Lease.unheld()
     ticket = admission.admit(question, endpoint)
     if isinstance(ticket, admission.Lease):
         return ticket
     return admission.park(question, endpoint, ticket, notices.queue_position(question, ticket))
 
 
-def ask_model(question: Claim, endpoint: str, model: str, lease: admission.Lease) -> llm.Completion:
-    """The model's answer to the question, within what is left of its budget; every
-    token renews the question's slot."""
+def ask_model(
+    question: Claim, endpoint: str, model: str, lease: admission.Lease, stop: stop_signal.Watch
+) -> llm.Completion:
+    """The model's answer to the question, within what is left of its budget; the text
+    so far (done_reason "stopped") once `stop` sees the question stopped. Every token
+    renews the question's slot."""
     row = question.row
     tenant = row.tenant
     messages = build_messages(row)
     live = row.bot.adapter.live(delivery.outbound_for(row))
     progress = LiveProgress(question, live, texts.thinking(tenant)) if live else None
     # One notice of each kind per question: a retry does not send another.
-    first = row.attempts == 1
+    first = row.attempts == 1 and not stop.hangup.requested
     loading = first and notices.model_loading(question, progress, endpoint, model)
     waiting = (
         SignOfLife(question, texts.still_writing(tenant))
@@ -138,10 +150,11 @@ def ask_model(question: Claim, endpoint: str, model: str, lease: admission.Lease
             on_delta=progress,
             on_thinking=progress.thinking if progress else None,
             deadline=time.monotonic() + (question.seconds_left() or 0),
+            hangup=stop.hangup,
             on_token=lease.renew,
         )
     lease.answer_seconds = completion.total_ms / 1000
-    if not completion.content.strip():
+    if not completion.content.strip() and completion.done_reason != llm.STOPPED:
         raise llm.ModelUnavailable("the model returned an empty answer")
     if completion.prompt_tokens is None or completion.completion_tokens is None:
         # An OpenAI-compatible server may report no usage: estimated, and marked so.
@@ -182,6 +195,7 @@ def figures(question: Message, completion: llm.Completion) -> dict[str, Any]:
         "prompt_tokens": completion.prompt_tokens,
         "completion_tokens": completion.completion_tokens,
         "tokens_estimated": completion.tokens_estimated,
+        "stopped": completion.done_reason == llm.STOPPED,
     }
 
 

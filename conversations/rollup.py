@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from tenants.models import Tenant
 
+from . import retention
 from .models import BotDay, Message, UserDay
 
 # Upper bounds (ms) of the latency buckets; one more bucket holds everything above.
@@ -63,10 +64,14 @@ def day_start(day: date) -> datetime:
 
 def refresh(days: int = RECENT_DAYS) -> int:
     """Recompute the figures of the last `days` days (today included) of every tenant
-    from the log; returns how many rollup rows now stand for them."""
+    from the log; returns how many rollup rows now stand for them. Days some of whose
+    messages the tenant's retention deleted keep the figures they have."""
     first = today() - timedelta(days=days - 1)
-    tenants = Tenant.objects.values_list("pk", flat=True)
-    return sum(refresh_tenant(tenant_id, first) for tenant_id in tenants)
+    tenants = Tenant.objects.only("retention_days", "retention_action")
+    return sum(
+        refresh_tenant(tenant.pk, max(first, retention.first_whole_day(tenant) or first))
+        for tenant in tenants
+    )
 
 
 def refresh_tenant(tenant_id: int, first: date) -> int:

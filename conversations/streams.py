@@ -10,7 +10,9 @@ which keeps three things apart:
 - the clock: silence is measured in tokens, not bytes, so a server that keeps the stream
   open with keep-alive comments and sends no token is given up after OLLAMA_TIMEOUT; and
   the question's deadline ends a generation that is still going (what it wrote so far
-  is kept, marked as cut).
+  is kept, marked as cut);
+- a stop: once the stream's `hangup` is called (the asker's /stop), reading ends at the
+  next line with what was written so far.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from typing import Any
 
 from django.conf import settings
 
+from common.hangup import Hangup
+
 OPEN_THINK, CLOSE_THINK = "<think>", "</think>"
 # An error is stored on rows the admin shows: a short excerpt, never a whole body.
 MAX_ERROR_CHARS = 200
 # done_reason of an answer cut by the question's deadline (Ollama's own: stop, length).
 TIMEOUT = "timeout"
+# done_reason of an answer its asker stopped.
+STOPPED = "stopped"
 
 
 class StreamBroken(Exception):
@@ -56,13 +62,15 @@ class AnswerStream:
 
     `on_delta(piece)` receives each new piece of the answer, `on_thinking()` is called
     once when the model starts reasoning, `on_token()` at every token, answer or
-    reasoning; `deadline` is a time.monotonic() value.
+    reasoning; `deadline` is a time.monotonic() value; `hangup` closes the request when
+    the answer is stopped.
     """
 
     model: str
     on_delta: Callable[[str], None] | None = None
     on_thinking: Callable[[], None] | None = None
     deadline: float | None = None
+    hangup: Hangup = field(default_factory=Hangup)
     on_token: Callable[[], None] | None = None
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
@@ -112,9 +120,13 @@ class AnswerStream:
         if time.monotonic() - self._last_token > settings.OLLAMA_TIMEOUT:
             raise StreamBroken(f"no tokens for {settings.OLLAMA_TIMEOUT:.0f} s")
 
-    @property
-    def past_deadline(self) -> bool:
-        return self.deadline is not None and time.monotonic() > self.deadline
+    def cut_short(self) -> str | None:
+        """Why to end the answer now, as its done_reason (STOPPED, TIMEOUT), or None."""
+        if self.hangup.requested:
+            return STOPPED
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return TIMEOUT
+        return None
 
     def seconds_left(self) -> float | None:
         """Until the deadline (None: no deadline)."""
@@ -170,8 +182,8 @@ def read_native(lines: Iterator[bytes], stream: AnswerStream) -> Completion:
     to think), then one `done: true` line with the token counts."""
     for line in lines:
         stream.tick()
-        if stream.past_deadline:
-            return stream.finish(None, TIMEOUT, None, None)
+        if (cut := stream.cut_short()) is not None:
+            return stream.finish(None, cut, None, None)
         if not line.strip():
             continue
         chunk = decode(line)
@@ -196,8 +208,8 @@ def read_openai(lines: Iterator[bytes], stream: AnswerStream) -> Completion:
     usage: dict[str, Any] = {}
     for line in lines:
         stream.tick()
-        if stream.past_deadline:
-            return stream.finish(model, TIMEOUT, None, None)
+        if (cut := stream.cut_short()) is not None:
+            return stream.finish(model, cut, None, None)
         if not line.startswith(b"data:"):
             continue  # blank separators, keep-alive comments, `event:` lines
         data = line.removeprefix(b"data:").strip()

@@ -18,8 +18,9 @@ from celery import Task, shared_task
 
 from channels_im import identity
 from common import metrics
+from tenants.audit import Actor
 
-from . import delivery, pipeline, rollup
+from . import delivery, pipeline, retention, rollup
 from .claims import RetryLater, stuck
 from .models import Message
 
@@ -56,6 +57,15 @@ def learn_bot_identities() -> int:
 def refresh_dashboard() -> int:
     """Recompute the admin dashboard's figures of today and yesterday from the log."""
     return rollup.refresh()
+
+
+# Longer than the default, which is an answer's: a first purge may have months to go
+# through. Cut short, it has committed its batches, and the next night goes on.
+@shared_task(soft_time_limit=3600, time_limit=3660)
+def purge_expired() -> int:
+    """Delete or redact message content past each tenant's retention; the messages it
+    purged."""
+    return sum(run.messages for run in retention.purge_all(Actor.system("retention")))
 
 
 def enqueue(row_id: int, role: str, countdown: float = 0) -> None:

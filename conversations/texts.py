@@ -35,6 +35,12 @@ def cut_off(tenant: Tenant, done_reason: str) -> str:
         return gettext("(The answer was cut off: it took too long.)")
 
 
+def stopped(tenant: Tenant, text: str) -> str:
+    """A stopped answer: what the model wrote until then (maybe nothing), marked so."""
+    with override(tenant.language):
+        return (gettext("%(answer)s (stopped)") % {"answer": text.rstrip()}).strip()
+
+
 def thinking(tenant: Tenant) -> str:
     """Shown where the answer will appear while a reasoning model thinks."""
     with override(tenant.language):

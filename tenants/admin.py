@@ -171,8 +171,8 @@ class TenantScopedAdmin(admin.ModelAdmin):
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
     tenant_field = "pk"
-    list_display = ("name", "slug", "model", "model_endpoint", "is_active")
-    list_filter = ("is_active",)
+    list_display = ("name", "slug", "model", "model_endpoint", "is_active", "legal_hold")
+    list_filter = ("is_active", "legal_hold")
     search_fields = ("name", "slug")
     readonly_fields = ("created_at", "updated_at")
     fieldsets = (
@@ -185,15 +185,16 @@ class TenantAdmin(TenantScopedAdmin):
         (_("Prompt"), {"fields": ("system_prompt", "language")}),
         (_("Limits"), {"fields": ("rate_limit_per_minute", "user_rate_limit_per_minute")}),
         (_("Session"), {"fields": ("session_timeout_seconds", "context_max_rounds", "num_ctx")}),
+        (_("Retention"), {"fields": ("retention_days", "retention_action", "legal_hold")}),
         (_("History"), {"fields": ("created_at", "updated_at")}),
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         readonly = list(super().get_readonly_fields(request, obj))
-        # The slug names the tenant in config files, and switching a tenant off is the
-        # operator's call, not the tenant's.
+        # The slug names the tenant in config files; switching a tenant off, and a legal
+        # hold on its logs, are the operator's calls, not the tenant's.
         if not request.user.is_superuser:
-            readonly += ["slug", "is_active"]
+            readonly += ["slug", "is_active", "legal_hold"]
         return readonly
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -1,7 +1,9 @@
 """`GET|PATCH /api/v1/tenant/` (scope `admin`): the calling tenant's own settings.
 
 The fields are apply_config's tenant table; `slug` and `name` are read-only, and every
-value is checked by the model's own validators, as in the admin.
+value is checked by the model's own validators, as in the admin. `legal_hold` is shown
+but is the operator's: a PATCH that would change it is refused (400, naming it), so a
+client never believes it lifted a hold that still stands.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 
@@ -23,6 +26,14 @@ class TenantSerializer(serializers.ModelSerializer):
         model = Tenant
         fields = [name for name in TENANT_FIELDS if name != "is_active"]
         read_only_fields = ["slug", "name"]
+
+    def validate_legal_hold(self, value: bool) -> bool:
+        assert self.instance is not None, "the API only changes an existing tenant"
+        if value != self.instance.legal_hold:
+            raise serializers.ValidationError(
+                _("Only the platform operator can set or lift a legal hold.")
+            )
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """The model's own checks (allowed hosts, ranges, keep_alive …) on the result."""

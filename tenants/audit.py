@@ -128,7 +128,9 @@ def saved(
 ) -> AuditEvent | None:
     """Record that `obj` was just created (`before` None) or changed from `before`
     (`stored(obj)`, read before the save). A change that changed nothing records
-    nothing. An API key's creation and deactivation are key_created / key_revoked."""
+    nothing. An API key's creation and deactivation are key_created / key_revoked; a
+    save that sets or lifts a tenant's legal hold (a new tenant created under one, too)
+    is legal_hold_on / legal_hold_off, with every field it changed."""
     changes = diff(before, obj)
     if before is not None and not changes:
         return None
@@ -137,6 +139,11 @@ def saved(
         action = Action.KEY_CREATED
     elif isinstance(obj, ApiKey) and changes.get("is_active", {}).get("new") is False:
         action = Action.KEY_REVOKED
+    elif isinstance(obj, Tenant) and (hold := changes.get("legal_hold")):
+        if hold["new"]:
+            action = Action.LEGAL_HOLD_ON
+        elif before is not None:
+            action = Action.LEGAL_HOLD_OFF
     return record(
         action, tenant=owning_tenant(obj), obj=obj, request=request, actor=actor, changes=changes
     )

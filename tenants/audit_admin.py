@@ -91,8 +91,11 @@ class AuditedLooks:
 
 
 def looked_for(request: HttpRequest) -> tuple[str, dict[str, str]]:
-    """The list's search text and its filters (date drill-down included)."""
-    filters = {key: str(value) for key, value in request.GET.items() if key not in NOT_FILTERS}
+    """The list's search text and its filters (date drill-down included); a filter left
+    empty (a form's blank field) narrows nothing and is left out."""
+    filters = {
+        key: str(value) for key, value in request.GET.items() if key not in NOT_FILTERS and value
+    }
     return request.GET.get(SEARCH_VAR, "").strip(), filters
 
 

@@ -92,6 +92,7 @@ TENANT_FIELDS = (
     *("rate_limit_per_minute", "user_rate_limit_per_minute", "session_timeout_seconds"),
     *("context_max_rounds", "num_ctx", "temperature", "keep_alive"),
     *("max_concurrency", "fallback_model_endpoint", "fallback_model"),
+    *("retention_days", "retention_action", "legal_hold"),
 )
 # keep_alive is text to the model (it may be "5m"), but `keep_alive = -1` means seconds.
 TENANT_SPEC: Spec = _spec(Tenant, *TENANT_FIELDS) | {"keep_alive": (int, str)} | CHILDREN

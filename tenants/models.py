@@ -15,9 +15,32 @@ from django.utils.translation import gettext_lazy as _
 # Migrations name tenants.models.validate_endpoint.
 from .validators import validate_endpoint, validate_keep_alive
 
+# The dashboard's rollup recomputes today's and yesterday's figures from the log
+# (conversations/rollup.py, RECENT_DAYS); a shorter retention would delete rows under it and
+# shrink figures already shown. Two days back from now always lies before yesterday began.
+MIN_RETENTION_DAYS = 2
+MAX_RETENTION_DAYS = 36_500
+
+
+def validate_retention_days(value: int) -> None:
+    """0 (keep forever), or MIN_RETENTION_DAYS to MAX_RETENTION_DAYS."""
+    if value != 0 and not MIN_RETENTION_DAYS <= value <= MAX_RETENTION_DAYS:
+        raise ValidationError(
+            _(
+                "Use 0 to keep messages forever, or %(low)d to %(high)d days: the dashboard "
+                "recomputes today's and yesterday's figures from the messages, so they must "
+                "be kept at least %(low)d days."
+            )
+            % {"low": MIN_RETENTION_DAYS, "high": MAX_RETENTION_DAYS}
+        )
+
 
 class Tenant(models.Model):
     """A company or department: its bots, model endpoint, limits and logs."""
+
+    class RetentionAction(models.TextChoices):
+        REDACT = "redact", _("Redact: clear the text, keep the figures")
+        DELETE = "delete", _("Delete the messages")
 
     slug = models.SlugField(_("slug"), max_length=64, unique=True)
     name = models.CharField(_("name"), max_length=200)
@@ -97,6 +120,34 @@ class Tenant(models.Model):
             'How long Ollama keeps the model loaded after an answer: seconds ("300"; "-1" '
             'keeps it loaded, "0" unloads it) or a duration ("5m", "1h30m"), at most 7 days. '
             "Empty: the server's OLLAMA_KEEP_ALIVE."
+        ),
+    )
+    # Retention (conversations/retention.py): a nightly purge of older message content.
+    retention_days = models.PositiveIntegerField(
+        _("keep messages (days)"),
+        default=0,
+        validators=[validate_retention_days],
+        help_text=_(
+            "Message text older than this is deleted or redacted every night. "
+            "0 keeps it forever; otherwise 2 to 36,500 days."
+        ),
+    )
+    retention_action = models.CharField(
+        _("then"),
+        max_length=8,
+        choices=RetentionAction.choices,
+        default=RetentionAction.REDACT,
+        help_text=_(
+            "Redact keeps each message's status, tokens and timings for usage figures; "
+            "delete removes the messages, and conversations left empty."
+        ),
+    )
+    legal_hold = models.BooleanField(
+        _("legal hold"),
+        default=False,
+        help_text=_(
+            "Set by the platform operator: while on, nothing of this tenant is deleted "
+            "or redacted, whatever its retention."
         ),
     )
 

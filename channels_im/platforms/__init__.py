@@ -2,9 +2,10 @@
 
 Adding a platform is one new package and one line here; `Bot.platform` choices follow.
 Every platform is a package shaped alike: `adapter.py` (verify, parse, ack, send),
-`client.py` (its API, on `client.ApiClient`) and `crypto.py` (its signatures and envelope);
-the WeCom smart robot needs no token and shares WeCom's envelope, so it has `adapter.py`
-and `stream.py` (what its streams show).
+`client.py` (its API, on `client.ApiClient`), `crypto.py` (its signatures and envelope)
+and `checks.py` (its part of a bot's self-test, on `checks.py` here); the WeCom smart robot
+needs no token and shares WeCom's envelope and checks, so it has `adapter.py` and
+`stream.py` (what its streams show).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
     from channels_im.models import Bot
+    from common.selftest import Finding
 
 
 _NOT_A_NUMBER = _("Enter a whole number, e.g. 1000002: digits only.")
@@ -61,6 +62,14 @@ class Ignored:
     """A genuine callback we choose not to act on (an image, an event): answer 200."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class Recalled:
+    """The sender took a message back (Feishu's recall): its answer, if one is still being
+    written, is stopped. Answer 200."""
+
+    external_id: str  # the recalled message's id, as its InboundMessage.external_id
 
 
 @dataclass(frozen=True)
@@ -193,7 +202,7 @@ class CredentialField:
         return cls(name, required=False, secret=secret, hint=hint)
 
 
-CallbackResult = Challenge | Ignored | InboundMessage | PlatformCallback
+CallbackResult = Challenge | Ignored | InboundMessage | Recalled | PlatformCallback
 
 
 class LiveReply:
@@ -229,6 +238,8 @@ class PlatformAdapter:
     # The chat shows a placeholder for every message (a "thinking" stream), so even a
     # message we refuse must get an answer, or the placeholder never resolves.
     answers_every_message: ClassVar[bool] = False
+    # The platform calls the bot's callback URL (the API bot is only called by our API).
+    takes_callbacks: ClassVar[bool] = True
 
     def __init__(self, bot: Bot):
         self.bot = bot
@@ -263,6 +274,13 @@ class PlatformAdapter:
         tells its @mentions from others'), to store; {} when there is nothing to learn.
         Called by a periodic task, never inside a callback; raise DeliveryError on failure."""
         return {}
+
+    def self_test(self, timeout: float) -> list[Finding]:
+        """Ask the platform whether this bot's settings work, with harmless calls only (an
+        access token, reads), each bounded by `timeout` seconds: one finding per check,
+        in a fixed order, a check that cannot run being skipped with the reason. Never
+        raises for what the platform answers: a refusal is a failed finding."""
+        return []
 
 
 def json_object(raw: bytes | str) -> dict[str, Any]:

@@ -35,8 +35,11 @@ def http_json(
     json: Any = None,
     headers: dict[str, str] | None = None,
     error_code: Callable[[dict[str, Any]], ErrorCode | None] | None = None,
+    timeout: float | None = None,
 ) -> dict[str, Any]:
     """Send one request and return its JSON object body; raise DeliveryError otherwise.
+
+    `timeout` (seconds, to connect and for each read) defaults to IM_HTTP_TIMEOUT.
 
     Connection errors, timeouts, 429 and 5xx are transient; other 4xx are permanent, with
     the HTTP status as the error's `code`. Given the platform's `error_code` reader, a 4xx
@@ -47,7 +50,12 @@ def http_json(
     where = f"{method} {_path(url)}"
     try:
         response = http.session().request(
-            method, url, params=params, json=json, headers=headers, timeout=settings.IM_HTTP_TIMEOUT
+            method,
+            url,
+            params=params,
+            json=json,
+            headers=headers,
+            timeout=timeout or settings.IM_HTTP_TIMEOUT,
         )
     except requests.RequestException as exc:
         raise DeliveryError(f"{where}: {type(exc).__name__}") from exc
@@ -116,6 +124,20 @@ def _fresh(hit: tuple[str, float] | None) -> bool:
     return hit is not None and hit[1] > time.time()
 
 
+class OwnToken(TokenCache):
+    """A token one client fetched for itself and shares with no one (see
+    `ApiClient.use_own_token`)."""
+
+    def __init__(self, token: str):
+        self.token = token
+
+    def get(self) -> str:
+        return self.token
+
+    def invalidate(self) -> None:
+        """Nothing shared to forget; a refused own token is the caller's finding."""
+
+
 class ApiClient:
     """A platform's open API called as one app with a cached access token.
 
@@ -141,6 +163,8 @@ class ApiClient:
     # Where a new token is asked for, and the answer's (token, lifetime in s) fields.
     token_path: ClassVar[str]
     token_fields: ClassVar[tuple[str, str]]
+    # Seconds each request may take (connect, and each read); None: IM_HTTP_TIMEOUT.
+    timeout: float | None = None
 
     def __init__(self, app_id: str, app_secret: str, *, base: str = ""):
         """`base` overrides the API's base URL setting (Lark's, for a Feishu app)."""
@@ -184,6 +208,7 @@ class ApiClient:
             json=payload,
             headers=headers,
             error_code=self.error_code,
+            timeout=self.timeout,
         )
 
     @classmethod
@@ -214,7 +239,7 @@ class ApiClient:
         request = self.token_request()
         method = "POST" if "json" in request else "GET"
         url = self.base + self.token_path
-        body = http_json(method, url, error_code=self.error_code, **request)
+        body = http_json(method, url, error_code=self.error_code, timeout=self.timeout, **request)
         self.raise_for_code(self.token_path, body)
         token_field, lifetime_field = self.token_fields
         token = body.get(token_field)
@@ -222,3 +247,11 @@ class ApiClient:
             message = f"{self.label} {self.token_path}: no access token in the answer"
             raise DeliveryError(message, permanent=True)
         return token, int(body.get(lifetime_field) or 7200)
+
+    def use_own_token(self) -> None:
+        """Fetch a new token and use it for this client's calls only, never reading or
+        writing the shared cache: a self-test checks the credentials themselves, and
+        whatever they get must not touch the token the bot's deliveries use.
+        Raises DeliveryError as `fetch_token` does."""
+        token, _lifetime = self.fetch_token()
+        self.tokens = OwnToken(token)

@@ -98,6 +98,13 @@ FALLBACKS = Counter(
     "the failed endpoint (host:port) (conversations/pipeline.py).",
     ["endpoint"],
 )
+STOPS = Counter(
+    "im_stops",
+    "Requests to stop an answer, by how (command: /stop; recall: a recalled question) and "
+    "what they found: queued (stopped before the model was asked), answering (its worker "
+    "told to close the model request) or nothing (conversations/stops.py).",
+    ["how", "found"],
+)
 STUCK_ROWS = Counter(
     "im_stuck_rows",
     "Rows the sweep found stuck and enqueued again, by role (conversations/tasks.py).",

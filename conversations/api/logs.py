@@ -23,7 +23,8 @@ from tenants.api_auth import tenant_of
 from tenants.audit_api import AuditedReads
 from tenants.audit_models import AuditEvent
 
-from ..export import csv_lines, jsonl_lines
+from ..export import FORMATS, download
+from ..log_filters import narrow
 from ..models import Conversation, Message
 from .serializers import (
     ConversationDetailSerializer,
@@ -87,12 +88,7 @@ class ConversationList(AuditedReads, generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Conversation]:
         given = filters(self.request, "bot", "platform", "user", "chat", "since", "until")
         rows = Conversation.objects.filter(tenant=tenant_of(self.request)).select_related("bot")
-        rows = rows.filter(**_common(given, "user_id", "chat_id"))
-        if "since" in given:
-            rows = rows.filter(last_activity_at__gte=given["since"])
-        if "until" in given:
-            rows = rows.filter(last_activity_at__lt=given["until"])
-        return rows.annotate(message_count=Count("messages"))
+        return narrow(rows, given).annotate(message_count=Count("messages"))
 
 
 class ConversationDetail(AuditedReads, generics.RetrieveAPIView):
@@ -122,15 +118,7 @@ def logged_messages(request: Request) -> QuerySet[Message]:
     """The tenant's log rows that the request's filters select."""
     given = filters(request, *Filters().fields)
     rows = Message.objects.filter(tenant=tenant_of(request)).select_related("bot", "reply")
-    rows = rows.filter(**_common(given, "sender", "conversation__chat_id"))
-    for name, lookup in (("status", "status"), ("role", "role"), ("q", "content__icontains")):
-        if name in given:
-            rows = rows.filter(**{lookup: given[name]})
-    if "since" in given:
-        rows = rows.filter(created_at__gte=given["since"])
-    if "until" in given:
-        rows = rows.filter(created_at__lt=given["until"])
-    return rows
+    return narrow(rows, given)
 
 
 @extend_schema_view(
@@ -202,21 +190,9 @@ class MessageExport(AuditedReads, generics.GenericAPIView):
     )
     def get(self, request: Request) -> StreamingHttpResponse:
         kind = request.query_params.get("format", "csv")
-        if kind not in ("csv", "jsonl"):  # DRF answered 404 to a format it has no renderer for
+        if kind not in FORMATS:  # DRF answered 404 to a format it has no renderer for
             raise serializers.ValidationError({"format": ["Choose csv or jsonl."]})
-        rows = self.get_queryset().order_by("-id")
-        body = csv_lines(rows) if kind == "csv" else jsonl_lines(rows)
-        content_type = "text/csv; charset=utf-8" if kind == "csv" else "application/jsonl"
-        response = StreamingHttpResponse(body, content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="messages.{kind}"'
-        return response
+        return download(self.get_queryset().order_by("-id"), kind)
 
     def get_queryset(self) -> QuerySet[Message]:
         return logged_messages(self.request)
-
-
-def _common(given: dict, user_field: str, chat_field: str) -> dict:
-    """The filters conversations and messages share, as ORM lookups."""
-    lookups = {"bot": "bot__public_id", "platform": "bot__platform"}
-    lookups.update({"user": user_field, "chat": chat_field})
-    return {lookups[name]: value for name, value in given.items() if name in lookups}

@@ -174,7 +174,7 @@ async def settle(pk: int, seconds: float, response: Response) -> None:
     deadline = time.monotonic() + seconds
     async with watch.changes(pk) as seen:
         try:
-            while not (await watch.next_before(seen, deadline)).final:
+            while not (await seen.next_before(deadline)).final:
                 pass
         except TimeoutError:
             pass
@@ -190,7 +190,7 @@ async def events(question: Message) -> AsyncIterator[str]:
         deadline = time.monotonic() + STREAM_LIMIT_SECONDS
         async with watch.changes(question.pk) as seen:
             try:
-                while not (now := await watch.next_before(seen, deadline)).final:
+                while not (now := await seen.next_before(deadline)).final:
                     if now.text.startswith(text) and len(now.text) > len(text):
                         yield event("delta", {"text": now.text[len(text) :]})
                         text = now.text

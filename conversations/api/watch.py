@@ -24,6 +24,7 @@ from django.db import DatabaseError, connection
 
 from channels_im.platforms.api.adapter import live_key
 from common.api import in_a_thread
+from common.asgi import slot_released
 
 from ..models import Message
 from .serializers import FINAL
@@ -63,7 +64,30 @@ def _look_or_nothing(pks: list[int]) -> dict[int, Seen]:
     except DatabaseError as exc:  # the next poll tries again; a broken connection goes
         logger.warning("watching %d questions: the database failed: %s", len(pks), exc)
         connection.close_if_unusable_or_obsolete()
-        return {}
+    except Exception:  # the cache, or anything else: the poll must go on for the others
+        logger.exception("watching %d questions failed", len(pks))
+    return {}
+
+
+class Latest:
+    """The newest `Seen` of one watcher: a client that reads slowly skips what it missed
+    instead of piling it up."""
+
+    def __init__(self) -> None:
+        self.seen: Seen | None = None
+        self.arrived = asyncio.Event()
+
+    def put(self, seen: Seen) -> None:
+        self.seen = seen
+        self.arrived.set()
+
+    async def next_before(self, deadline: float) -> Seen:
+        """The next `Seen` to arrive (or one that arrived unread); TimeoutError once
+        `time.monotonic()` passes `deadline`."""
+        await asyncio.wait_for(self.arrived.wait(), deadline - time.monotonic())
+        self.arrived.clear()
+        assert self.seen is not None
+        return self.seen
 
 
 class Watch:
@@ -71,46 +95,41 @@ class Watch:
     watched."""
 
     def __init__(self) -> None:
-        self.queues: dict[int, set[asyncio.Queue[Seen]]] = {}
+        self.watchers: dict[int, set[Latest]] = {}
         self.task: asyncio.Task[None] | None = None
 
     @asynccontextmanager
-    async def changes(self, pk: int) -> AsyncIterator[asyncio.Queue[Seen]]:
-        """A queue that receives a `Seen` of question `pk` on every poll, while the block
-        runs."""
-        queue: asyncio.Queue[Seen] = asyncio.Queue()
-        self.queues.setdefault(pk, set()).add(queue)
+    async def changes(self, pk: int) -> AsyncIterator[Latest]:
+        """What each poll sees of question `pk`, while the block runs; the request's API
+        slot (common.asgi.Slots) is given back meanwhile."""
+        latest = Latest()
+        self.watchers.setdefault(pk, set()).add(latest)
         if self.task is None or self.task.done():
             # A context of its own: the request that starts the task ends long before it,
             # and the task's reads must not go to that request's thread.
             self.task = asyncio.create_task(self._poll(), context=contextvars.Context())
         try:
-            yield queue
+            async with slot_released():
+                yield latest
         finally:
-            watchers = self.queues[pk]
-            watchers.discard(queue)
+            watchers = self.watchers[pk]
+            watchers.discard(latest)
             if not watchers:
-                del self.queues[pk]
+                del self.watchers[pk]
 
     async def _poll(self) -> None:
-        while self.queues:
-            seen = await in_a_thread(_look_or_nothing)(list(self.queues))
+        while self.watchers:
+            seen = await in_a_thread(_look_or_nothing)(list(self.watchers))
             for pk, now in seen.items():
-                for queue in self.queues.get(pk, ()):
-                    queue.put_nowait(now)
+                for latest in self.watchers.get(pk, ()):
+                    latest.put(now)
             await asyncio.sleep(POLL_SECONDS)
-
-
-async def next_before(seen: asyncio.Queue[Seen], deadline: float) -> Seen:
-    """The next `Seen` from a `changes` queue; TimeoutError once `time.monotonic()`
-    passes `deadline`."""
-    return await asyncio.wait_for(seen.get(), deadline - time.monotonic())
 
 
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watch] = weakref.WeakKeyDictionary()
 
 
-def changes(pk: int) -> AbstractAsyncContextManager[asyncio.Queue[Seen]]:
+def changes(pk: int) -> AbstractAsyncContextManager[Latest]:
     """`Watch.changes` on the running event loop's watch."""
     loop = asyncio.get_running_loop()
     watch = _watches.get(loop)

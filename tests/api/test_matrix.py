@@ -47,8 +47,9 @@ ROUTES = routes()
 
 
 @pytest.fixture
-def objects(tenant_a):
-    """One of each thing an API path can name, all tenant A's."""
+def objects(tenant_a, fake_platforms, fake_ollama):
+    """One of each thing an API path can name, all tenant A's. A path that calls out (a
+    bot's self-test) calls the fakes."""
     bot = BotFactory(tenant=tenant_a)
     # Sent through the API, so that a `chat` key may read it too.
     api_bot = BotFactory(tenant=tenant_a, platform="api", name="REST API", credentials={})

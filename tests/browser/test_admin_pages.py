@@ -1,5 +1,6 @@
 """The admin as a person sees it: headless Chromium signs in as each role, opens the
-dashboard and a conversation, checks that the charts were drawn, and keeps screenshots.
+dashboard, checks that the charts were drawn, searches the message list and follows a
+message to its place in its conversation's transcript, and keeps screenshots.
 
 Screenshots go to $TEST_ARTIFACTS_DIR if set, else to pytest's temporary folder
 (<basetemp>/screenshots0/, e.g. /tmp/pytest-of-root/pytest-current/screenshots0/).
@@ -14,7 +15,7 @@ import pytest
 from django.urls import reverse
 
 from tests.browser import sample_log
-from tests.factories import BotFactory
+from tests.factories import BotFactory, MessageFactory
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
@@ -28,6 +29,12 @@ pytestmark = [
 
 # The answered layer's colour (dashboard.css): the stylesheet reached the browser.
 ANSWERED_FILL = "rgb(0, 158, 115)"
+QUESTION = "出差回来以后，差旅报销需要准备哪些材料？"
+ANSWER = (
+    "差旅报销需要准备：一、经审批的出差申请单；二、交通票据（机票行程单、火车票）；"
+    "三、住宿发票（抬头为公司全称）；四、填写完整的报销单并由部门负责人签字。"
+    "所有票据请在出差结束后三十天内提交财务部，逾期需要分管副总审批。"
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +73,16 @@ def site(tenant_a, tenant_b, superuser, admin_a, auditor_a):
     bots_a[0].record_success()
     bots_b[0].record_success()
     bots_a[1].record_error("delivery: errcode 60020 not allow to access from your ip")
-    return {"conversation": conversations[0], "other_tenant": conversations[2]}
+    question = MessageFactory(
+        conversation=conversations[0], content=QUESTION, sender="zhangsan", model="qwen2:1.5b",
+        prompt_tokens=212, completion_tokens=96, queue_wait_ms=40, first_token_ms=620,
+        total_ms=4180, done_reason="stop",
+    )  # fmt: skip
+    MessageFactory(
+        conversation=conversations[0], reply_to=question, role="assistant", content=ANSWER,
+        external_id=None, model="qwen2:1.5b", delivered_at=question.created_at,
+    )  # fmt: skip
+    return {"question": question, "other_tenant": conversations[2]}
 
 
 def sign_in(browser, live_server, user, language="en"):
@@ -113,15 +129,51 @@ def test_each_role_sees_its_dashboard_drawn(
         assert "每日提问（按结果）" in page
     browser.save_screenshot(str(screenshots / f"dashboard-{role}-{language}.png"))
 
-    conversation = site["conversation"]
-    browser.get(
-        live_server.url + reverse("admin:conversations_conversation_change", args=[conversation.pk])
+    # The auditor's path: search the log, follow the message to its transcript.
+    browser.get(live_server.url + reverse("admin:conversations_message_changelist"))
+    search = browser.find_element("id", "searchbar")
+    search.send_keys("差旅报销")
+    search.submit()
+    browser.save_screenshot(str(screenshots / f"messages-{role}-{language}.png"))
+    browser.find_element("partial link text", QUESTION[:10]).click()
+    question = site["question"]
+    assert browser.current_url.endswith(f"#message-{question.pk}")
+    exchange = browser.find_element("id", f"message-{question.pk}")
+    assert QUESTION in exchange.text and ANSWER[:30] in exchange.text
+    assert "212 / 96" in exchange.text and "zhangsan" in exchange.text
+    assert browser.execute_script(  # the anchor scrolled the exchange into view
+        "const r = arguments[0].getBoundingClientRect();"
+        "return r.top >= 0 && r.bottom <= window.innerHeight",
+        exchange,
     )
-    assert conversation.chat_id in browser.page_source
-    browser.save_screenshot(str(screenshots / f"conversation-{role}-{language}.png"))
+    browser.save_screenshot(str(screenshots / f"transcript-{role}-{language}.png"))
 
     other = site["other_tenant"]
     browser.get(
         live_server.url + reverse("admin:conversations_conversation_change", args=[other.pk])
     )
     assert (other.chat_id in browser.page_source) is sees_other_tenant
+
+
+def test_a_tenant_admin_tests_a_bot_and_reads_what_to_do(
+    browser, live_server, screenshots, admin_a, tenant_a, fake_platforms, fake_ollama, settings
+):
+    settings.PUBLIC_BASE_URL = "https://bots.example.com"
+    tenant_a.model_endpoint = fake_ollama.url
+    tenant_a.save()
+    fake_platforms.wecom_untrusted_ip = "203.0.113.7"
+    bot = BotFactory(tenant=tenant_a, name="helpdesk")
+    sign_in(browser, live_server, admin_a)
+    browser.get(live_server.url + reverse("admin:channels_im_bot_change", args=[bot.pk]))
+    browser.find_element("css selector", "form.self-test-form button").click()
+
+    report = browser.find_element("css selector", "table.self-test")
+    assert "Add 203.0.113.7 to the app's trusted IPs" in report.text
+    failed = report.find_element("css selector", ".self-test-failed")
+    colour = "return getComputedStyle(arguments[0]).backgroundColor"
+    assert browser.execute_script(colour, failed) == "rgb(213, 94, 0)"  # selftest.css
+    browser.save_screenshot(str(screenshots / "bot-self-test.png"))
+
+    browser.get(live_server.url + reverse("admin:channels_im_bot_changelist"))
+    assert browser.find_element("css selector", "td.field-self_test_badge .self-test-failed")
+    browser.save_screenshot(str(screenshots / "bot-list-self-test.png"))

@@ -105,6 +105,28 @@ def message_request(
     return feishu_post(bot, as_json(event), timestamp=timestamp, forge=forge, tamper=tamper)
 
 
+def recall_request(bot, msg_id: str, *, recall_type: str = "message_owner") -> dict:
+    """An im.message.recalled_v1 event: `msg_id` taken back, as `client.generic` kwargs."""
+    event = {
+        "schema": "2.0",
+        "header": {
+            "event_id": uuid.uuid4().hex,
+            "event_type": "im.message.recalled_v1",
+            "create_time": str(int(time.time() * 1000)),
+            "token": bot.credentials["verification_token"],
+            "app_id": bot.credentials["app_id"],
+            "tenant_key": "tenant_key_0001",
+        },
+        "event": {
+            "message_id": msg_id,
+            "chat_id": "oc_p2p_0001",
+            "recall_time": str(int(time.time() * 1000)),
+            "recall_type": recall_type,
+        },
+    }
+    return feishu_post(bot, as_json(event))
+
+
 def url_verification_request(
     bot, challenge: str, *, encrypt: bool = True, token: str | None = None
 ) -> dict:

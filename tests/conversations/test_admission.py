@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
-from conversations import admission, pipeline, tasks
+from conversations import admission, pipeline, stop_signal, stops, tasks
 from conversations.admission import Lease, Waiting
 from conversations.claims import Claim, RetryLater
 from conversations.models import Admission, Message, ModelEndpoint
@@ -352,3 +352,19 @@ def test_its_place_is_its_arrival_even_when_a_later_question_is_claimed_first(we
     assert Admission.objects.get(lease_until__isnull=False).message_id == first.pk
     assert woken == []  # its own first task is on its way
     assert isinstance(admit(first), Lease)
+
+
+def test_a_question_waiting_its_turn_is_stopped_at_once(wecom_bot, fake_ollama):
+    wecom_bot.tenant.max_concurrency = 1
+    wecom_bot.tenant.save()
+    admit(receive_question(wecom_bot, "holder"))
+    waiting = receive_question(wecom_bot, "a long story, please")
+    with pytest.raises(RetryLater):
+        pipeline.answer(waiting.pk)  # parked until its next wake-up
+
+    stops.stop(waiting.pk, stop_signal.COMMAND)
+
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.stopped) == (ANSWERED, True)
+    assert waiting.reply.content == "(stopped)"
+    assert fake_ollama.requests == []

@@ -63,11 +63,12 @@ def test_a_plain_list_is_no_search_but_a_searched_or_filtered_one_is(client, aud
     client.get(MESSAGES, {"p": "0", "o": "1"})
     assert not looks().exists()
     client.get(MESSAGES, {"q": "VPN", "status__exact": "answered", "o": "1"})
-    client.get(MESSAGES, {"created_at__year": "2026"})
-    searched, drilled = looks()
+    client.get(MESSAGES, {"from": "2026-01-01", "to": "", "user": "zhangsan"})
+    searched, filtered = looks()
     assert (searched.action, searched.object_type) == (Action.SEARCH, "conversations.message")
     assert searched.detail == {"query": "VPN", "filters": {"status__exact": "answered"}}
-    assert drilled.detail == {"query": "", "filters": {"created_at__year": "2026"}}
+    # The form's blank "to" narrowed nothing.
+    assert filtered.detail == {"query": "", "filters": {"from": "2026-01-01", "user": "zhangsan"}}
 
 
 def test_a_search_of_several_tenants_goes_to_each(client, auditor_a, tenant_b, questions):
@@ -77,19 +78,25 @@ def test_a_search_of_several_tenants_goes_to_each(client, auditor_a, tenant_b, q
     assert [e.tenant_slug for e in looks()] == ["tenant-a", "tenant-b"]
 
 
-def test_an_export_records_its_filter_and_row_count(client, auditor_a, tenant_a, questions):
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_an_export_records_its_filter_and_row_count(client, auditor_a, tenant_a, questions, kind):
     client.force_login(auditor_a)
-    selected = {"action": "export_csv", "_selected_action": [m.pk for m in questions]}
-    response = client.post(f"{MESSAGES}?q=VPN", selected)
+    url = reverse(f"admin:conversations_message_export_{kind}")
+    response = client.get(url, {"q": "VPN", "status__exact": "answered", "o": "1"})
     assert response.status_code == 200
     event = looks().get()
-    assert (event.action, event.tenant_id, event.actor_label) == (
+    assert (event.action, event.tenant_id, event.actor_label, event.object_type) == (
         Action.EXPORT,
         tenant_a.pk,
         "audrey",
+        "conversations.message",
     )
-    # The selection within the searched list: what the file holds.
-    assert event.detail == {"query": "VPN", "filters": {}, "format": "csv", "rows": 1}
+    assert event.detail == {
+        "query": "VPN",
+        "filters": {"status__exact": "answered"},
+        "format": kind,
+        "rows": 1,
+    }
     body = b"".join(response.streaming_content).decode()
     assert "VPN 连不上" in body and "报销" not in body
 

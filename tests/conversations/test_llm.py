@@ -3,12 +3,21 @@
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from conversations.llm import Completion, LLMError, ModelRejected, ModelUnavailable, chat
+from common.hangup import Hangup
+from conversations.llm import (
+    STOPPED,
+    Completion,
+    LLMError,
+    ModelRejected,
+    ModelUnavailable,
+    chat,
+)
 from tests.fakes.ollama import DEFAULT_REPLY, FAILURE_TEXTS, MIDSTREAM_ERROR, FakeOllama
 
 MESSAGES = [
@@ -353,3 +362,56 @@ def test_it_keeps_the_systems_words_for_a_refused_connection() -> None:
         chat(closed_port_url(), "gemma:2b", MESSAGES)
 
     assert str(caught.value) == "model endpoint unreachable: ConnectionError (Connection refused)"
+
+
+def stop_after(seconds: float) -> Hangup:
+    hangup = Hangup()
+    threading.Timer(seconds, hangup).start()
+    return hangup
+
+
+def test_a_stop_during_the_first_token_wait_closes_the_request_at_once(
+    endpoint: str, fake: FakeOllama
+) -> None:
+    fake.first_token_delay = 30
+    started = time.monotonic()
+
+    completion = chat(endpoint, "gemma:2b", MESSAGES, hangup=stop_after(0.3))
+
+    assert (completion.content, completion.done_reason) == ("", STOPPED)
+    assert time.monotonic() - started < 1.3
+    assert fake.wait_for_disconnect(1).at - started < 1.3  # Ollama stops generating
+
+
+def test_a_stop_mid_stream_returns_the_text_so_far(endpoint: str, fake: FakeOllama) -> None:
+    fake.reply, fake.chunk_delay = " ".join(f"w{n}" for n in range(50)), 0.1
+    deltas: list[str] = []
+
+    completion = chat(
+        endpoint, "gemma:2b", MESSAGES, on_delta=deltas.append, hangup=stop_after(0.5)
+    )
+
+    assert completion.done_reason == STOPPED
+    assert completion.content == "".join(deltas) and 0 < len(deltas) < 50
+    assert (completion.prompt_tokens, completion.completion_tokens) == (None, None)
+    assert fake.wait_for_disconnect(1)
+
+
+def test_a_stop_before_the_call_asks_the_model_nothing(fake: FakeOllama) -> None:
+    hangup = Hangup()
+    hangup()
+
+    completion = chat(fake.url, "gemma:2b", MESSAGES, hangup=hangup)
+
+    assert (completion.content, completion.done_reason) == ("", STOPPED)
+    assert (completion.prompt_tokens, completion.completion_tokens) == (0, 0)
+    assert fake.requests == []
+
+
+def test_a_stopped_thinking_model_is_not_a_failure(fake: FakeOllama) -> None:
+    fake.thinking, fake.chunk_delay = " ".join(["hmm"] * 40), 0.1
+    fake.reply = "answer"
+
+    completion = chat(f"{fake.url}/v1", "qwen3", MESSAGES, hangup=stop_after(0.5))
+
+    assert (completion.content, completion.done_reason, completion.thought) == ("", STOPPED, True)

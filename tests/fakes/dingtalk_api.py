@@ -43,6 +43,11 @@ def message_text(body: dict[str, Any]) -> str:
 
 
 class DingTalkAPI:
+    def dingtalk_reset(self) -> None:
+        # The robot codes and AI card templates DingTalk knows; None: any.
+        self.dingtalk_robot_codes: set[str] | None = None
+        self.dingtalk_card_templates: set[str] | None = None
+
     def dingtalk_texts(self) -> list[str]:
         """The texts of the messages DingTalk accepted, in order."""
         return [message_text(body) for body in self.messages("dingtalk")]
@@ -66,6 +71,8 @@ class DingTalkAPI:
         body = request.json or {}
         if not body.get("appKey") or not body.get("appSecret"):
             return bad_request("appKey and appSecret are required")
+        if body["appSecret"] in self.bad_secrets:
+            return 400, {"code": "invalidClientSecret", "message": "无效的clientSecret"}
         return 200, {"accessToken": self.new_token(), "expireIn": 7200}
 
     def dingtalk_robot_send(self, request: Recorded) -> tuple[int, Any]:
@@ -102,6 +109,30 @@ class DingTalkAPI:
             "result": {"outTrackId": body["outTrackId"], "deliverResults": [delivered]},
         }
 
+    def dingtalk_read_status(self, request: Recorded) -> tuple[int, Any]:
+        """The read status of a robot's message: refuses a robot it does not know, then a
+        query key that names no message (every key but those of sent messages)."""
+        if not self.token_valid(header(request, TOKEN_HEADER)):
+            return 400, INVALID_TOKEN
+        known = self.dingtalk_robot_codes
+        robot_code = request.query.get("robotCode", "")
+        if not robot_code or (known is not None and robot_code not in known):
+            return 400, {"code": "resource.not.found", "message": "robot 不存在"}
+        return bad_request("processQueryKey 不存在")
+
+    def dingtalk_card_instance(self, request: Recorded) -> tuple[int, Any]:
+        """A card made from a template and delivered nowhere."""
+        if not self.token_valid(header(request, TOKEN_HEADER)):
+            return 400, INVALID_TOKEN
+        body = request.json or {}
+        known = self.dingtalk_card_templates
+        template = body.get("cardTemplateId")
+        if not template or not body.get("outTrackId"):
+            return bad_request("cardTemplateId and outTrackId are required")
+        if known is not None and template not in known:
+            return bad_request("cardTemplateId 不存在")
+        return 200, {"success": True, "result": body["outTrackId"]}
+
     def dingtalk_card_streaming(self, request: Recorded) -> tuple[int, Any]:
         answer = self._card_check(request, ("guid", "key"))
         if answer is None and (request.json or {}).get("isFinalize"):
@@ -135,4 +166,6 @@ class DingTalkAPI:
         ("POST", "/v1.0/card/instances/createAndDeliver"): dingtalk_card_create,
         ("PUT", "/v1.0/card/streaming"): dingtalk_card_streaming,
         ("PUT", "/v1.0/card/instances"): dingtalk_card_update,
+        ("POST", "/v1.0/card/instances"): dingtalk_card_instance,
+        ("GET", "/v1.0/robot/oToMessages/readStatus"): dingtalk_read_status,
     }

@@ -26,10 +26,16 @@ def ok(data: dict[str, Any] | None = None) -> tuple[int, Any]:
 
 
 class FeishuAPI:
+    def feishu_reset(self) -> None:
+        # What bot/v3/info says the app's bot is.
+        self.feishu_bot_open_id = BOT_OPEN_ID
+
     def feishu_token(self, request: Recorded) -> tuple[int, Any]:
         body = request.json or {}
         if not body.get("app_id") or not body.get("app_secret"):
             return error(10003, "invalid param")
+        if body["app_secret"] in self.bad_secrets:
+            return error(10014, "app secret invalid")
         token = self.new_token()
         return 200, {"code": 0, "msg": "ok", "tenant_access_token": token, "expire": 7200}
 
@@ -84,7 +90,8 @@ class FeishuAPI:
         """What the docs tell admins to call to learn the bot's open_id."""
         if not self.feishu_authorized(request):
             return error(99991663, "Invalid access token for authorization.")
-        return 200, {"code": 0, "msg": "ok", "bot": {"app_name": "Fake", "open_id": BOT_OPEN_ID}}
+        bot = {"app_name": "Fake", "open_id": self.feishu_bot_open_id}
+        return 200, {"code": 0, "msg": "ok", "bot": bot}
 
     def feishu_chat(self) -> list[str]:
         """What the chat shows, in order: each text reply, and each card's latest text."""

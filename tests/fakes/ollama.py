@@ -14,6 +14,8 @@ import contextlib
 import itertools
 import json
 import re
+import select
+import socket
 import sys
 import threading
 import time
@@ -53,6 +55,19 @@ class Served:
     finished: float
 
 
+@dataclass(frozen=True)
+class Disconnect:
+    """A chat request whose client hung up before the answer's end, and when
+    (time.monotonic) the fake noticed: while it waited for a token, or as it wrote."""
+
+    body: dict[str, Any]
+    at: float
+
+
+class ClientGone(Exception):
+    """The client closed the connection while the fake waited to send the next token."""
+
+
 @dataclass
 class Reply:
     """What one admitted chat request streams back."""
@@ -74,17 +89,19 @@ class Reply:
     on_loaded: Callable[[], None] = field(default=lambda: None)
     arrived_ns: int = field(default_factory=time.monotonic_ns)
     first_token_ns: int = 0
+    # How to let time pass: the server watches the client meanwhile, as Ollama does.
+    wait: Callable[[float], None] = time.sleep
 
     def paced(self) -> Iterator[str]:
         """The pieces, spaced out in time like a model generating them."""
         if self.load_delay:
-            time.sleep(self.load_delay)
+            self.wait(self.load_delay)
             self.on_loaded()
-        time.sleep(self.first_token_delay)
+        self.wait(self.first_token_delay)
         self.first_token_ns = time.monotonic_ns()
         for index, piece in enumerate(self.pieces):
             if index:
-                time.sleep(self.chunk_delay)
+                self.wait(self.chunk_delay)
             yield piece
 
     def metrics(self) -> dict[str, int]:
@@ -105,7 +122,8 @@ class FakeOllama:
     """A threaded HTTP server on 127.0.0.1; use as a context manager or start()/stop().
 
     `requests` holds every parsed chat request body, native and /v1, in arrival order.
-    The knobs below are read per request; reset() restores their defaults.
+    `disconnects` holds the requests whose client hung up mid-answer (Ollama stops
+    generating then). The knobs below are read per request; reset() restores their defaults.
     """
 
     reply: str  # streamed a word at a time
@@ -121,6 +139,8 @@ class FakeOllama:
     can_think: bool  # False: `think: true` gets Ollama's 400, as for a non-thinking model
     pings_after: int | None  # /v1: after this many words, keep-alive comments and no token
     usage: bool  # /v1: report token usage, as Ollama does; llama.cpp may not
+    context_length: int  # /api/show: every model's trained context length (model_info)
+    metadata_delay: float  # seconds before /api/tags, /v1/models and /api/show answer
     hang: bool  # chat requests get no answer at all until release() (or reset())
     # Models in memory, listed by /api/ps; a request for another first waits `load_delay`
     # and loads it. None: loading is not modelled, and /api/ps answers 404.
@@ -134,7 +154,9 @@ class FakeOllama:
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[dict[str, Any]] = []
         self.served: list[Served] = []
+        self.disconnects: list[Disconnect] = []
         self._lock = threading.Lock()
+        self._hung_up = threading.Condition(self._lock)
         self._turns = threading.Condition(self._lock)
         self._released = threading.Event()
         self.in_flight = 0  # chat requests open now, hung, waiting or streaming
@@ -164,6 +186,8 @@ class FakeOllama:
         self.can_think = True
         self.pings_after = None
         self.usage = True
+        self.context_length = 32768
+        self.metadata_delay = 0.0
         self.release()
         self.hang = False
         self.loaded = None
@@ -173,6 +197,7 @@ class FakeOllama:
         with self._lock:
             self.requests.clear()
             self.served.clear()
+            self.disconnects.clear()
             self._failures = 0
             self.peak_in_flight = self.in_flight
             self._generating = 0
@@ -213,6 +238,19 @@ class FakeOllama:
     def record_served(self, served: Served) -> None:
         with self._lock:
             self.served.append(served)
+
+    def record_disconnect(self, body: dict[str, Any]) -> None:
+        with self._hung_up:
+            self.disconnects.append(Disconnect(body, time.monotonic()))
+            self._hung_up.notify_all()
+
+    def wait_for_disconnect(self, timeout: float) -> Disconnect:
+        """The first client that hung up, waiting up to `timeout` seconds for one to;
+        raises TimeoutError if none does."""
+        with self._hung_up:
+            if not self._hung_up.wait_for(lambda: self.disconnects, timeout):
+                raise TimeoutError(f"no client hung up within {timeout} s")
+            return self.disconnects[0]
 
     def start(self) -> FakeOllama:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -400,7 +438,7 @@ def _openai_stream(reply: Reply) -> Iterator[str]:
     for index, piece in enumerate(reply.paced()):
         if index == reply.pings_after:
             while True:  # a server holding the stream open, generating nothing
-                time.sleep(0.05)
+                reply.wait(0.05)
                 yield ": ping\n\n"
         yield event([delta(piece)])
     if reply.error is not None:
@@ -469,6 +507,8 @@ class _Handler(BaseHTTPRequestHandler):
         return super().parse_request()
 
     def do_GET(self) -> None:
+        if self.path in ("/api/tags", "/v1/models"):
+            time.sleep(self.server.fake.metadata_delay)
         if self.path == "/":
             self._send(200, "text/plain; charset=utf-8", b"Ollama is running")
         elif self.path == "/api/tags":
@@ -488,6 +528,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_POST(self) -> None:
+        if self.path == "/api/show":
+            self._show()
+            return
         dialect = _CHAT_ROUTES.get(self.path)
         if dialect is None:
             self._not_found_or_bad_method()
@@ -509,13 +552,52 @@ class _Handler(BaseHTTPRequestHandler):
         if not fake.enter():
             self._send_json(503, dialect.error(FAILURE_TEXTS[503]))
             return
+        raw = fake.raw_stream
+        outcome.wait = self._wait_watching
+        frames = iter(raw) if raw is not None else dialect.stream(outcome)
         try:
-            raw = fake.raw_stream
-            frames = iter(raw) if raw is not None else dialect.stream(outcome)
             first_frame = self._stream(dialect.content_type, frames)
+        except (ClientGone, ConnectionError):
+            fake.record_disconnect(body)
+            self.close_connection = True
+            return
         finally:
             fake.leave()
         fake.record_served(Served(body, self.arrived_at, first_frame, time.monotonic()))
+
+    def _show(self) -> None:
+        """A model's details, as Ollama's /api/show: model_info carries its context length."""
+        time.sleep(self.server.fake.metadata_delay)
+        body = self._read_json() or {}
+        model = body.get("model") or body.get("name")
+        if not isinstance(model, str) or not model:
+            self._send_json(400, {"error": "model is required"})
+            return
+        if model not in self._models():
+            self._send_json(404, {"error": f"model '{model}' not found"})
+            return
+        family = model.split(":")[0]
+        info = {
+            "general.architecture": family,
+            f"{family}.context_length": self.server.fake.context_length,
+        }
+        details = _tag(model)["details"]
+        self._send_json(
+            200, {"details": details, "model_info": info, "capabilities": ["completion"]}
+        )
+
+    def _wait_watching(self, seconds: float) -> None:
+        """Sleep `seconds`, but raise ClientGone as soon as the client closes the connection
+        (the socket reads as ended), as Ollama's server notices and cancels the model."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], left)
+            if not readable:
+                return
+            if self.connection.recv(1, socket.MSG_PEEK) == b"":
+                raise ClientGone
+            time.sleep(left)  # bytes from a client mid-answer: nothing we read now
+            return
 
     def _stream(self, content_type: str, frames: Iterator[str]) -> float:
         """A chunked 200 whose headers wait for the first frame, as Ollama's do; returns
@@ -549,7 +631,7 @@ class _Handler(BaseHTTPRequestHandler):
         return sorted(self.server.fake.known_models or {"gemma:2b", "qwen2:1.5b"})
 
     def _not_found_or_bad_method(self) -> None:
-        known = {"/", "/api/tags", "/api/version", "/v1/models", *_CHAT_ROUTES}
+        known = {"/", "/api/tags", "/api/version", "/v1/models", "/api/show", *_CHAT_ROUTES}
         if self.server.fake.loaded is not None:
             known.add("/api/ps")
         if self.path in known:

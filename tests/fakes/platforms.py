@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
 
 from .dingtalk_api import DingTalkAPI
@@ -34,8 +35,16 @@ class FakePlatforms(WeComAPI, DingTalkAPI, FeishuAPI, FakeServer):
         # the platform's answer: the caller cannot tell whether it went.
         self.lose_answer: list[str] = []
         self.delivered: list[tuple[str, dict[str, Any]]] = []  # (platform key, accepted body)
+        # App secrets every platform's token endpoint refuses, as for a mistyped secret.
+        self.bad_secrets: set[str] = set()
+        # Seconds to wait before answering a path: a platform API that answers slowly.
+        self.slow_paths: dict[str, float] = {}
+        self.wecom_reset()
+        self.feishu_reset()
+        self.dingtalk_reset()
 
     def route(self, request: Recorded) -> tuple[int, Any]:
+        time.sleep(self.slow_paths.get(request.path, 0))
         with self._state_lock:
             if self.fail_next:
                 return self.fail_next.pop(0)

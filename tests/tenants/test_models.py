@@ -25,6 +25,7 @@ RANGES = [
     ("num_ctx", 1025, 262_144),  # above OLLAMA_NUM_PREDICT (1024 in the tests)
     ("temperature", 0.0, 2.0),
     ("max_concurrency", 1, 64),
+    ("retention_days", 2, 36_500),  # and 0, below
 ]
 
 
@@ -39,6 +40,17 @@ def test_it_refuses_a_numeric_setting_outside_its_range(field, low, high):
     step = 0.1 if isinstance(low, float) else 1
     for value in (low - step, high + step):
         assert field in errors_of(Tenant(**{field: value})), value
+
+
+def test_it_keeps_messages_forever_with_a_retention_of_0_days():
+    assert errors_of(Tenant(retention_days=0)) == {}
+
+
+def test_it_explains_why_retention_keeps_messages_at_least_two_days():
+    with translation.override("en"):
+        message = errors_of(Tenant(retention_days=1))["retention_days"][0]
+    assert message.startswith("Use 0 to keep messages forever, or 2 to 36500 days")
+    assert "yesterday's figures" in message
 
 
 def test_it_covers_every_numeric_field_of_a_tenant():

@@ -29,6 +29,7 @@ class ApiAdapter(base.PlatformAdapter):
     label = _("REST API (integrations)")
     # The whole answer goes into its row; there is no per-message limit to split at.
     max_message_bytes = 10**9
+    takes_callbacks = False
 
     def verify(self, request: HttpRequest) -> None:
         raise base.SignatureInvalid("an API bot takes no callbacks")

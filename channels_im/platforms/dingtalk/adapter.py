@@ -21,11 +21,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from common.selftest import Finding
+
 from .. import base
 from ..client import http_json
 from ..text import split_utf8
 from ..wecom.crypto import WxBizMsgCrypt
 from . import card
+from .checks import app_checks
 from .client import DingTalkClient
 from .crypto import dingtalk_sign
 
@@ -288,6 +291,9 @@ class DingTalkAdapter(base.PlatformAdapter):
     @cached_property
     def client(self) -> DingTalkClient:
         return DingTalkClient(self.credentials["app_key"], self.credentials["app_secret"])
+
+    def self_test(self, timeout: float) -> list[Finding]:
+        return app_checks(self, timeout)
 
     def send(self, reply: base.OutboundReply) -> None:
         if reply.live and self._finish_card(reply.live["out_track_id"], reply.text):

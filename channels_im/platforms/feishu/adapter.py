@@ -20,10 +20,13 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext_lazy as _
 
+from common.selftest import Finding
+
 from .. import base
 from ..text import split_first, split_utf8
 from . import content
 from .card import CARD_TEXT_BYTES, StreamingCard
+from .checks import app_checks
 from .client import FeishuClient
 from .crypto import FeishuCipher, feishu_signature
 
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MESSAGE_EVENT = "im.message.receive_v1"
+# A message taken back; any recall (its sender, a group owner or admin) removes the question.
+RECALL_EVENT = "im.message.recalled_v1"
 # Feishu re-pushes an event for about 7 hours (15 s, 5 min, 1 h, 6 h): remember it longer.
 EVENT_SEEN_SECONDS = 8 * 3600
 # Feishu signs with its own clock; a callback signed more than an hour away is a replay.
@@ -126,6 +131,8 @@ class FeishuAdapter(base.PlatformAdapter):
                 raise base.BadPayload("url_verification without a challenge")
             return base.Challenge(json.dumps({"challenge": challenge}), "application/json")
         header, event = _object(payload.get("header")), _object(payload.get("event"))
+        if header.get("event_type") == RECALL_EVENT:
+            return self.parse_recall(event)
         if header.get("event_type") != MESSAGE_EVENT:
             return base.Ignored(
                 f"event {header.get('event_type') or payload.get('type') or 'unknown'}"
@@ -168,6 +175,15 @@ class FeishuAdapter(base.PlatformAdapter):
             kind=base.TEXT if text else message_type,
         )
 
+    def parse_recall(self, event: dict[str, Any]) -> base.Recalled:
+        """A recalled message, named by its message_id; a re-pushed event is harmless (the
+        answer is stopped once), so it is not deduplicated."""
+        message_id = event.get("message_id")
+        if not _text(message_id):
+            raise base.BadPayload("recall without message_id")
+        base.check_identifier("message_id", message_id)
+        return base.Recalled(message_id)
+
     @property
     def bot_open_id(self) -> str:
         """The bot's own open_id: set by the admin, or learned (`learn_identity`)."""
@@ -176,9 +192,11 @@ class FeishuAdapter(base.PlatformAdapter):
     def learn_identity(self) -> dict[str, str]:
         if self.bot_open_id:
             return {}
-        answer = self.client.call("GET", "/open-apis/bot/v3/info")
-        open_id = _object(answer.get("bot")).get("open_id")
-        return {"bot_open_id": open_id} if _text(open_id) else {}
+        open_id = self.client.bot_open_id()
+        return {"bot_open_id": open_id} if open_id else {}
+
+    def self_test(self, timeout: float) -> list[Finding]:
+        return app_checks(self, timeout)
 
     def _mentioned(self, mentions: Any) -> bool:
         # Before the bot's open_id is learned any mention counts: without the "all group

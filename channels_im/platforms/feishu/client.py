@@ -26,3 +26,10 @@ class FeishuClient(ApiClient):
 
     def token_request(self) -> dict[str, Any]:
         return {"json": {"app_id": self.app_id, "app_secret": self.app_secret}}
+
+    def bot_open_id(self) -> str:
+        """The app's bot's own open_id (GET bot/v3/info); "" when the answer names none
+        (an app without the bot capability). Raises DeliveryError."""
+        bot = self.call("GET", "/open-apis/bot/v3/info").get("bot")
+        open_id = bot.get("open_id") if isinstance(bot, dict) else None
+        return open_id if isinstance(open_id, str) else ""

@@ -15,8 +15,11 @@ from defusedxml.ElementTree import fromstring
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
+from common.selftest import Finding
+
 from .. import base
 from ..text import split_utf8
+from .checks import app_checks
 from .client import WeComClient
 from .crypto import WxBizMsgCrypt
 
@@ -163,3 +166,6 @@ class WeComAppAdapter(WeComCallbacks):
     @cached_property
     def client(self) -> WeComClient:
         return WeComClient(self.credentials["corp_id"], self.credentials["secret"])
+
+    def self_test(self, timeout: float) -> list[Finding]:
+        return app_checks(self, timeout)

@@ -23,9 +23,12 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import override
 
+from common.selftest import Finding
+
 from .. import base
 from ..client import http_json
 from ..wecom.adapter import WeComCallbacks
+from ..wecom.checks import robot_checks
 from ..wecom.client import WeComClient
 from .stream import (
     MAX_STREAM_BYTES,
@@ -74,6 +77,9 @@ class WeComBotAdapter(WeComCallbacks):
 
     def receive_id(self) -> str:
         return ""
+
+    def self_test(self, timeout: float) -> list[Finding]:
+        return robot_checks(self.credentials)
 
     @cached_property
     def store(self) -> StreamStore:

@@ -11,7 +11,8 @@ class Command(BaseCommand):
     help = (
         "Recompute the dashboard's daily figures of the last DAYS days from the conversation "
         "log. The beat keeps today and yesterday; run this once after upgrading to fill the "
-        "month before. Days whose messages were deleted lose their figures."
+        "month before. Days whose messages were deleted lose their figures, except those "
+        "that a tenant's retention deleted, which keep theirs."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0006_dashboard_rollup'),
+        ('conversations', '0009_message_stopped'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0006_audit_trail'),
+        ('tenants', '0007_retention_and_legal_hold'),
     ]
 
     operations = [
