@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.harness import Product, percentile, summary  # noqa: E402
 
 BUDGET_MS = 5.0
-# Two questions granted slots at once (two answers ended together) race to the model: one
-# may reach it this much after the other and still count as in order.
+# Two questions granted slots at about the same moment (two answers ended together) race
+# to the model: one may reach it this much after the other and still count as in order.
 SAME_MOMENT_MS = 50.0
 
 
@@ -148,8 +148,8 @@ def _verdict(overtaken: list[tuple[str, float]]) -> str:
     worst = max(ms for _, ms in overtaken)
     if worst <= SAME_MOMENT_MS:
         return (
-            f"yes ({len(overtaken)} granted a slot at the same moment as the next one, two "
-            f"answers having ended together, reached the model up to {worst:.0f} ms after it)"
+            f"yes ({len(overtaken)} reached it up to {worst:.0f} ms after the next one, "
+            "granted a slot at about the same moment)"
         )
     return f"NO: overtaken by up to {worst:.0f} ms: {overtaken}"
 
@@ -169,7 +169,7 @@ class _NoLease:
         pass
 
 
-def _no_slot(question, endpoint) -> _NoLease:  # noqa: ANN001
+def _no_slot(question, endpoint, stop) -> _NoLease:  # noqa: ANN001
     return _NoLease()
 
 

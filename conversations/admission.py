@@ -182,9 +182,10 @@ class Lease:
     """A question's slot on its endpoint. A context manager: leaving it frees the slot and
     grants it to the next in line."""
 
-    def __init__(self, key: str, message_id: int, *, held: bool = True):
+    def __init__(self, key: str, message_id: int, tenant_id: int, *, held: bool = True):
         self.key = key
         self.message_id = message_id
+        self.tenant_id = tenant_id
         self.held = held
         self.renewed = time.monotonic()
         self.answer_seconds: float | None = None  # set by the caller once the model answered
@@ -192,7 +193,7 @@ class Lease:
     @classmethod
     def unheld(cls) -> Lease:
         """No slot, for a question that needs none (stopped before the model is asked)."""
-        return cls("", 0, held=False)
+        return cls("", 0, 0, held=False)
 
     def renew(self) -> None:
         """The answer is alive (a token came): extend the lease, at most every quarter of
@@ -220,16 +221,18 @@ class Lease:
         self.release()
 
     def release(self) -> None:
-        """Free the slot, keep the answer time for estimates, and grant the slot on. With
-        the database away the lease runs out on its own instead."""
+        """Free the slot and grant it on; the endpoint keeps that the tenant was served
+        now (whose turn is next) and the answer's time (estimates). With the database
+        away the lease runs out on its own instead."""
         if not self.held:
             return
         try:
             with transaction.atomic():
                 endpoint, entries = _line(self.key)
                 Admission.objects.filter(pk=self.message_id).delete()
+                _served(endpoint, self.tenant_id, self.answer_seconds)
                 entries = [e for e in entries if e.message_id != self.message_id]
-                _fill(endpoint, entries, timezone.now(), answer_seconds=self.answer_seconds)
+                _fill(endpoint, entries, timezone.now())
         except DatabaseError:
             logger.warning("could not free the model slot of message %s", self.message_id)
 
@@ -242,7 +245,19 @@ def _admitted(question: Claim, key: str) -> Lease:
         row.queue_wait_ms = ms_between(row.created_at, now)
         seconds = row.queue_wait_ms / 1000
         metrics.ADMISSION_WAIT_SECONDS.labels(metrics.endpoint_label(key)).observe(seconds)
-    return Lease(key, row.pk)
+    return Lease(key, row.pk, row.tenant_id)
+
+
+def _served(endpoint: ModelEndpoint, tenant_id: int, answer_seconds: float | None) -> None:
+    """Keep on the endpoint's row that the tenant was just served (its answer ended) and,
+    if the model answered, the moving average of its answer times."""
+    endpoint.served[str(tenant_id)] = max(endpoint.served.values(), default=0) + 1
+    changed: dict[str, object] = {"served": endpoint.served}
+    if answer_seconds is not None:
+        previous = endpoint.answer_seconds
+        recent = answer_seconds * _RECENT + previous * (1 - _RECENT) if previous else None
+        changed["answer_seconds"] = endpoint.answer_seconds = recent or answer_seconds
+    ModelEndpoint.objects.filter(pk=endpoint.pk).update(**changed)
 
 
 def _line(key: str) -> tuple[ModelEndpoint, list[Entry]]:
@@ -292,11 +307,9 @@ def _fill(
     now: datetime,
     *,
     mine: int | None = None,
-    answer_seconds: float | None = None,
 ) -> tuple[Line, list[int]]:
     """Grant the free slots to the next in line, and forget the finished questions.
-    Returns the line before the grants, and the ids granted. The endpoint's row keeps who
-    was served and the moving average of `answer_seconds` (an answer just written).
+    Returns the line before the grants, and the ids granted.
 
     A question granted while it waited parked is woken (its task sent once this commits);
     one whose first task has not run yet is not (that task is on its way), nor `mine`,
@@ -306,17 +319,6 @@ def _fill(
         Admission.objects.filter(pk__in=stale).delete()
     line = line_up(entries, now, endpoint.served)
     given = line.waiting[: line.free]
-    changed: dict[str, object] = {}
-    if answer_seconds is not None:
-        previous = endpoint.answer_seconds
-        recent = answer_seconds * _RECENT + previous * (1 - _RECENT) if previous else None
-        changed["answer_seconds"] = recent or answer_seconds
-    latest = max(endpoint.served.values(), default=0)
-    for number, entry in enumerate(given, start=latest + 1):
-        endpoint.served[str(entry.tenant_id)] = number
-        changed["served"] = endpoint.served
-    if changed:
-        ModelEndpoint.objects.filter(pk=endpoint.pk).update(**changed)
     if not given:
         return line, []
     ids = [e.message_id for e in given]

@@ -229,7 +229,7 @@ class ModelEndpoint(models.Model):
     key = models.CharField(_("endpoint"), max_length=300, unique=True)
     # A moving average of the model's seconds per answer: the waiting's estimate.
     answer_seconds = models.FloatField(_("seconds per answer"), null=True, blank=True)
-    # Each tenant's id -> the number of the latest slot it was granted: whose turn is next.
+    # Each tenant's id -> the number of its latest answer to end here: whose turn is next.
     served = models.JSONField(default=dict)
 
     class Meta:

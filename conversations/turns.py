@@ -2,12 +2,13 @@
 
 An endpoint is a model server (`endpoint_key`). The questions at it either hold one of its
 slots (a lease that runs) or wait for one; `line_up` orders the waiting: round-robin
-between tenants, the one served least lately first, arrival order within each tenant.
+between tenants, arrival order within each tenant.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -81,23 +82,26 @@ class Line:
 
 def line_up(entries: list[Entry], now: datetime, served: dict[str, int]) -> Line:
     """Who holds a slot, and the waiting in the order they get one: round-robin between
-    tenants (the one served least lately first, by `served`: a tenant's id -> the number of
-    the last slot it was granted), arrival order within a tenant. The cap is the smallest
-    of the tenants present (1 if none)."""
+    tenants, arrival order within a tenant. The next turn goes to the tenant with the
+    fewest slots held, then to the one whose last answer ended least lately (`served`: a
+    tenant's id -> the number of its last answer to end); each turn given counts as a slot
+    held for the turns after it. The cap is the smallest of the tenants present (1 if
+    none)."""
     holding = [e for e in entries if e.holds(now)]
+    held = Counter(e.tenant_id for e in holding)
     queues: dict[int, list[Entry]] = {}
     for entry in sorted((e for e in entries if e.waits(now)), key=_arrival):
         queues.setdefault(entry.tenant_id, []).append(entry)
-    heads = [(served.get(str(t), 0), *_arrival(q[0]), t) for t, q in queues.items()]
+    heads = [(held[t], served.get(str(t), 0), *_arrival(q[0]), t) for t, q in queues.items()]
     heapq.heapify(heads)
     number = max(served.values(), default=0)
     waiting = []
     while heads:
-        *_, tenant = heapq.heappop(heads)
+        slots, *_, tenant = heapq.heappop(heads)
         waiting.append(queues[tenant].pop(0))
         number += 1
         if queues[tenant]:
-            heapq.heappush(heads, (number, *_arrival(queues[tenant][0]), tenant))
+            heapq.heappush(heads, (slots + 1, number, *_arrival(queues[tenant][0]), tenant))
     cap = min((e.cap for e in holding + waiting), default=1)
     return Line(holding, waiting, cap)
 

@@ -308,7 +308,8 @@ class TestFeishuRecall:
 
         question.refresh_from_db()
         assert (question.status, question.stopped) == (Message.Status.ANSWERED, True)
-        assert fake_platforms.feishu_chat() == [] and fake_ollama.disconnects
+        assert fake_platforms.feishu_chat() == []
+        fake_ollama.wait_for_disconnect(5)  # the fake's thread notices it in its own time
 
     def test_a_recall_after_the_answer_changes_nothing(self, bot_for, say, client, fake_platforms):
         bot = bot_for("feishu")
