@@ -174,7 +174,7 @@ def due_now(message_id: int) -> None:
 
 
 def leave(message_id: int) -> None:
-    """The question is done with without a slot (it ran out of time waiting)."""
+    """The question failed for good: out of its endpoint's line (if still in it)."""
     Admission.objects.filter(pk=message_id).delete()
 
 

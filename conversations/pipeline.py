@@ -60,7 +60,6 @@ def answer(message_id: int) -> None:
         question.succeed()
         return
     if (gave_up := question.crash_loop or question.out_of_time) is not None:
-        admission.leave(question.row.pk)
         fail(question, gave_up)
         return
     endpoint, model = target(question.row)
@@ -214,6 +213,7 @@ def fail(question: Claim, exc: Failure) -> None:
         endpoint=endpoint,
         total_ms=ms_between(row.created_at, timezone.now()),
     )
+    admission.leave(row.pk)  # failed for good: out of its model's line, if still in it
     if apology is not None:
         delivery.send(apology)
 

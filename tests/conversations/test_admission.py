@@ -369,3 +369,22 @@ def test_a_question_waiting_its_turn_is_stopped_at_once(wecom_bot, fake_ollama):
     assert (waiting.status, waiting.stopped) == (ANSWERED, True)
     assert waiting.reply.content == "(stopped)"
     assert fake_ollama.requests == []
+
+
+def test_a_question_that_waited_past_its_budget_gets_the_apology_and_leaves_the_line(
+    wecom_bot, fake_ollama, fake_platforms, settings
+):
+    wecom_bot.tenant.max_concurrency = 1
+    wecom_bot.tenant.save()
+    admit(receive_question(wecom_bot, "holder"))
+    waiting = receive_question(wecom_bot, "anyone there?")
+    arrived = timezone.now() - timedelta(seconds=settings.IM_ANSWER_BUDGET_SECONDS + 1)
+    Message.objects.filter(pk=waiting.pk).update(created_at=arrived)
+
+    pipeline.answer(waiting.pk)  # its wake-up at the end of its budget
+
+    waiting.refresh_from_db()
+    assert waiting.status == Message.Status.FAILED and "no answer within" in waiting.error
+    assert fake_platforms.wecom_texts()[0].startswith("Sorry")
+    assert not Admission.objects.filter(pk=waiting.pk).exists()
+    assert fake_ollama.requests == []
