@@ -40,8 +40,9 @@ from .turns import Entry, Line, Waiting, endpoint_key, line_up
 
 logger = logging.getLogger(__name__)
 
-# Weight of the newest answer in an endpoint's moving average of answer times.
-_RECENT = 0.2
+# Weight of the newest answer in an endpoint's moving average of answer times, and how
+# far from the average an answer must be to move it.
+_RECENT, _CLOSE = 0.2, 0.1
 # Read at most this many questions of one endpoint (oldest first) to decide its turns.
 _MAX_ENTRIES = 2000
 _ENDPOINTS, _ADMISSIONS, _MESSAGES = (
@@ -250,14 +251,22 @@ def _admitted(question: Claim, key: str) -> Lease:
 
 def _served(endpoint: ModelEndpoint, tenant_id: int, answer_seconds: float | None) -> None:
     """Keep on the endpoint's row that the tenant was just served (its answer ended) and,
-    if the model answered, the moving average of its answer times."""
-    endpoint.served[str(tenant_id)] = max(endpoint.served.values(), default=0) + 1
-    changed: dict[str, object] = {"served": endpoint.served}
-    if answer_seconds is not None:
-        previous = endpoint.answer_seconds
-        recent = answer_seconds * _RECENT + previous * (1 - _RECENT) if previous else None
+    if the model answered, the moving average of its answer times. Written only when it
+    changes something: the tenant served last already, or an answer within a tenth of the
+    average (estimates are rounded to 5 s), leave the row as it is."""
+    changed: dict[str, object] = {}
+    latest = max(endpoint.served.values(), default=0)
+    if endpoint.served.get(str(tenant_id)) != latest or not latest:
+        endpoint.served[str(tenant_id)] = latest + 1
+        changed["served"] = endpoint.served
+    average = endpoint.answer_seconds
+    if answer_seconds is not None and (
+        average is None or abs(answer_seconds - average) > _CLOSE * average
+    ):
+        recent = answer_seconds * _RECENT + average * (1 - _RECENT) if average else None
         changed["answer_seconds"] = endpoint.answer_seconds = recent or answer_seconds
-    ModelEndpoint.objects.filter(pk=endpoint.pk).update(**changed)
+    if changed:
+        ModelEndpoint.objects.filter(pk=endpoint.pk).update(**changed)
 
 
 def _line(key: str) -> tuple[ModelEndpoint, list[Entry]]:
