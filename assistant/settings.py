@@ -205,6 +205,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # How often an idle worker looks for a task (kombu's default: every second, which
+        # each task's hop, and each turn of a question waiting for the model, would wait).
+        "polling_interval": 0.1,
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -291,6 +294,21 @@ OLLAMA_TIMEOUT = ranged_float("OLLAMA_TIMEOUT", 120.0, 1, 3600)
 OLLAMA_MAX_RETRIES = ranged("OLLAMA_MAX_RETRIES", 3, 0, 10)
 OLLAMA_RETRY_BACKOFF = ranged_float("OLLAMA_RETRY_BACKOFF", 2.0, 0, 60)
 OLLAMA_NUM_PREDICT = ranged("OLLAMA_NUM_PREDICT", 1024, 1, 32_768)
+
+# --- Model admission (conversations/admission.py) -----------------------------------------
+# How long an answer keeps its endpoint's slot without a token before the slot counts as
+# free again (its worker was killed): more than the longest a live answer goes without one.
+IM_ADMISSION_LEASE_SECONDS = ranged_float(
+    "IM_ADMISSION_LEASE_SECONDS",
+    OLLAMA_CONNECT_TIMEOUT + OLLAMA_TIMEOUT + 15,
+    OLLAMA_CONNECT_TIMEOUT + OLLAMA_TIMEOUT,
+    7200,
+)
+# A question still waiting for a slot this long after it arrived tells its asker where it
+# stands (0: never); a live message (WeCom robot stream, Feishu or DingTalk card) says it
+# again every IM_QUEUE_UPDATE_SECONDS.
+IM_QUEUE_NOTICE_SECONDS = ranged_float("IM_QUEUE_NOTICE_SECONDS", 5.0, 0, 300)
+IM_QUEUE_UPDATE_SECONDS = ranged_float("IM_QUEUE_UPDATE_SECONDS", 10.0, 1, 300)
 
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="https://qyapi.weixin.qq.com").rstrip("/")
 DINGTALK_API_BASE = env.str("DINGTALK_API_BASE", default="https://api.dingtalk.com").rstrip("/")

@@ -113,7 +113,9 @@ class Product:
         env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
         env["LOG_LEVEL"] = "WARNING"
         if env.get("DATABASE_URL", "").startswith("postgres"):
-            env["DATABASE_URL"] = scratch_postgres(env["DATABASE_URL"], "assistant_bench")
+            # BENCH_DATABASE: another name, so that benchmarks run side by side.
+            scratch = env.get("BENCH_DATABASE", "assistant_bench")
+            env["DATABASE_URL"] = scratch_postgres(env["DATABASE_URL"], scratch)
         Path(env["VAR_DIR"]).mkdir(parents=True, exist_ok=True)
         db_file = Path(env["VAR_DIR"]) / "db.sqlite3"
         if "DATABASE_URL" not in env and db_file.exists():

@@ -173,6 +173,7 @@ class MessageAdmin(LogAdmin):
                     ("tenant", "bot", "conversation", "reply_to"),
                     ("role", "sender", "external_id"),
                     ("status", "stopped", "model", "attempts"),
+                    ("endpoint", "fallback"),
                     "content",
                     "error",
                 )

@@ -28,6 +28,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -203,6 +204,18 @@ class Claim:
         if self.row.role == Message.Role.ASSISTANT:
             self.row.bot.record_success()
 
+    def retry_in(self, exc: Failure) -> float | None:
+        """Seconds until this failure is retried; None if it is not: permanent, out of
+        tries, or due past the row's budget. Its jitter is drawn once per claim."""
+        if exc.permanent or self.row.attempts > self.policy.max_retries:
+            return None
+        left = self.seconds_left()
+        return self._backoff if left is None or self._backoff < left else None
+
+    @cached_property
+    def _backoff(self) -> float:
+        return backoff(self.row.attempts, self.policy.first_backoff)
+
     def fail(self, exc: Failure, *, apology: str = "", **fields: Any) -> Claim | None:
         """Retry a transient failure later, or record the failure for good.
 
@@ -217,10 +230,8 @@ class Claim:
         if isinstance(exc, DeliveryError):
             permanence = metrics.permanence(exc.permanent)
             metrics.DELIVERY_FAILURES.labels(self.row.bot.platform, permanence).inc()
-        countdown = backoff(self.row.attempts, self.policy.first_backoff)
-        left = self.seconds_left()
-        in_time = left is None or countdown < left
-        if not exc.permanent and self.row.attempts <= self.policy.max_retries and in_time:
+        countdown = self.retry_in(exc)
+        if countdown is not None:
             due = timezone.now() + timedelta(seconds=countdown)
             self.record(status=Message.Status.QUEUED, claimed_until=due, error=str(exc))
             raise RetryLater(self.row.pk, self.row.role, countdown) from exc

@@ -15,6 +15,7 @@ from channels_im.platforms.base import DeliveryError, LiveReply
 
 from .claims import Claim
 from .delivery import outbound_for
+from .models import Message
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,15 @@ class LiveProgress:
 
     def thinking(self) -> None:
         """The model reasons before it answers: say so where the answer will appear."""
-        if self.live.shows_thinking:
-            self._push(self.thinking_text)
+        self.status(self.thinking_text)
+
+    def status(self, text: str) -> bool:
+        """Show a word on the answer's progress (queued, the model loading, thinking) where
+        the answer will appear; False where the live channel shows only the answer."""
+        if not self.live.shows_thinking:
+            return False
+        self._push(text)
+        return True
 
     def _push(self, shown: str) -> None:
         now = time.monotonic()
@@ -90,8 +98,13 @@ class SignOfLife:
             self.timer.join()
 
     def _send(self) -> None:
-        row = self.question.row
-        try:
-            row.bot.adapter.send(outbound_for(row, text=self.text, key=f"w{row.pk}"))
-        except DeliveryError as exc:  # a missed notice is no reason to fail the answer
-            logger.warning("message %s: the still-writing notice failed: %s", row.pk, exc)
+        send_notice(self.question.row, self.text, key=f"w{self.question.row.pk}")
+
+
+def send_notice(question: Message, text: str, *, key: str) -> None:
+    """One short message to the asker about their answer's progress, under its own
+    idempotency `key`; a failure is logged: a missed notice is no reason to fail the answer."""
+    try:
+        question.bot.adapter.send(outbound_for(question, text=text, key=key))
+    except DeliveryError as exc:
+        logger.warning("message %s: a progress notice failed: %s", question.pk, exc)

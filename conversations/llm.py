@@ -104,13 +104,15 @@ def chat(
     on_thinking: Callable[[], None] | None = None,
     deadline: float | None = None,
     hangup: Hangup | None = None,
+    on_token: Callable[[], None] | None = None,
 ) -> Completion:
     """Stream one chat answer, passing each new piece of it to `on_delta`.
 
     `num_predict` defaults to OLLAMA_NUM_PREDICT so that no answer runs unbounded.
     `keep_alive` only reaches native endpoints; `/v1` has no way to carry it. A native
     endpoint is asked to `think` apart from the answer, unless the model refused that
-    before; `on_thinking()` is called when the model starts reasoning. At `deadline`
+    before; `on_thinking()` is called when the model starts reasoning, `on_token()` at
+    every token (the answer is alive). At `deadline`
     (time.monotonic()) the answer so far is returned with done_reason "timeout"; once
     `hangup()` is called (from any thread) the request is closed at once, also while the
     model has not answered yet, and the answer so far is returned with done_reason
@@ -119,7 +121,9 @@ def chat(
     error by endpoint, are counted for /metrics.
     """
     options = {"num_predict": settings.OLLAMA_NUM_PREDICT, **(options or {})}
-    stream = AnswerStream(model, on_delta, on_thinking, deadline, hangup or Hangup())
+    stream = AnswerStream(
+        model, on_delta, on_thinking, deadline, hangup or Hangup(), on_token=on_token
+    )
     try:
         completion = _answer(endpoint.rstrip("/"), model, messages, options, keep_alive, stream)
     except LLMError as exc:
@@ -249,6 +253,22 @@ def metadata(endpoint: str, path: str, timeout: float, body: dict[str, Any] | No
         return json.loads(content)
     except ValueError as exc:
         raise ModelRejected(f"{path}: the answer is not JSON") from exc
+
+
+def loaded_models(endpoint: str, timeout: float) -> set[str] | None:
+    """The models a native Ollama endpoint holds in memory (`/api/ps`), as "name:tag";
+    None where it cannot tell: an OpenAI-compatible endpoint, an error, an odd answer.
+    A model not among them is loaded by the next request for it, which waits meanwhile."""
+    if endpoint.rstrip("/").endswith("/v1"):
+        return None
+    try:
+        answer = metadata(endpoint, "/api/ps", timeout)
+    except LLMError:
+        return None
+    models = answer.get("models") if isinstance(answer, dict) else None
+    if not isinstance(models, list):
+        return None
+    return {m.get("model") or m.get("name") or "" for m in models if isinstance(m, dict)}
 
 
 @contextmanager

@@ -89,6 +89,10 @@ class Message(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices)
     error = models.TextField(_("error"), blank=True)
     model = models.CharField(_("model"), max_length=200, blank=True)
+    # Which endpoint answered; `fallback`: the tenant's fallback model, the first having
+    # failed for good (set when the question is handed over, so its retries ask it too).
+    endpoint = models.CharField(_("model endpoint"), max_length=300, blank=True)
+    fallback = models.BooleanField(_("fallback model"), default=False)
     # Why the model stopped ("stop", "length" …): a cut-off answer leaves a trace.
     done_reason = models.CharField(_("done reason"), max_length=32, blank=True)
     # What the platform module needs to answer (a message id, a webhook URL …).
@@ -265,3 +269,44 @@ class QuotaUse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope} {self.subject}: {self.messages} on {self.day}, {self.tokens} tokens"
+
+
+class ModelEndpoint(models.Model):
+    """One model server as admission sees it (admission.endpoint_key): the row its
+    admissions lock, and how long its answers took lately."""
+
+    key = models.CharField(_("endpoint"), max_length=300, unique=True)
+    # A moving average of the model's seconds per answer: the waiting's estimate.
+    answer_seconds = models.FloatField(_("seconds per answer"), null=True, blank=True)
+    # Each tenant's id -> the number of its latest answer to end here: whose turn is next.
+    served = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name = _("model endpoint")
+        verbose_name_plural = _("model endpoints")
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Admission(models.Model):
+    """A question's place at its model endpoint: waiting its turn (no lease), or holding
+    one of the endpoint's slots until `lease_until` (renewed while the answer streams).
+    Gone once the model has answered."""
+
+    message = models.OneToOneField(
+        Message, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.CASCADE, related_name="+")
+    # Its tenant's max_concurrency: the endpoint's cap is the smallest of those present.
+    cap = models.PositiveSmallIntegerField()
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # When its asker was last told where it stands.
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("admission")
+        verbose_name_plural = _("admissions")
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id} · {self.message_id}"

@@ -8,6 +8,11 @@ nothing safer: a worker dying between the send and its record answers twice eith
 (the platform's idempotency key, one per question, catches that where there is one). A
 question claimed again that has an answer row only records the outcome: that row carries
 its own delivery.
+
+Before the model is asked, the question takes a slot on its model endpoint (admission.py):
+one that must wait its turn goes back to the queue, holding no worker, its asker told where
+it stands (notices.py). A model that fails for good hands the question to the tenant's
+fallback model, if it has one.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, NoReturn
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -25,7 +30,7 @@ from common import metrics
 from tenants.models import Tenant
 from tenants.validators import ollama_keep_alive
 
-from . import delivery, llm, quotas, sent, stop_signal, texts
+from . import admission, delivery, llm, notices, quotas, sent, stop_signal, texts
 from .claims import Claim, Failure, RetryLater, ms_between
 from .context import build_messages, estimate_tokens
 from .live import LiveProgress, SignOfLife
@@ -58,13 +63,19 @@ def answer(message_id: int) -> None:
     if (gave_up := question.crash_loop or question.out_of_time) is not None:
         fail(question, gave_up)
         return
-    # Admitted on its first claim: a retry was counted then.
-    if question.row.attempts == 1 and (over := quotas.admit(question.row)) is not None:
+    # Admitted on its first claim (not again for its fallback): a retry was counted then.
+    first = question.row.attempts == 1 and not question.row.fallback
+    if first and (over := quotas.admit(question.row)) is not None:
         refuse(question, over)
         return
+    endpoint, model = target(question.row)
     stop = stop_signal.Watch(question.row.pk)
     try:
-        completion = ask_model(question, stop)
+        check_model_settings(question.row.tenant)
+        with stop, slot(question, endpoint, stop) as lease:
+            completion = ask_model(question, endpoint, model, lease, stop)
+    except RetryLater:
+        raise  # waiting its turn: queued again, holding no worker
     except llm.LLMError as exc:
         fail(question, exc)
         return
@@ -93,24 +104,51 @@ def answer(message_id: int) -> None:
         question.succeed(**figures(question.row, completion))
 
 
-def ask_model(question: Claim, stop: stop_signal.Watch) -> llm.Completion:
+def target(question: Message) -> tuple[str, str]:
+    """The endpoint and model that answer `question`: the tenant's, or its fallback once
+    the question was handed to it."""
+    tenant = question.tenant
+    if question.fallback and tenant.has_fallback:
+        return tenant.fallback_endpoint, tenant.fallback_model or tenant.model
+    return tenant.endpoint, tenant.model
+
+
+def slot(question: Claim, endpoint: str, stop: stop_signal.Watch) -> admission.Lease:
+    """The question's slot on its model endpoint (admission.py); none for a question
+    stopped already, whose model is not asked. While it waits its turn, its asker is told
+    where it stands and RetryLater is raised: the question is queued again until it is
+    granted a slot, or due a notice, holding no worker meanwhile."""
+    if stop.hangup.requested:
+        return admission.Lease.unheld()
+    ticket = admission.admit(question, endpoint)
+    if isinstance(ticket, admission.Lease):
+        return ticket
+    return admission.park(question, endpoint, ticket, notices.queue_position(question, ticket))
+
+
+def ask_model(
+    question: Claim, endpoint: str, model: str, lease: admission.Lease, stop: stop_signal.Watch
+) -> llm.Completion:
     """The model's answer to the question, within what is left of its budget; the text
-    so far (done_reason "stopped") once `stop` sees the question stopped."""
+    so far (done_reason "stopped") once `stop` sees the question stopped. Every token
+    renews the question's slot."""
     row = question.row
     tenant = row.tenant
-    check_model_settings(tenant)
     messages = build_messages(row)
     live = row.bot.adapter.live(delivery.outbound_for(row))
     progress = LiveProgress(question, live, texts.thinking(tenant)) if live else None
-    # One sign of life per question: a retry does not send another.
-    first = row.attempts == 1
+    # One notice of each kind per question: a retry does not send another.
+    first = row.attempts == 1 and not stop.hangup.requested
+    loading = first and notices.model_loading(question, progress, endpoint, model)
     waiting = (
-        SignOfLife(question, texts.still_writing(tenant)) if first and not live else nullcontext()
+        SignOfLife(question, texts.still_writing(tenant))
+        if first and not live and not loading
+        else nullcontext()
     )
-    with waiting, stop:
+    with waiting:
         completion = llm.chat(
-            tenant.endpoint,
-            tenant.model,
+            endpoint,
+            model,
             messages,
             options=model_options(tenant),
             keep_alive=ollama_keep_alive(tenant.keep_alive),
@@ -118,7 +156,9 @@ def ask_model(question: Claim, stop: stop_signal.Watch) -> llm.Completion:
             on_thinking=progress.thinking if progress else None,
             deadline=time.monotonic() + (question.seconds_left() or 0),
             hangup=stop.hangup,
+            on_token=lease.renew,
         )
+    lease.answer_seconds = completion.total_ms / 1000
     if not completion.content.strip() and completion.done_reason != llm.STOPPED:
         raise llm.ModelUnavailable("the model returned an empty answer")
     if completion.prompt_tokens is None or completion.completion_tokens is None:
@@ -153,6 +193,7 @@ def figures(question: Message, completion: llm.Completion) -> dict[str, Any]:
     """The question's figures; total_ms runs until the answer was sent."""
     return {
         "model": completion.model,
+        "endpoint": target(question)[0],
         "done_reason": completion.done_reason,
         "first_token_ms": completion.first_token_ms,
         "total_ms": ms_between(question.created_at, timezone.now()),
@@ -164,15 +205,21 @@ def figures(question: Message, completion: llm.Completion) -> dict[str, Any]:
 
 
 def fail(question: Claim, exc: Failure) -> None:
-    """Retry a transient failure later (raises RetryLater); otherwise the person gets an
+    """Retry a transient failure later (raises RetryLater); hand a model's failure for good
+    to the tenant's fallback model (raises RetryLater); otherwise the person gets an
     apology and the row says why."""
     row = question.row
+    if falls_back(question, exc):
+        hand_to_fallback(question, exc)
+    endpoint, model = target(row)
     apology = question.fail(
         exc,
         apology=texts.apology(row.tenant, exc),
-        model=row.tenant.model,
+        model=model,
+        endpoint=endpoint,
         total_ms=ms_between(row.created_at, timezone.now()),
     )
+    admission.leave(row.pk)  # failed for good: out of its model's line, if still in it
     if apology is not None:
         delivery.send(apology)
 
@@ -190,3 +237,34 @@ def refuse(question: Claim, over: quotas.Refusal) -> None:
             notice.record()
     if notice is not None:
         delivery.send(notice)
+
+
+def falls_back(question: Claim, exc: Failure) -> bool:
+    """The tenant's model failed for good (no retry left, or one that cannot help) and
+    its fallback has not been asked yet. A failure that is the question's own (too long,
+    a model thinking past its length) would fail the fallback as well."""
+    row = question.row
+    return (
+        isinstance(exc, llm.LLMError)
+        and not exc.notice
+        and row.tenant.has_fallback
+        and not row.fallback
+        and question.retry_in(exc) is None
+    )
+
+
+def hand_to_fallback(question: Claim, exc: Failure) -> NoReturn:
+    """Queue the question again at once for the tenant's fallback model, which answers
+    it from now on, its tries counted afresh; raises RetryLater."""
+    row = question.row
+    logger.warning("message %s: the model failed for good, asking the fallback: %s", row.pk, exc)
+    row.bot.record_error(f"{question.policy.label}: {exc}")
+    metrics.FALLBACKS.labels(metrics.endpoint_label(row.tenant.endpoint)).inc()
+    question.record(
+        status=Message.Status.QUEUED,
+        claimed_until=None,
+        attempts=0,
+        fallback=True,
+        error=f"{question.policy.label}: {exc}",
+    )
+    raise RetryLater(row.pk, row.role, 0)

@@ -1,8 +1,8 @@
 """Intake: what happens to an inbound message inside the callback's request.
 
 Find or open the session, store the message (a platform's retry stops here), apply the
-rate limits, and enqueue the reply once the row is committed. No model or platform call
-happens here.
+rate limits, put a question in its model's line (admission.py) and enqueue the reply once
+the row is committed. No model or platform call happens here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from channels_im.models import Bot
 from channels_im.platforms.base import TEXT, InboundMessage
 from common import metrics
 
-from . import ratelimit, sessions, tasks, texts
+from . import admission, ratelimit, sessions, tasks, texts
 from .commands import command_for
 from .models import Conversation, Message
 
@@ -46,6 +46,7 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     elif not readable:
         add_reply(message, texts.unreadable(bot.tenant))
     else:
+        admission.enter(message, bot.tenant)
         # Outside any transaction this runs at once; inside a caller's, after its commit.
         transaction.on_commit(lambda: tasks.enqueue(message.pk, Message.Role.USER))
     if message.status != Message.Status.QUEUED:  # final already; claims.py counts the rest

@@ -17,7 +17,7 @@ from django.utils import timezone
 from channels_im.models import Bot
 from common import metrics
 
-from . import stop_signal, tasks, texts
+from . import admission, stop_signal, tasks, texts
 from .claims import Claim, ms_between
 from .llm import STOPPED
 from .models import Message
@@ -67,6 +67,7 @@ def stop(question_id: int, how: str) -> None:
     """Stop the answer to one question, wherever it is; `how` is stop_signal.COMMAND or
     RECALL."""
     stop_signal.request(question_id, how)
+    admission.due_now(question_id)  # one waiting its turn is stopped now, not at its turn
     question = Claim.take(question_id, Message.Role.USER)
     if question is None:  # a worker holds it, or it waits for a retry: the signal does it
         metrics.STOPS.labels(how, "answering").inc()

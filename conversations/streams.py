@@ -61,8 +61,9 @@ class AnswerStream:
     """The answer as it accumulates, with the client-side clock.
 
     `on_delta(piece)` receives each new piece of the answer, `on_thinking()` is called
-    once when the model starts reasoning; `deadline` is a time.monotonic() value;
-    `hangup` closes the request when the answer is stopped.
+    once when the model starts reasoning, `on_token()` at every token, answer or
+    reasoning; `deadline` is a time.monotonic() value; `hangup` closes the request when
+    the answer is stopped.
     """
 
     model: str
@@ -70,6 +71,7 @@ class AnswerStream:
     on_thinking: Callable[[], None] | None = None
     deadline: float | None = None
     hangup: Hangup = field(default_factory=Hangup)
+    on_token: Callable[[], None] | None = None
     started: float = field(default_factory=time.monotonic)
     parts: list[str] = field(default_factory=list)
     first_token_ms: int | None = None
@@ -168,6 +170,8 @@ class AnswerStream:
         self.thought = True
 
     def _token(self) -> None:
+        if self.on_token is not None:
+            self.on_token()
         self._last_token = time.monotonic()
         if self.first_token_ms is None:
             self.first_token_ms = int((self._last_token - self.started) * 1000)

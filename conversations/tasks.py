@@ -3,8 +3,10 @@
 Each task takes a row id and hands it to one service function. A service that wants a
 row worked on again later raises RetryLater after queuing the row itself, so the
 database (not the broker) knows what is pending; the task then enqueues that row's task
-with the countdown (a failed answer send becomes a delivery task). The sweep enqueues
-what a lost broker message or a dead worker left behind.
+with the countdown (a failed answer send becomes a delivery task); questions granted a
+model slot after waiting their turn are enqueued when admission says so (the
+`question_granted` signal). The sweep enqueues what a lost broker message or a dead
+worker left behind.
 """
 
 from __future__ import annotations
@@ -77,6 +79,12 @@ def enqueue(row_id: int, role: str, countdown: float = 0) -> None:
         task.apply_async((row_id,), countdown=countdown)
     except Exception:
         logger.exception("could not enqueue %s row %s; the sweep will retry", role, row_id)
+
+
+def wake_granted(message_ids: list[int]) -> None:
+    """Questions that waited their turn were granted a model slot: answer them now."""
+    for message_id in message_ids:
+        enqueue(message_id, Message.Role.USER)
 
 
 def _run(service: Callable[[int], None], row_id: int) -> None:

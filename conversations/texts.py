@@ -1,5 +1,7 @@
 """What the bot itself says, in the tenant's language."""
 
+import math
+
 from django.utils.translation import gettext, ngettext, override
 
 from tenants.models import Tenant
@@ -50,6 +52,31 @@ def still_writing(tenant: Tenant) -> str:
     """Sent once where the platform shows no answer growing, when an answer takes long."""
     with override(tenant.language):
         return gettext("Writing the answer, one moment…")
+
+
+def queued(tenant: Tenant, ahead: int, seconds: float | None) -> str:
+    """Where a question waiting for the model stands: how many questions are before it
+    and, when known, about how long until its answer (rounded up: to 5 s, then minutes)."""
+    with override(tenant.language):
+        if seconds is None:
+            return gettext("Queued: %(ahead)d ahead of you") % {"ahead": ahead}
+        if seconds < 90:
+            return gettext("Queued: %(ahead)d ahead of you, about %(seconds)d s") % {
+                "ahead": ahead,
+                "seconds": 5 * math.ceil(seconds / 5),
+            }
+        return gettext("Queued: %(ahead)d ahead of you, about %(minutes)d min") % {
+            "ahead": ahead,
+            "minutes": math.ceil(seconds / 60),
+        }
+
+
+def loading(tenant: Tenant) -> str:
+    """Told once when the model must be loaded before it can answer."""
+    with override(tenant.language):
+        return gettext(
+            "The model is loading after a quiet spell; this answer takes a little longer."
+        )
 
 
 def unreadable(tenant: Tenant) -> str:

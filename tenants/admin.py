@@ -180,6 +180,10 @@ class TenantAdmin(TenantScopedAdmin):
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active")}),
         (_("Model"), {"fields": ("model_endpoint", "model", "temperature", "keep_alive")}),
+        (
+            _("Model admission"),
+            {"fields": ("max_concurrency", "fallback_model_endpoint", "fallback_model")},
+        ),
         (_("Prompt"), {"fields": ("system_prompt", "language")}),
         (_("Limits"), {"fields": ("rate_limit_per_minute", "user_rate_limit_per_minute")}),
         (

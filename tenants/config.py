@@ -91,6 +91,7 @@ TENANT_FIELDS = (
     *("slug", "name", "is_active", "model_endpoint", "model", "system_prompt", "language"),
     *("rate_limit_per_minute", "user_rate_limit_per_minute", "session_timeout_seconds"),
     *("context_max_rounds", "num_ctx", "temperature", "keep_alive"),
+    *("max_concurrency", "fallback_model_endpoint", "fallback_model"),
     *("retention_days", "retention_action", "legal_hold"),
     *("time_zone", "quota_messages_per_day", "quota_tokens_per_month"),
     *("user_quota_messages_per_day", "user_quota_tokens_per_month"),

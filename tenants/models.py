@@ -190,6 +190,33 @@ class Tenant(models.Model):
         ),
     )
 
+    max_concurrency = models.PositiveSmallIntegerField(
+        _("answers at once"),
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(64)],
+        help_text=_(
+            "How many answers the model endpoint works on at once, across all workers "
+            "(1 to 64; match Ollama's OLLAMA_NUM_PARALLEL). More questions wait their turn "
+            "in order. An endpoint shared by tenants takes the smallest of their values."
+        ),
+    )
+    fallback_model_endpoint = models.CharField(
+        _("fallback model endpoint"),
+        max_length=300,
+        blank=True,
+        validators=[validate_endpoint],
+        help_text=_(
+            "Asked when the model fails for good (unreachable, model not found, errors "
+            "that persist after the retries). Empty: the model endpoint above."
+        ),
+    )
+    fallback_model = models.CharField(
+        _("fallback model"),
+        max_length=200,
+        blank=True,
+        help_text=_("Empty: the model above. Leave both fallback fields empty for no fallback."),
+    )
+
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -205,17 +232,33 @@ class Tenant(models.Model):
     def endpoint(self) -> str:
         return (self.model_endpoint or settings.OLLAMA_URL).rstrip("/")
 
+    @property
+    def has_fallback(self) -> bool:
+        return bool(self.fallback_model_endpoint or self.fallback_model)
+
+    @property
+    def fallback_endpoint(self) -> str:
+        return (self.fallback_model_endpoint or self.endpoint).rstrip("/")
+
     def clean(self) -> None:
         # The history's budget is num_ctx minus the answer's; none left means no history.
         if self.num_ctx is not None and self.num_ctx <= settings.OLLAMA_NUM_PREDICT:
             message = _("Must be more than the longest answer, OLLAMA_NUM_PREDICT (%(n)d).")
             raise ValidationError({"num_ctx": message % {"n": settings.OLLAMA_NUM_PREDICT}})
+        same_model = (self.fallback_model or self.model) == self.model
+        if self.has_fallback and same_model and self.fallback_endpoint == self.endpoint:
+            raise ValidationError(
+                {"fallback_model": _("The fallback must differ from the model or its endpoint.")}
+            )
 
     def check_model_settings(self) -> None:
         """Raise ValidationError if what the worker sends the model (endpoint, options)
         fails today's validators: a row saved before they existed, or by code that
         skipped them, must not be sent as is."""
-        sent = {"model_endpoint", "num_ctx", "temperature", "keep_alive"}
+        sent = {
+            *("model_endpoint", "fallback_model_endpoint"),
+            *("num_ctx", "temperature", "keep_alive"),
+        }
         self.clean_fields(exclude=[f.name for f in self._meta.fields if f.name not in sent])
 
 

@@ -31,6 +31,10 @@ RANGES = [
     ("IM_CLAIM_SECONDS", 1, 86_400, 1),
     ("IM_MAX_BODY_BYTES", 16 * 1024, 16 * 1024 * 1024, 1),
     ("IM_WORKER_HEARTBEAT_SECONDS", 0.1, 300, 0.05),
+    # At least the longest a live answer goes without a token: connect + OLLAMA_TIMEOUT.
+    ("IM_ADMISSION_LEASE_SECONDS", 125, 7200, 1),
+    ("IM_QUEUE_NOTICE_SECONDS", 0, 300, 0.5),
+    ("IM_QUEUE_UPDATE_SECONDS", 1, 300, 0.5),
     ("ADMIN_LOGIN_FAILURE_LIMIT", 1, 100, 1),
     ("API_RATE_LIMIT_PER_MINUTE", 1, 100_000, 1),
     ("API_THREADS", 1, 256, 8),

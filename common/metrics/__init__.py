@@ -87,6 +87,19 @@ MODEL_ERRORS = Counter(
     "Failed model calls by endpoint (host:port) and permanence (conversations/llm.py).",
     ["endpoint", "permanence"],
 )
+ADMISSION_WAIT_SECONDS = Histogram(
+    "im_admission_wait_seconds",
+    "Seconds from a question's arrival to its slot on the model endpoint, by endpoint "
+    "(host:port) (conversations/admission.py).",
+    ["endpoint"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+FALLBACKS = Counter(
+    "im_model_fallbacks",
+    "Questions handed to their tenant's fallback model after the model failed for good, by "
+    "the failed endpoint (host:port) (conversations/pipeline.py).",
+    ["endpoint"],
+)
 STOPS = Counter(
     "im_stops",
     "Requests to stop an answer, by how (command: /stop; recall: a recalled question) and "

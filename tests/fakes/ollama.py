@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -84,6 +84,9 @@ class Reply:
     thinking: list[str] = field(default_factory=list)
     pings_after: int | None = None  # /v1: after this many pieces, only ": ping" comments
     usage: bool = True  # /v1: send the usage chunk
+    # Seconds to load the model first, and what to call once it is loaded.
+    load_delay: float = 0.0
+    on_loaded: Callable[[], None] = field(default=lambda: None)
     arrived_ns: int = field(default_factory=time.monotonic_ns)
     first_token_ns: int = 0
     # How to let time pass: the server watches the client meanwhile, as Ollama does.
@@ -91,6 +94,9 @@ class Reply:
 
     def paced(self) -> Iterator[str]:
         """The pieces, spaced out in time like a model generating them."""
+        if self.load_delay:
+            self.wait(self.load_delay)
+            self.on_loaded()
         self.wait(self.first_token_delay)
         self.first_token_ns = time.monotonic_ns()
         for index, piece in enumerate(self.pieces):
@@ -103,7 +109,7 @@ class Reply:
         now = time.monotonic_ns()
         values = {
             "total_duration": now - self.arrived_ns,
-            "load_duration": 1_334_875,
+            "load_duration": int(self.load_delay * 1e9) or 1_334_875,
             "prompt_eval_count": self.prompt_tokens,
             "prompt_eval_duration": int(self.first_token_delay * 1e9),
             "eval_count": len(self.pieces),
@@ -135,6 +141,15 @@ class FakeOllama:
     usage: bool  # /v1: report token usage, as Ollama does; llama.cpp may not
     context_length: int  # /api/show: every model's trained context length (model_info)
     metadata_delay: float  # seconds before /api/tags, /v1/models and /api/show answer
+    hang: bool  # chat requests get no answer at all until release() (or reset())
+    # Models in memory, listed by /api/ps; a request for another first waits `load_delay`
+    # and loads it. None: loading is not modelled, and /api/ps answers 404.
+    loaded: set[str] | None
+    load_delay: float
+    # OLLAMA_NUM_PARALLEL: answers generated at once (None: any number); up to `max_queue`
+    # more wait their turn, and beyond that get Ollama's 503 "server busy".
+    parallel: int | None
+    max_queue: int
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests: list[dict[str, Any]] = []
@@ -142,6 +157,10 @@ class FakeOllama:
         self.disconnects: list[Disconnect] = []
         self._lock = threading.Lock()
         self._hung_up = threading.Condition(self._lock)
+        self._turns = threading.Condition(self._lock)
+        self._released = threading.Event()
+        self.in_flight = 0  # chat requests open now, hung, waiting or streaming
+        self.peak_in_flight = 0
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
         self._thread: threading.Thread | None = None
@@ -169,11 +188,52 @@ class FakeOllama:
         self.usage = True
         self.context_length = 32768
         self.metadata_delay = 0.0
+        self.release()
+        self.hang = False
+        self.loaded = None
+        self.load_delay = 0.0
+        self.parallel = None
+        self.max_queue = 512
         with self._lock:
             self.requests.clear()
             self.served.clear()
             self.disconnects.clear()
             self._failures = 0
+            self.peak_in_flight = self.in_flight
+            self._generating = 0
+            self._queued = 0
+
+    def release(self) -> None:
+        """Let every hung request go on (each then answers as the knobs say)."""
+        self._released.set()
+        self._released = threading.Event()
+
+    def enter(self) -> bool:
+        """A chat request begins: counted in flight, held while `hang`, then waiting its
+        turn under `parallel`. False: refused, the queue being full (answer 503)."""
+        released = self._released
+        with self._turns:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        if self.hang:
+            released.wait()
+        with self._turns:
+            if self.parallel is not None:
+                if self._queued >= self.max_queue:
+                    self.in_flight -= 1
+                    return False
+                self._queued += 1
+                self._turns.wait_for(lambda: self._generating < (self.parallel or 1 << 30))
+                self._queued -= 1
+            self._generating += 1
+        return True
+
+    def leave(self) -> None:
+        """An entered chat request ended."""
+        with self._turns:
+            self.in_flight -= 1
+            self._generating -= 1
+            self._turns.notify_all()
 
     def record_served(self, served: Served) -> None:
         with self._lock:
@@ -258,7 +318,10 @@ class FakeOllama:
         if error is not None:
             pieces = pieces[: max(1, len(pieces) // 2)]
         prompt = " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        loading = self.loaded is not None and model not in self.loaded
         return Reply(
+            load_delay=self.load_delay if loading else 0.0,
+            on_loaded=lambda: self._load(model),
             thinking=thinking,
             pings_after=self.pings_after,
             usage=self.usage,
@@ -270,6 +333,11 @@ class FakeOllama:
             chunk_delay=self.chunk_delay,
             error=error,
         )
+
+    def _load(self, model: str) -> None:
+        with self._lock:
+            if self.loaded is not None:
+                self.loaded.add(model)
 
 
 def _type_error(body: dict[str, Any]) -> tuple[int, str] | None:
@@ -447,6 +515,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"models": [_tag(m) for m in self._models()]})
         elif self.path == "/api/version":
             self._send_json(200, {"version": VERSION})
+        elif self.path == "/api/ps" and self.server.fake.loaded is not None:
+            loaded = sorted(self.server.fake.loaded)
+            self._send_json(200, {"models": [_running(m) for m in loaded]})
         elif self.path == "/v1/models":
             models = [{"id": m, "object": "model", "owned_by": "library"} for m in self._models()]
             self._send_json(200, {"object": "list", "data": models})
@@ -477,16 +548,22 @@ class _Handler(BaseHTTPRequestHandler):
             status, text = outcome
             self._send_json(status, dialect.error(text))
             return
-        raw = self.server.fake.raw_stream
+        fake = self.server.fake
+        if not fake.enter():
+            self._send_json(503, dialect.error(FAILURE_TEXTS[503]))
+            return
+        raw = fake.raw_stream
         outcome.wait = self._wait_watching
         frames = iter(raw) if raw is not None else dialect.stream(outcome)
         try:
             first_frame = self._stream(dialect.content_type, frames)
         except (ClientGone, ConnectionError):
-            self.server.fake.record_disconnect(body)
+            fake.record_disconnect(body)
             self.close_connection = True
             return
-        self.server.fake.record_served(Served(body, self.arrived_at, first_frame, time.monotonic()))
+        finally:
+            fake.leave()
+        fake.record_served(Served(body, self.arrived_at, first_frame, time.monotonic()))
 
     def _show(self) -> None:
         """A model's details, as Ollama's /api/show: model_info carries its context length."""
@@ -555,6 +632,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _not_found_or_bad_method(self) -> None:
         known = {"/", "/api/tags", "/api/version", "/v1/models", "/api/show", *_CHAT_ROUTES}
+        if self.server.fake.loaded is not None:
+            known.add("/api/ps")
         if self.path in known:
             self._send(405, "text/plain", b"405 method not allowed")
         else:
@@ -570,6 +649,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+def _running(name: str) -> dict[str, Any]:
+    """A loaded model as /api/ps lists it."""
+    tag = _tag(name)
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    return {
+        **{key: tag[key] for key in ("name", "model", "size", "digest", "details")},
+        "expires_at": expires.isoformat(),
+        "size_vram": 0,
+        "context_length": 4096,
+    }
 
 
 def _tag(name: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ RANGES = [
     ("context_max_rounds", 0, 100),
     ("num_ctx", 1025, 262_144),  # above OLLAMA_NUM_PREDICT (1024 in the tests)
     ("temperature", 0.0, 2.0),
+    ("max_concurrency", 1, 64),
     ("retention_days", 2, 36_500),  # and 0, below
     ("quota_messages_per_day", 0, 10_000_000),
     ("user_quota_messages_per_day", 0, 10_000_000),

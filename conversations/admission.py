@@ -1,0 +1,345 @@
+"""Model admission: how many answers each model endpoint works on at once, and whose turn
+is next.
+
+Ollama works on a few requests at once (OLLAMA_NUM_PARALLEL) and makes the rest wait where
+no one sees them; and a worker waiting on a hung endpoint is a worker lost to every tenant.
+So each endpoint (a model server: turns.endpoint_key) has a number of slots: the smallest
+`max_concurrency` among the tenants whose questions are there now.
+
+A question takes its place in its endpoint's line as it arrives (`enter`, at the intake):
+an `Admission` row without a lease. A worker that claims it asks for a slot (`admit`):
+granted, the row holds a lease, renewed as tokens come, so that a killed worker's slot
+frees itself once the lease runs out; not granted, the question goes back to the queue
+until its wake-up (`park`) and waits in the database, holding no worker. The answer that
+frees a slot grants it to the next in line (turns.line_up) and has its task sent (the
+`question_granted` signal: tasks.py, the one module that talks to the broker, sends it).
+Every decision is made under a lock on the endpoint's row (SELECT … FOR UPDATE on
+PostgreSQL; SQLite has one write lock), so the cap holds across worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Exists, F
+from django.utils import timezone
+
+from common import metrics
+from tenants.models import Tenant
+
+from .claims import Claim, RetryLater, ms_between
+from .models import Admission, Message, ModelEndpoint
+from .signals import question_granted
+from .turns import Entry, Line, Waiting, endpoint_key, line_up
+
+logger = logging.getLogger(__name__)
+
+# Weight of the newest answer in an endpoint's moving average of answer times, and how
+# far from the average an answer must be to move it.
+_RECENT, _CLOSE = 0.2, 0.1
+# Read at most this many questions of one endpoint (oldest first) to decide its turns.
+_MAX_ENTRIES = 2000
+_ENDPOINTS, _ADMISSIONS, _MESSAGES = (
+    ModelEndpoint._meta.db_table,
+    Admission._meta.db_table,
+    Message._meta.db_table,
+)
+# The endpoint's row, locked, with every question at it, in one statement: it runs twice
+# for every message. `{lock}` is FOR UPDATE where the database has it.
+_LINE_SQL = f"""
+    SELECT e.id, e.served, e.answer_seconds, a.message_id, m.tenant_id, m.created_at,
+        m.status, m.claimed_until, a.lease_until, a.cap, a.notified_at
+    FROM {_ENDPOINTS} e
+    LEFT JOIN {_ADMISSIONS} a ON a.endpoint_id = e.id
+    LEFT JOIN {_MESSAGES} m ON m.id = a.message_id
+    WHERE e.key = %s
+    ORDER BY a.message_id
+    LIMIT {_MAX_ENTRIES}{{lock}}
+"""  # noqa: S608 - constant table names, values as parameters
+# A new question's place in line, at an endpoint that exists already.
+_ENTER_SQL = f"""
+    INSERT INTO {_ADMISSIONS} (message_id, endpoint_id, cap)
+    SELECT %s, id, %s FROM {_ENDPOINTS} WHERE key = %s
+"""  # noqa: S608 - constant table names, values as parameters
+
+
+def enter(question: Message, tenant: Tenant) -> None:
+    """A new question (just stored, queued for the model) takes its place in its model
+    endpoint's line: its place is its arrival, whenever a worker gets to it."""
+    key = endpoint_key(tenant.endpoint)
+    params: list[int | str] = [question.pk, tenant.max_concurrency, key]
+    with connection.cursor() as cursor:
+        cursor.execute(_ENTER_SQL, params)
+        if cursor.rowcount == 0:  # the endpoint's first question
+            ModelEndpoint.objects.get_or_create(key=key)
+            cursor.execute(_ENTER_SQL, params)
+
+
+def admit(question: Claim, endpoint: str) -> Lease | Waiting:
+    """A slot on `endpoint` for `question` (this worker's claim), or where it stands in line.
+
+    A question found in another endpoint's line (its tenant changed endpoints, or it was
+    handed to the fallback) or in none (a retry) lines up here by its arrival.
+    """
+    row = question.row
+    now = timezone.now()
+    key = endpoint_key(endpoint)
+    with transaction.atomic():
+        locked, entries = _line(key)
+        mine = next((e for e in entries if e.message_id == row.pk), None)
+        if mine is not None and mine.holds(now):  # granted while it waited
+            Admission.objects.filter(pk=row.pk).update(lease_until=_lease_end())
+            return _admitted(question, key)
+        if mine is None:
+            Admission.objects.filter(pk=row.pk).delete()
+            Admission.objects.create(message=row, endpoint=locked, cap=row.tenant.max_concurrency)
+        elif mine.lease_until is not None:
+            # Granted, but its task came after the lease ran out: in line again, in its place.
+            Admission.objects.filter(pk=row.pk).update(lease_until=None)
+            entries.remove(mine)
+        if mine is None or mine.lease_until is not None:
+            mine = Entry(  # as this claim sees it: waiting, held by this worker
+                message_id=row.pk,
+                tenant_id=row.tenant_id,
+                arrived=row.created_at,
+                status=Message.Status.ANSWERING,
+                claimed_until=row.claimed_until,
+                lease_until=None,
+                cap=row.tenant.max_concurrency,
+                notified_at=mine.notified_at if mine else None,
+            )
+            entries.append(mine)
+        line, given = _fill(locked, entries, now, mine=row.pk)
+    if row.pk in given:
+        return _admitted(question, key)
+    granted_ends = [_lease_end()] if given else []
+    return Waiting(
+        ahead=line.waiting.index(mine) - len(given),
+        in_flight=len(line.holding) + len(given),
+        cap=line.cap,
+        answer_seconds=locked.answer_seconds,
+        notified_at=mine.notified_at,
+        # A slot granted now runs out too if its question's task never comes.
+        slot_ends=min(
+            [e.lease_until for e in line.holding if e.lease_until] + granted_ends, default=None
+        ),
+    )
+
+
+def park(question: Claim, endpoint: str, waiting: Waiting, until: datetime | None) -> Lease:
+    """Give a waiting question back to the queue, holding no worker: due again at `until`
+    (its next notice), when a slot in use may run out, or at the end of its budget,
+    whichever comes first. Raises RetryLater, due then; returns its Lease instead if it
+    was granted a slot meanwhile (while its asker was told where it stands).
+
+    The claim did no work, so its try is not counted: `attempts` goes back down.
+    """
+    row = question.row
+    now = timezone.now()
+    budget_end = now + timedelta(seconds=question.seconds_left() or 0)
+    wake = min(t for t in (until, waiting.slot_ends, budget_end) if t is not None)
+    key = endpoint_key(endpoint)
+    with transaction.atomic():
+        _line(key)
+        lease_until = Admission.objects.filter(pk=row.pk).values_list("lease_until", flat=True)
+        if (lease_until.first() or now) > now:
+            return _admitted(question, key)
+        Message.objects.filter(pk=row.pk).update(
+            status=Message.Status.QUEUED,
+            claimed_until=wake,
+            attempts=F("attempts") - 1,
+            # Kept, so the wake-up's claim does not count the queue wait again.
+            queue_wait_ms=row.queue_wait_ms,
+        )
+    raise RetryLater(row.pk, row.role, max((wake - now).total_seconds(), 0))
+
+
+def notified(message_id: int, at: datetime) -> None:
+    """Its asker was just told where the question stands."""
+    Admission.objects.filter(pk=message_id).update(notified_at=at)
+
+
+def due_now(message_id: int) -> None:
+    """A question waiting its turn is due at once, not at its next wake-up: a stop takes
+    it from the line now (stops.py)."""
+    waiting = Admission.objects.filter(pk=message_id, lease_until__isnull=True)
+    Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).filter(
+        Exists(waiting)
+    ).update(claimed_until=None)
+
+
+def leave(message_id: int) -> None:
+    """The question failed for good: out of its endpoint's line (if still in it)."""
+    Admission.objects.filter(pk=message_id).delete()
+
+
+class Lease:
+    """A question's slot on its endpoint. A context manager: leaving it frees the slot and
+    grants it to the next in line."""
+
+    def __init__(self, key: str, message_id: int, tenant_id: int, *, held: bool = True):
+        self.key = key
+        self.message_id = message_id
+        self.tenant_id = tenant_id
+        self.held = held
+        self.renewed = time.monotonic()
+        self.answer_seconds: float | None = None  # set by the caller once the model answered
+
+    @classmethod
+    def unheld(cls) -> Lease:
+        """No slot, for a question that needs none (stopped before the model is asked)."""
+        return cls("", 0, 0, held=False)
+
+    def renew(self) -> None:
+        """The answer is alive (a token came): extend the lease, at most every quarter of
+        its length. A failure is only logged: the answer matters more than its slot."""
+        if (
+            not self.held
+            or time.monotonic() - self.renewed < settings.IM_ADMISSION_LEASE_SECONDS / 4
+        ):
+            return
+        self.renewed = time.monotonic()
+        try:
+            Admission.objects.filter(pk=self.message_id).update(lease_until=_lease_end())
+        except DatabaseError:
+            logger.warning("could not renew the model slot of message %s", self.message_id)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Free the slot and grant it on; the endpoint keeps that the tenant was served
+        now (whose turn is next) and the answer's time (estimates). With the database
+        away the lease runs out on its own instead."""
+        if not self.held:
+            return
+        try:
+            with transaction.atomic():
+                endpoint, entries = _line(self.key)
+                Admission.objects.filter(pk=self.message_id).delete()
+                _served(endpoint, self.tenant_id, self.answer_seconds)
+                entries = [e for e in entries if e.message_id != self.message_id]
+                _fill(endpoint, entries, timezone.now())
+        except DatabaseError:
+            logger.warning("could not free the model slot of message %s", self.message_id)
+
+
+def _admitted(question: Claim, key: str) -> Lease:
+    row = question.row
+    if row.attempts == 1 and not row.fallback:  # a retry's wait would count its tries too
+        now = timezone.now()
+        # The queue wait the row shows runs to its slot.
+        row.queue_wait_ms = ms_between(row.created_at, now)
+        seconds = row.queue_wait_ms / 1000
+        metrics.ADMISSION_WAIT_SECONDS.labels(metrics.endpoint_label(key)).observe(seconds)
+    return Lease(key, row.pk, row.tenant_id)
+
+
+def _served(endpoint: ModelEndpoint, tenant_id: int, answer_seconds: float | None) -> None:
+    """Keep on the endpoint's row that the tenant was just served (its answer ended) and,
+    if the model answered, the moving average of its answer times. Written only when it
+    changes something: the tenant served last already, or an answer within a tenth of the
+    average (estimates are rounded to 5 s), leave the row as it is."""
+    changed: dict[str, object] = {}
+    latest = max(endpoint.served.values(), default=0)
+    if endpoint.served.get(str(tenant_id)) != latest or not latest:
+        endpoint.served[str(tenant_id)] = latest + 1
+        changed["served"] = endpoint.served
+    average = endpoint.answer_seconds
+    if answer_seconds is not None and (
+        average is None or abs(answer_seconds - average) > _CLOSE * average
+    ):
+        recent = answer_seconds * _RECENT + average * (1 - _RECENT) if average else None
+        changed["answer_seconds"] = endpoint.answer_seconds = recent or answer_seconds
+    if changed:
+        ModelEndpoint.objects.filter(pk=endpoint.pk).update(**changed)
+
+
+def _line(key: str) -> tuple[ModelEndpoint, list[Entry]]:
+    """The endpoint's row, locked until the transaction ends (created on first use), and
+    the questions at it, oldest first."""
+    lock = " FOR UPDATE OF e" if connection.features.has_select_for_update_of else ""
+    sql = _LINE_SQL.format(lock=lock)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key])
+        rows = cursor.fetchall()
+        if not rows:
+            ModelEndpoint.objects.bulk_create([ModelEndpoint(key=key)], ignore_conflicts=True)
+            cursor.execute(sql, [key])
+            rows = cursor.fetchall()
+    endpoint_id, served, answer_seconds = rows[0][:3]
+    served = json.loads(served) if isinstance(served, str) else served
+    endpoint = ModelEndpoint(id=endpoint_id, key=key, served=served, answer_seconds=answer_seconds)
+    entries = [
+        Entry(
+            message_id=row[3],
+            tenant_id=row[4],
+            arrived=_moment(row[5]) or timezone.now(),
+            status=row[6],
+            claimed_until=_moment(row[7]),
+            lease_until=_moment(row[8]),
+            cap=row[9],
+            notified_at=_moment(row[10]),
+        )
+        for row in rows
+        if row[3] is not None  # an endpoint without questions: its row alone
+    ]
+    return endpoint, entries
+
+
+def _moment(value: datetime | str | None) -> datetime | None:
+    """A timestamp as the database driver gave it (SQLite's: naive, or text, in UTC)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _fill(
+    endpoint: ModelEndpoint,
+    entries: list[Entry],
+    now: datetime,
+    *,
+    mine: int | None = None,
+) -> tuple[Line, list[int]]:
+    """Grant the free slots to the next in line, and forget the finished questions.
+    Returns the line before the grants, and the ids granted.
+
+    A question granted while it waited parked is woken (its task sent once this commits);
+    one whose first task has not run yet is not (that task is on its way), nor `mine`,
+    the caller's own question, which goes on in this worker.
+    """
+    if stale := [e.message_id for e in entries if e.stale]:
+        Admission.objects.filter(pk__in=stale).delete()
+    line = line_up(entries, now, endpoint.served)
+    given = line.waiting[: line.free]
+    if not given:
+        return line, []
+    ids = [e.message_id for e in given]
+    Admission.objects.filter(pk__in=ids).update(lease_until=_lease_end())
+    parked = [e.message_id for e in given if e.status == Message.Status.QUEUED and e.claimed_until]
+    if parked := [message_id for message_id in parked if message_id != mine]:
+        Message.objects.filter(pk__in=parked, status=Message.Status.QUEUED).update(
+            claimed_until=None  # due now
+        )
+        transaction.on_commit(lambda: question_granted.send(sender=Admission, message_ids=parked))
+    return line, ids
+
+
+def _lease_end() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.IM_ADMISSION_LEASE_SECONDS)

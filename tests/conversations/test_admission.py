@@ -1,0 +1,390 @@
+"""Model admission in one process: an endpoint's slots, whose turn is next, leases that run
+out, and a waiting question that holds no worker. Across real worker processes:
+tests/e2e/test_admission.py."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from channels_im.platforms.base import InboundMessage
+from conversations import admission, pipeline, stop_signal, stops, tasks
+from conversations.admission import Lease, Waiting
+from conversations.claims import Claim, RetryLater
+from conversations.models import Admission, Message, ModelEndpoint
+from conversations.services import receive
+from conversations.turns import Entry, endpoint_key, line_up
+from tests.factories import BotFactory, MessageFactory, TenantFactory
+
+pytestmark = pytest.mark.django_db
+
+QUEUED, ANSWERING, ANSWERED = (
+    Message.Status.QUEUED,
+    Message.Status.ANSWERING,
+    Message.Status.ANSWERED,
+)
+NOW = timezone.now()
+
+
+def later(seconds: float):
+    return NOW + timedelta(seconds=seconds)
+
+
+def entry(message_id, tenant_id, *, status=QUEUED, lease=None, claim=None, cap=2):
+    """One question at an endpoint; `lease` and `claim`: seconds from NOW they end."""
+    return Entry(
+        message_id=message_id,
+        tenant_id=tenant_id,
+        arrived=later(message_id),
+        status=status,
+        claimed_until=None if claim is None else later(claim),
+        lease_until=None if lease is None else later(lease),
+        cap=cap,
+        notified_at=None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [
+        ("http://ollama:11434", "http://ollama:11434"),
+        ("HTTP://Ollama:11434/", "http://ollama:11434"),
+        ("http://ollama:11434/v1", "http://ollama:11434"),
+        ("http://ollama:11434/v1/", "http://ollama:11434"),
+        ("http://ollama", "http://ollama:80"),
+        ("https://llm.example.com/gpu-a", "https://llm.example.com:443/gpu-a"),
+        ("https://llm.example.com/gpu-a/v1", "https://llm.example.com:443/gpu-a"),
+        ("http://[::1]:11434", "http://[::1]:11434"),
+    ],
+)
+def test_it_names_an_endpoint_by_its_server(url, key):
+    assert endpoint_key(url) == key
+
+
+def test_turns_go_round_robin_between_tenants_in_arrival_order_within_each():
+    waiting = [entry(n, 1) for n in (1, 2, 3)] + [entry(n, 2) for n in (4, 5)]
+    line = line_up(waiting, NOW, served={})
+    assert [e.message_id for e in line.waiting] == [1, 4, 2, 5, 3]
+
+
+def test_the_tenant_holding_fewer_slots_then_served_least_lately_goes_first():
+    """Tenant 1's question 1 holds the slot; tenant 1 asked four more before tenant 2
+    asked two. Tenant 1's answers ended last (served: 8)."""
+    entries = [entry(1, 1, status=ANSWERING, lease=60, claim=600)]
+    entries += [entry(n, 1) for n in (2, 3, 4, 5)] + [entry(n, 2) for n in (6, 7)]
+    line = line_up(entries, NOW, served={"1": 8, "2": 7})
+    assert [e.message_id for e in line.holding] == [1]
+    assert [e.message_id for e in line.waiting] == [6, 2, 7, 3, 4, 5]
+    # Nothing held: the tenant whose answer ended least lately first.
+    waiting = [entry(n, 1) for n in (2, 3)] + [entry(n, 2) for n in (6, 7)]
+    assert [e.message_id for e in line_up(waiting, NOW, {"1": 7, "2": 8}).waiting] == [2, 6, 3, 7]
+
+
+def test_the_cap_is_the_smallest_among_the_tenants_present():
+    entries = [entry(1, 1, cap=4, status=ANSWERING, lease=60), entry(2, 2, cap=1)]
+    assert line_up(entries, NOW, {}).cap == 1
+    assert line_up(entries[:1], NOW, {}).cap == 4
+    assert line_up([], NOW, {}).free == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "fields", "holds", "waits"),
+    [
+        ("in flight", {"status": ANSWERING, "lease": 60, "claim": 600}, True, False),
+        ("granted, its task on the way", {"lease": 60}, True, False),
+        ("parked", {"claim": 5}, False, True),
+        ("a worker checks on it", {"status": ANSWERING, "claim": 600}, False, True),
+        ("dead worker mid-answer", {"status": ANSWERING, "lease": -1, "claim": 600}, False, False),
+        ("granted, its task lost", {"lease": -1}, False, True),
+        ("dead worker while it waited", {"status": ANSWERING, "claim": -1}, False, False),
+        ("answered", {"status": ANSWERED}, False, False),
+    ],
+)
+def test_who_holds_a_slot_and_who_waits_for_one(case, fields, holds, waits):
+    subject = entry(1, 1, **fields)
+    assert (subject.holds(NOW), subject.waits(NOW)) == (holds, waits), case
+
+
+def test_the_estimate_counts_the_answers_before_it_cap_at_a_time_then_its_own():
+    waiting = Waiting(
+        ahead=3, in_flight=2, cap=2, answer_seconds=8.0, notified_at=None, slot_ends=None
+    )
+    assert waiting.eta_seconds == 20.0
+    assert Waiting(3, 2, 2, None, None, None).eta_seconds is None
+
+
+# --- in the database ------------------------------------------------------------------
+
+
+@pytest.fixture
+def tenant(db, fake_ollama):
+    return TenantFactory(model_endpoint=fake_ollama.url, max_concurrency=2)
+
+
+@pytest.fixture
+def one_slot(tenant):
+    tenant.max_concurrency = 1
+    tenant.save()
+    return tenant
+
+
+def question(tenant, **fields):
+    bot = BotFactory(tenant=tenant)
+    return MessageFactory(conversation__bot=bot, status=QUEUED, **fields)
+
+
+def claim(message):
+    taken = Claim.take(message.pk, Message.Role.USER)
+    assert taken is not None
+    return taken
+
+
+def admit(message, endpoint=None):
+    return admission.admit(claim(message), endpoint or message.tenant.endpoint)
+
+
+@pytest.fixture
+def woken(monkeypatch):
+    """The ids of waiting questions granted a slot, instead of sending their tasks."""
+    ids: list[int] = []
+    monkeypatch.setattr(tasks, "wake_granted", ids.extend)
+    return ids
+
+
+def test_it_grants_as_many_slots_as_the_cap_and_lines_up_the_rest(tenant):
+    first, second, third, fourth = (question(tenant) for _ in range(4))
+    assert isinstance(admit(first), Lease) and isinstance(admit(second), Lease)
+    waiting = admit(third)
+    assert (waiting.ahead, waiting.in_flight, waiting.cap) == (0, 2, 2)
+    assert admit(fourth).ahead == 1
+    leases = Admission.objects.filter(lease_until__isnull=False).values_list("pk", flat=True)
+    assert set(leases) == {first.pk, second.pk}
+
+
+def test_a_waiting_question_goes_back_to_the_queue_and_holds_no_worker(one_slot):
+    tenant = one_slot
+    held = admit(question(tenant, attempts=0))
+    waiting_row = question(tenant, attempts=0)
+    taken = claim(waiting_row)
+    waiting = admission.admit(taken, tenant.endpoint)
+    wake = timezone.now() + timedelta(seconds=7)
+    with pytest.raises(RetryLater) as later_:
+        admission.park(taken, tenant.endpoint, waiting, wake)
+    assert 6 < later_.value.countdown <= 7
+    waiting_row.refresh_from_db()
+    # The claim did no work: not counted as a try, and due again at its wake-up.
+    assert (waiting_row.status, waiting_row.attempts) == (QUEUED, 0)
+    assert abs((waiting_row.claimed_until - wake).total_seconds()) < 0.01
+    assert Claim.take(waiting_row.pk, Message.Role.USER) is None  # not before its wake-up
+    assert isinstance(held, Lease)
+
+
+def test_it_wakes_a_parked_question_when_a_slot_in_use_may_run_out(one_slot):
+    tenant = one_slot
+    admit(question(tenant))
+    Admission.objects.update(lease_until=timezone.now() + timedelta(seconds=3))
+    taken = claim(question(tenant))
+    waiting = admission.admit(taken, tenant.endpoint)
+    with pytest.raises(RetryLater) as later_:
+        admission.park(taken, tenant.endpoint, waiting, timezone.now() + timedelta(minutes=1))
+    assert 2 < later_.value.countdown <= 3
+
+
+def test_a_freed_slot_goes_to_the_next_question_and_sends_its_task(
+    tenant, woken, django_capture_on_commit_callbacks
+):
+    first, second, third = (question(tenant) for _ in range(3))
+    lease = admit(first)
+    admit(second)
+    parked = claim(third)
+    with pytest.raises(RetryLater):
+        admission.park(parked, tenant.endpoint, admission.admit(parked, tenant.endpoint), None)
+    with django_capture_on_commit_callbacks(execute=True):
+        lease.answer_seconds = 4.0
+        lease.release()
+    assert woken == [third.pk]
+    third.refresh_from_db()
+    assert third.claimed_until is None  # due now
+    Message.objects.filter(pk=third.pk).update(created_at=timezone.now() - timedelta(seconds=2))
+    taken = claim(third)
+    assert isinstance(admission.admit(taken, tenant.endpoint), Lease)
+    # The queue wait its outcome will show runs to its slot, not to its first claim.
+    assert claim_row(third).queue_wait_ms < 1000 <= 2000 <= taken.row.queue_wait_ms
+    assert not Admission.objects.filter(pk=first.pk).exists()
+    assert ModelEndpoint.objects.get().answer_seconds == 4.0
+
+
+def claim_row(message):
+    message.refresh_from_db()
+    return message
+
+
+def test_a_question_granted_while_its_worker_checks_on_it_takes_the_slot_when_it_parks(
+    tenant, woken, django_capture_on_commit_callbacks
+):
+    first, second, third = (question(tenant) for _ in range(3))
+    lease = admit(first)
+    admit(second)
+    checking = claim(third)  # its wake-up: the worker tells the asker where it stands
+    waiting = admission.admit(checking, tenant.endpoint)
+    with django_capture_on_commit_callbacks(execute=True):
+        lease.release()  # meanwhile
+    assert woken == []  # its worker goes on with it
+    assert isinstance(admission.park(checking, tenant.endpoint, waiting, None), Lease)
+
+
+def test_one_server_s_slots_are_shared_by_its_urls_and_the_smallest_cap_applies(tenant):
+    other = TenantFactory(model_endpoint=f"{tenant.endpoint}/v1", max_concurrency=1)
+    assert isinstance(admit(question(tenant)), Lease)
+    waiting = admit(question(other))
+    assert (waiting.cap, waiting.in_flight) == (1, 1)
+    assert ModelEndpoint.objects.count() == 1
+
+
+def test_the_next_slot_goes_to_the_tenant_served_least_lately(one_slot):
+    other = TenantFactory(model_endpoint=one_slot.endpoint, max_concurrency=1)
+    lease = admit(question(one_slot))
+    for waiting in (question(one_slot), question(one_slot), question(other)):
+        admit(waiting)
+    lease.release()
+    assert Admission.objects.get(lease_until__isnull=False).message.tenant == other
+    assert ModelEndpoint.objects.get().served == {str(one_slot.pk): 1}
+
+
+def test_a_slot_whose_lease_ran_out_is_free_and_its_dead_worker_s_question_waits(one_slot):
+    tenant = one_slot
+    dead = question(tenant)
+    admit(dead)
+    Admission.objects.filter(pk=dead.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert isinstance(admit(question(tenant)), Lease)
+    # The dead worker's claim runs out later: then its question lines up again.
+    Message.objects.filter(pk=dead.pk).update(claimed_until=timezone.now())
+    assert admit(dead) == Waiting(
+        0, 1, 1, None, None, Admission.objects.get(lease_until__gt=NOW).lease_until
+    )
+
+
+def test_a_granted_question_whose_task_was_lost_keeps_its_place(one_slot, woken):
+    tenant = one_slot
+    lost, newer = question(tenant), question(tenant)
+    endpoint = ModelEndpoint.objects.create(key=endpoint_key(tenant.endpoint))
+    expired = timezone.now() - timedelta(seconds=1)
+    Admission.objects.create(message=lost, endpoint=endpoint, cap=1, lease_until=expired)
+    assert admit(newer).ahead == 0
+    assert isinstance(admit(lost), Lease)
+
+
+def test_it_renews_a_lease_at_most_every_quarter_of_its_length(tenant, settings):
+    settings.IM_ADMISSION_LEASE_SECONDS = 100
+    lease = admit(question(tenant))
+    first_end = Admission.objects.get().lease_until
+    lease.renew()
+    assert Admission.objects.get().lease_until == first_end
+    lease.renewed -= 26
+    lease.renew()
+    assert Admission.objects.get().lease_until > first_end
+
+
+def test_the_estimate_follows_a_moving_average_of_answer_times(tenant):
+    for seconds in (10.0, 20.0):
+        lease = admit(question(tenant))
+        lease.answer_seconds = seconds
+        lease.release()
+    assert ModelEndpoint.objects.get().answer_seconds == pytest.approx(12.0)
+
+
+def test_finished_questions_are_forgotten_at_the_next_turn(tenant):
+    answered = question(tenant)
+    admit(answered)
+    Admission.objects.update(lease_until=None)
+    Message.objects.filter(pk=answered.pk).update(status=ANSWERED)
+    admit(question(tenant))
+    assert not Admission.objects.filter(pk=answered.pk).exists()
+
+
+# --- the pipeline ------------------------------------------------------------------------
+
+
+def test_the_pipeline_answers_a_question_that_waited_once_a_slot_frees(
+    wecom_bot, fake_ollama, fake_platforms, eager_celery, django_capture_on_commit_callbacks
+):
+    tenant = wecom_bot.tenant
+    tenant.max_concurrency = 1
+    tenant.save()
+    holder = MessageFactory(conversation__bot=wecom_bot, status=QUEUED)
+    lease = admit(holder)
+    waiting = MessageFactory(conversation__bot=wecom_bot, status=QUEUED, content="my turn?")
+    with pytest.raises(RetryLater):
+        pipeline.answer(waiting.pk)
+    assert fake_ollama.requests == [] and claim_row(waiting).status == QUEUED
+    with django_capture_on_commit_callbacks(execute=True):
+        lease.release()
+    assert claim_row(waiting).status == ANSWERED
+    assert fake_ollama.requests[0]["messages"][-1]["content"] == "my turn?"
+    assert waiting.reply.content == fake_ollama.reply
+    assert waiting.endpoint == tenant.endpoint
+    assert not Admission.objects.exists()  # the answer freed its slot
+
+
+# --- a place in line from the arrival on ----------------------------------------------------
+
+
+def receive_question(bot, text):
+    inbound = InboundMessage(external_id=text, sender="zhangsan", chat="zhangsan", text=text)
+    return receive(bot, inbound)
+
+
+def test_a_question_takes_its_place_in_line_as_it_arrives(wecom_bot):
+    question = receive_question(wecom_bot, "hello")
+    place = Admission.objects.get()
+    assert (place.message_id, place.lease_until, place.cap) == (question.pk, None, 2)
+    assert place.endpoint.key == endpoint_key(wecom_bot.tenant.endpoint)
+    receive_question(wecom_bot, "/help")  # the bot answers it: no model, no place
+    assert Admission.objects.count() == 1
+
+
+def test_its_place_is_its_arrival_even_when_a_later_question_is_claimed_first(wecom_bot, woken):
+    wecom_bot.tenant.max_concurrency = 1
+    wecom_bot.tenant.save()
+    lease = admit(receive_question(wecom_bot, "holder"))
+    first, second = receive_question(wecom_bot, "first"), receive_question(wecom_bot, "second")
+    assert admit(second).ahead == 1  # its worker came first; "first" is still ahead
+    lease.release()
+    assert Admission.objects.get(lease_until__isnull=False).message_id == first.pk
+    assert woken == []  # its own first task is on its way
+    assert isinstance(admit(first), Lease)
+
+
+def test_a_question_waiting_its_turn_is_stopped_at_once(wecom_bot, fake_ollama):
+    wecom_bot.tenant.max_concurrency = 1
+    wecom_bot.tenant.save()
+    admit(receive_question(wecom_bot, "holder"))
+    waiting = receive_question(wecom_bot, "a long story, please")
+    with pytest.raises(RetryLater):
+        pipeline.answer(waiting.pk)  # parked until its next wake-up
+
+    stops.stop(waiting.pk, stop_signal.COMMAND)
+
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.stopped) == (ANSWERED, True)
+    assert waiting.reply.content == "(stopped)"
+    assert fake_ollama.requests == []
+
+
+def test_a_question_that_waited_past_its_budget_gets_the_apology_and_leaves_the_line(
+    wecom_bot, fake_ollama, fake_platforms, settings
+):
+    wecom_bot.tenant.max_concurrency = 1
+    wecom_bot.tenant.save()
+    admit(receive_question(wecom_bot, "holder"))
+    waiting = receive_question(wecom_bot, "anyone there?")
+    arrived = timezone.now() - timedelta(seconds=settings.IM_ANSWER_BUDGET_SECONDS + 1)
+    Message.objects.filter(pk=waiting.pk).update(created_at=arrived)
+
+    pipeline.answer(waiting.pk)  # its wake-up at the end of its budget
+
+    waiting.refresh_from_db()
+    assert waiting.status == Message.Status.FAILED and "no answer within" in waiting.error
+    assert fake_platforms.wecom_texts()[0].startswith("Sorry")
+    assert not Admission.objects.filter(pk=waiting.pk).exists()
+    assert fake_ollama.requests == []
