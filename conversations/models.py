@@ -116,6 +116,8 @@ class Message(models.Model):
     # Its asker stopped the answer (/stop, or a recalled question): what the model wrote
     # until then is the answer.
     stopped = models.BooleanField(_("stopped"), default=False)
+    # Counted against its quotas (conversations/quotas.py): once, whatever its claims.
+    quota_counted = models.BooleanField(_("counted against quotas"), default=False, editable=False)
     # When retention cleared the texts (content, error, reply_context); the figures stay.
     redacted_at = models.DateTimeField(_("redacted"), null=True, blank=True, editable=False)
 

@@ -63,9 +63,7 @@ def answer(message_id: int) -> None:
     if (gave_up := question.crash_loop or question.out_of_time) is not None:
         fail(question, gave_up)
         return
-    # Admitted on its first claim (not again for its fallback): a retry was counted then.
-    first = question.row.attempts == 1 and not question.row.fallback
-    if first and (over := quotas.admit(question.row)) is not None:
+    if (over := quotas.admit(question.row)) is not None:  # counted once, at its first claim
         refuse(question, over)
         return
     endpoint, model = target(question.row)

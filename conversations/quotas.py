@@ -170,6 +170,11 @@ def admit(question: Message, now: datetime | None = None) -> Refusal | None:
     day, month = _adapt(period.day), _adapt(period.month)
     refusal = None
     with transaction.atomic(), connection.cursor() as cursor:
+        # Once per question, whatever its claims: one waiting its turn at the model, or
+        # handed to a fallback, is claimed again.
+        first = Message.objects.filter(pk=question.pk, quota_counted=False)
+        if not first.update(quota_counted=True):
+            return None
         for subject in subjects(question):
             messages, tokens = subject.messages_per_day, subject.tokens_per_month
             params = [tenant.pk, subject.scope, subject.key, subject.bot_id, day, month]

@@ -77,8 +77,12 @@ def test_twenty_questions_at_once_against_a_quota_of_five_let_exactly_five_throu
         "answered": 5,
         "quota_exceeded": QUESTIONS - 5,
     }
-    wait_for(lambda: len(fake_platforms.wecom_texts()) == 5 + notices, worker=workers[0])
-    texts = fake_platforms.wecom_texts()
-    assert sum("quota of 5 messages is used up" in text for text in texts) == notices
+
+    def told() -> list[str]:
+        """The answers and quota notices sent (a slow machine may add a queue notice)."""
+        return [t for t in fake_platforms.wecom_texts() if not t.startswith("Queued")]
+
+    wait_for(lambda: len(told()) == 5 + notices, worker=workers[0])
+    assert sum("quota of 5 messages is used up" in text for text in told()) == notices
     assert len(fake_ollama.requests) == 5
     assert QuotaUse.objects.get(tenant=tenant, scope="tenant").messages == 5
