@@ -24,10 +24,12 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from common import metrics
@@ -67,6 +69,14 @@ _ENTER_SQL = f"""
     INSERT INTO {_ADMISSIONS} (message_id, endpoint_id, cap)
     SELECT %s, id, %s FROM {_ENDPOINTS} WHERE key = %s
 """  # noqa: S608 - constant table names, values as parameters
+# The hot path's other statements, as plain SQL: the ORM's delete alone takes a
+# transaction of its own (three round trips for one statement).
+_FORGET_SQL = f"DELETE FROM {_ADMISSIONS} WHERE message_id = %s"  # noqa: S608
+_WAITS_SQL = f"""
+    SELECT 1 FROM {_ADMISSIONS}
+    WHERE endpoint_id = %s AND (lease_until IS NULL OR lease_until <= %s) LIMIT 1
+"""  # noqa: S608 - a constant table name, values as parameters
+_GRANT_SQL = f"UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}})"  # noqa: S608
 
 
 def enter(question: Message, tenant: Tenant) -> None:
@@ -95,7 +105,7 @@ def admit(question: Claim, endpoint: str) -> Lease | Waiting:
         mine = next((e for e in entries if e.message_id == row.pk), None)
         if mine is not None and mine.holds(now):  # granted while it waited
             Admission.objects.filter(pk=row.pk).update(lease_until=_lease_end())
-            return _admitted(question, key)
+            return _admitted(question, locked)
         if mine is None:
             Admission.objects.filter(pk=row.pk).delete()
             Admission.objects.create(message=row, endpoint=locked, cap=row.tenant.max_concurrency)
@@ -117,7 +127,7 @@ def admit(question: Claim, endpoint: str) -> Lease | Waiting:
             entries.append(mine)
         line, given = _fill(locked, entries, now, mine=row.pk)
     if row.pk in given:
-        return _admitted(question, key)
+        return _admitted(question, locked)
     granted_ends = [_lease_end()] if given else []
     return Waiting(
         ahead=line.waiting.index(mine) - len(given),
@@ -136,7 +146,8 @@ def park(question: Claim, endpoint: str, waiting: Waiting, until: datetime | Non
     """Give a waiting question back to the queue, holding no worker: due again at `until`
     (its next notice), when a slot in use may run out, or at the end of its budget,
     whichever comes first. Raises RetryLater, due then; returns its Lease instead if it
-    was granted a slot meanwhile (while its asker was told where it stands).
+    was granted a slot meanwhile (while its asker was told where it stands), or finds
+    one free now (an answer that ended since it asked, and saw no one waiting).
 
     The claim did no work, so its try is not counted: `attempts` goes back down.
     """
@@ -146,10 +157,12 @@ def park(question: Claim, endpoint: str, waiting: Waiting, until: datetime | Non
     wake = min(t for t in (until, waiting.slot_ends, budget_end) if t is not None)
     key = endpoint_key(endpoint)
     with transaction.atomic():
-        _line(key)
-        lease_until = Admission.objects.filter(pk=row.pk).values_list("lease_until", flat=True)
-        if (lease_until.first() or now) > now:
-            return _admitted(question, key)
+        locked, entries = _line(key)
+        mine = next((e for e in entries if e.message_id == row.pk), None)
+        if mine is not None and mine.holds(now):
+            return _admitted(question, locked)
+        if row.pk in _fill(locked, entries, now, mine=row.pk)[1]:
+            return _admitted(question, locked)
         Message.objects.filter(pk=row.pk).update(
             status=Message.Status.QUEUED,
             claimed_until=wake,
@@ -176,31 +189,31 @@ def due_now(message_id: int) -> None:
 
 def leave(message_id: int) -> None:
     """The question failed for good: out of its endpoint's line (if still in it)."""
-    Admission.objects.filter(pk=message_id).delete()
+    _execute(_FORGET_SQL, [message_id])
 
 
 class Lease:
     """A question's slot on its endpoint. A context manager: leaving it frees the slot and
     grants it to the next in line."""
 
-    def __init__(self, key: str, message_id: int, tenant_id: int, *, held: bool = True):
-        self.key = key
+    def __init__(self, endpoint: ModelEndpoint | None, message_id: int, tenant_id: int):
+        """`endpoint`: its row as read when the slot was taken; None: no slot held."""
+        self.endpoint = endpoint
         self.message_id = message_id
         self.tenant_id = tenant_id
-        self.held = held
         self.renewed = time.monotonic()
         self.answer_seconds: float | None = None  # set by the caller once the model answered
 
     @classmethod
     def unheld(cls) -> Lease:
         """No slot, for a question that needs none (stopped before the model is asked)."""
-        return cls("", 0, 0, held=False)
+        return cls(None, 0, 0)
 
     def renew(self) -> None:
         """The answer is alive (a token came): extend the lease, at most every quarter of
         its length. A failure is only logged: the answer matters more than its slot."""
         if (
-            not self.held
+            self.endpoint is None
             or time.monotonic() - self.renewed < settings.IM_ADMISSION_LEASE_SECONDS / 4
         ):
             return
@@ -222,51 +235,77 @@ class Lease:
         self.release()
 
     def release(self) -> None:
-        """Free the slot and grant it on; the endpoint keeps that the tenant was served
-        now (whose turn is next) and the answer's time (estimates). With the database
-        away the lease runs out on its own instead."""
-        if not self.held:
+        """Free the slot, then grant it on if any question waits (under the endpoint's
+        lock, keeping whose turn is next). The slot is given up before looking, without
+        the lock: a question lining up meanwhile is either seen here, or sees the free
+        slot itself (`park` looks under the lock after its row is written). The answer's
+        time is kept for estimates. With the database away the lease runs out on its own.
+        """
+        if (endpoint := self.endpoint) is None:
             return
         try:
+            _execute(_FORGET_SQL, [self.message_id])
+            if not _someone_waits(endpoint.pk):
+                _learn(endpoint, self.answer_seconds)
+                return
             with transaction.atomic():
-                endpoint, entries = _line(self.key)
-                Admission.objects.filter(pk=self.message_id).delete()
-                _served(endpoint, self.tenant_id, self.answer_seconds)
-                entries = [e for e in entries if e.message_id != self.message_id]
+                endpoint, entries = _line(endpoint.key)
+                _served(endpoint, self.tenant_id)
+                _learn(endpoint, self.answer_seconds)
                 _fill(endpoint, entries, timezone.now())
         except DatabaseError:
             logger.warning("could not free the model slot of message %s", self.message_id)
 
 
-def _admitted(question: Claim, key: str) -> Lease:
+def _admitted(question: Claim, endpoint: ModelEndpoint) -> Lease:
     row = question.row
     if row.attempts == 1 and not row.fallback:  # a retry's wait would count its tries too
         now = timezone.now()
         # The queue wait the row shows runs to its slot.
         row.queue_wait_ms = ms_between(row.created_at, now)
         seconds = row.queue_wait_ms / 1000
-        metrics.ADMISSION_WAIT_SECONDS.labels(metrics.endpoint_label(key)).observe(seconds)
-    return Lease(key, row.pk, row.tenant_id)
+        label = metrics.endpoint_label(endpoint.key)
+        metrics.ADMISSION_WAIT_SECONDS.labels(label).observe(seconds)
+    return Lease(endpoint, row.pk, row.tenant_id)
 
 
-def _served(endpoint: ModelEndpoint, tenant_id: int, answer_seconds: float | None) -> None:
-    """Keep on the endpoint's row that the tenant was just served (its answer ended) and,
-    if the model answered, the moving average of its answer times. Written only when it
-    changes something: the tenant served last already, or an answer within a tenth of the
-    average (estimates are rounded to 5 s), leave the row as it is."""
-    changed: dict[str, object] = {}
+def _someone_waits(endpoint_id: int) -> bool:
+    """Whether any question at the endpoint is without a running lease (waiting, or done
+    with and not yet cleared away: the fill clears it)."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    return bool(_execute(_WAITS_SQL, [endpoint_id, now]))
+
+
+def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run one statement; the rows it returned, if any."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _served(endpoint: ModelEndpoint, tenant_id: int) -> None:
+    """Keep on the endpoint's row (locked) that the tenant was just served: its answer
+    ended while others waited. Unchanged if it was the last served already."""
     latest = max(endpoint.served.values(), default=0)
     if endpoint.served.get(str(tenant_id)) != latest or not latest:
         endpoint.served[str(tenant_id)] = latest + 1
-        changed["served"] = endpoint.served
-    average = endpoint.answer_seconds
-    if answer_seconds is not None and (
-        average is None or abs(answer_seconds - average) > _CLOSE * average
+        ModelEndpoint.objects.filter(pk=endpoint.pk).update(served=endpoint.served)
+
+
+def _learn(endpoint: ModelEndpoint, answer_seconds: float | None) -> None:
+    """Move the endpoint's moving average of answer times towards an answer that took
+    `answer_seconds` (None: the model did not answer). Written only when the answer is
+    more than a tenth off the average known here (estimates are rounded to 5 s anyway),
+    and computed by the database, so that no lock is needed."""
+    known = endpoint.answer_seconds
+    if answer_seconds is None or (
+        known is not None and abs(answer_seconds - known) <= _CLOSE * known
     ):
-        recent = answer_seconds * _RECENT + average * (1 - _RECENT) if average else None
-        changed["answer_seconds"] = endpoint.answer_seconds = recent or answer_seconds
-    if changed:
-        ModelEndpoint.objects.filter(pk=endpoint.pk).update(**changed)
+        return
+    recent = F("answer_seconds") * (1 - _RECENT) + answer_seconds * _RECENT
+    ModelEndpoint.objects.filter(pk=endpoint.pk).update(
+        answer_seconds=Coalesce(recent, answer_seconds)
+    )
 
 
 def _line(key: str) -> tuple[ModelEndpoint, list[Entry]]:
@@ -331,7 +370,8 @@ def _fill(
     if not given:
         return line, []
     ids = [e.message_id for e in given]
-    Admission.objects.filter(pk__in=ids).update(lease_until=_lease_end())
+    until = connection.ops.adapt_datetimefield_value(_lease_end())
+    _execute(_GRANT_SQL.format(ids=", ".join(["%s"] * len(ids))), [until, *ids])
     parked = [e.message_id for e in given if e.status == Message.Status.QUEUED and e.claimed_until]
     if parked := [message_id for message_id in parked if message_id != mine]:
         Message.objects.filter(pk__in=parked, status=Message.Status.QUEUED).update(

@@ -233,6 +233,18 @@ def test_a_question_granted_while_its_worker_checks_on_it_takes_the_slot_when_it
     assert isinstance(admission.park(checking, tenant.endpoint, waiting, None), Lease)
 
 
+def test_a_slot_freed_unseen_while_a_question_lined_up_is_found_when_it_parks(one_slot):
+    """The answer that ended looked for waiting questions before this one's row was
+    written (a retry lines up as its worker asks): parking, it finds the slot itself."""
+    holder = question(one_slot)
+    admit(holder)
+    taken = claim(question(one_slot))
+    waiting = admission.admit(taken, one_slot.endpoint)
+    Admission.objects.filter(pk=holder.pk).delete()  # its release, which saw no one
+
+    assert isinstance(admission.park(taken, one_slot.endpoint, waiting, None), Lease)
+
+
 def test_one_server_s_slots_are_shared_by_its_urls_and_the_smallest_cap_applies(tenant):
     other = TenantFactory(model_endpoint=f"{tenant.endpoint}/v1", max_concurrency=1)
     assert isinstance(admit(question(tenant)), Lease)
