@@ -62,8 +62,9 @@ _LINE_SQL = f"""
     LEFT JOIN {_MESSAGES} m ON m.id = a.message_id
     WHERE e.key = %s
     ORDER BY a.message_id
-    LIMIT {_MAX_ENTRIES}{{lock}}
+    LIMIT {_MAX_ENTRIES}
 """  # noqa: S608 - constant table names, values as parameters
+_LOCK_SQL = f"SELECT id FROM {_ENDPOINTS} WHERE key = %s{{lock}}"  # noqa: S608
 # A new question's place in line, at an endpoint that exists already.
 _ENTER_SQL = f"""
     INSERT INTO {_ADMISSIONS} (message_id, endpoint_id, cap)
@@ -235,21 +236,25 @@ class Lease:
         self.release()
 
     def release(self) -> None:
-        """Free the slot, then grant it on if any question waits (under the endpoint's
-        lock, keeping whose turn is next). The slot is given up before looking, without
-        the lock: a question lining up meanwhile is either seen here, or sees the free
-        slot itself (`park` looks under the lock after its row is written). The answer's
-        time is kept for estimates. With the database away the lease runs out on its own.
+        """Free the slot and grant it on if any question waits, under the endpoint's lock,
+        which keeps whose turn is next. When no one waits, the slot is given up without
+        the lock, then the line looked at again: a question that lined up meanwhile is
+        either seen then, or saw the free slot itself (`park` looks under the lock after
+        its row is written). The answer's time is kept for estimates. With the database
+        away the lease runs out on its own.
         """
         if (endpoint := self.endpoint) is None:
             return
         try:
-            _execute(_FORGET_SQL, [self.message_id])
             if not _someone_waits(endpoint.pk):
-                _learn(endpoint, self.answer_seconds)
-                return
+                _execute(_FORGET_SQL, [self.message_id])
+                if not _someone_waits(endpoint.pk):
+                    _learn(endpoint, self.answer_seconds)
+                    return
             with transaction.atomic():
                 endpoint, entries = _line(endpoint.key)
+                _execute(_FORGET_SQL, [self.message_id])
+                entries = [e for e in entries if e.message_id != self.message_id]
                 _served(endpoint, self.tenant_id)
                 _learn(endpoint, self.answer_seconds)
                 _fill(endpoint, entries, timezone.now())
@@ -310,16 +315,20 @@ def _learn(endpoint: ModelEndpoint, answer_seconds: float | None) -> None:
 
 def _line(key: str) -> tuple[ModelEndpoint, list[Entry]]:
     """The endpoint's row, locked until the transaction ends (created on first use), and
-    the questions at it, oldest first."""
-    lock = " FOR UPDATE OF e" if connection.features.has_select_for_update_of else ""
-    sql = _LINE_SQL.format(lock=lock)
+    the questions at it, oldest first.
+
+    The lock is taken by a statement of its own, before the line is read: a statement
+    that waited for a lock still reads the other tables as they were when it began
+    (PostgreSQL's READ COMMITTED), and would miss the grants the lock's holder just made.
+    """
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
-        cursor.execute(sql, [key])
-        rows = cursor.fetchall()
-        if not rows:
+        cursor.execute(_LOCK_SQL.format(lock=lock), [key])
+        if cursor.fetchone() is None:
             ModelEndpoint.objects.bulk_create([ModelEndpoint(key=key)], ignore_conflicts=True)
-            cursor.execute(sql, [key])
-            rows = cursor.fetchall()
+            cursor.execute(_LOCK_SQL.format(lock=lock), [key])
+        cursor.execute(_LINE_SQL, [key])
+        rows = cursor.fetchall()
     endpoint_id, served, answer_seconds = rows[0][:3]
     served = json.loads(served) if isinstance(served, str) else served
     endpoint = ModelEndpoint(id=endpoint_id, key=key, served=served, answer_seconds=answer_seconds)

@@ -226,6 +226,7 @@ def refuse(question: Claim, over: quotas.Refusal) -> None:
     """Log the question as over a quota, the model unasked; tell the person once per
     period (on a platform that must answer every message, every time)."""
     row = question.row
+    admission.leave(row.pk)  # never to be asked: out of its model's line
     metrics.REFUSED.labels(row.tenant.slug, over.reason).inc()
     notice = None
     with transaction.atomic():

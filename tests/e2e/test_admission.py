@@ -85,15 +85,11 @@ def test_the_cap_holds_whichever_worker_process_answers(
     done = Message.objects.filter(pk__in=[q.pk for q in questions], status="answered")
     wait_for(lambda: done.count() == 10, timeout=60, worker=worker)
     assert fake_ollama.peak_in_flight == 2
-    assert len(fake_platforms.messages("wecom")) == 10
+    answers = [t for t in fake_platforms.wecom_texts() if not t.startswith("Queued")]
+    assert len(answers) == 10  # a slow machine may add queue notices, never a second answer
     assert not Admission.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, issue 13 note: an answer's end frees its slot outside the endpoint's "
-    "lock, and a question waking meanwhile may take it out of turn under load",
-)
 def test_turns_go_in_arrival_order_and_round_robin_between_tenants(
     client, spawn_worker, fake_ollama, fake_platforms
 ):
