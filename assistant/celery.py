@@ -7,6 +7,7 @@ from celery import Celery, Task
 from celery.signals import setup_logging, task_postrun, task_prerun
 from django.db import close_old_connections
 
+from conversations.dispatch import Dispatcher
 from conversations.heartbeat import Heartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
@@ -15,6 +16,7 @@ app = Celery("assistant")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["worker"].add(Heartbeat)
+app.steps["worker"].add(Dispatcher)
 
 
 @setup_logging.connect

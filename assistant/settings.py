@@ -333,6 +333,12 @@ IM_DELIVERY_MAX_RETRIES = ranged("IM_DELIVERY_MAX_RETRIES", 5, 0, 20)
 IM_DELIVERY_RETRY_BACKOFF = ranged_float("IM_DELIVERY_RETRY_BACKOFF", 2.0, 0, 60)
 # A message still queued (or with an expired claim) after this long is enqueued again.
 IM_STUCK_AFTER_SECONDS = ranged("IM_STUCK_AFTER_SECONDS", 120, 0, 86_400)
+# How a stored question's task reaches the broker (conversations/dispatch.py): "notify",
+# the database wakes the worker elected to publish it (PostgreSQL; elsewhere the request
+# publishes it), or "publish", the request publishes it.
+IM_DISPATCH = env.str("IM_DISPATCH", default="notify")
+if IM_DISPATCH not in ("notify", "publish"):
+    raise ImproperlyConfigured(f'IM_DISPATCH must be "notify" or "publish", not {IM_DISPATCH!r}')
 # How often each worker writes its heartbeat (conversations/heartbeat.py) for /readyz.
 IM_WORKER_HEARTBEAT_SECONDS = ranged_float("IM_WORKER_HEARTBEAT_SECONDS", 10.0, 0.1, 300)
 IM_CLAIM_SECONDS = ranged("IM_CLAIM_SECONDS", CELERY_TASK_TIME_LIMIT + 30, 1, 86_400)

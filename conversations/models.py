@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pgtrigger
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -145,6 +146,18 @@ class Message(models.Model):
                 fields=["status", "claimed_until"],
                 condition=models.Q(status__in=["queued", "answering"]),
                 name="msg_pending_idx",
+            ),
+        ]
+        triggers = [
+            # A new question wakes the worker that publishes its task (dispatch.py), at
+            # commit: the callback's request never talks to the broker.
+            pgtrigger.Trigger(
+                name="question_notify",
+                when=pgtrigger.After,
+                operation=pgtrigger.Insert,
+                condition=pgtrigger.Q(new__role="user", new__status="queued"),
+                # The channel: dispatch.CHANNEL.
+                func="PERFORM pg_notify('im_question', NEW.id::text); RETURN NULL;",
             ),
         ]
         verbose_name = _("message")

@@ -11,12 +11,13 @@ import logging
 from contextlib import AbstractContextManager, nullcontext
 
 from django.db import DataError, IntegrityError, connection, transaction
+from django.utils import timezone
 
 from channels_im.models import Bot
 from channels_im.platforms.base import TEXT, InboundMessage
 from common import metrics
 
-from . import admission, ratelimit, sessions, tasks, texts
+from . import admission, dispatch, intake_sql, ratelimit, sessions, tasks, texts
 from .commands import command_for
 from .models import Conversation, Message
 
@@ -47,8 +48,7 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
         add_reply(message, texts.unreadable(bot.tenant))
     else:
         admission.enter(message, bot.tenant)
-        # Outside any transaction this runs at once; inside a caller's, after its commit.
-        transaction.on_commit(lambda: tasks.enqueue(message.pk, Message.Role.USER))
+        dispatch.question_stored(message.pk)
     if message.status != Message.Status.QUEUED:  # final already; claims.py counts the rest
         metrics.MESSAGES.labels(message.role, message.status).inc()
     return message
@@ -66,12 +66,32 @@ def refuse(bot: Bot, message: Message, *, notify: bool) -> None:
 def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
     """The message's row in its session; None if the platform sent it before.
 
-    Two statements and no transaction around them, which would cost two more round trips
-    on every message. All a transaction would undo is a session opened by a copy that
-    turns out to be a duplicate (copies racing each other); it is closed again, so no
-    later message continues an empty session.
+    On PostgreSQL one statement (intake_sql.py). Elsewhere two, and no transaction around
+    them, which would cost two more round trips on every message: all a transaction
+    would undo is a session opened by a copy that turns out to be a duplicate (copies
+    racing each other); it is closed again, so no later message continues an empty
+    session.
     """
-    session = sessions.session_for(bot, inbound)
+    now = timezone.now()
+    # What the log shows of a message the bot cannot read: its type.
+    content = inbound.text if inbound.kind == TEXT else f"[{inbound.kind}]"
+    reply_context = {"is_group": inbound.is_group, **inbound.reply_context}
+    if connection.vendor == "postgresql":
+        with _contained():
+            stored = intake_sql.store(
+                bot,
+                inbound,
+                user_id=sessions.user_of(bot, inbound),
+                content=content,
+                status=status,
+                reply_context=reply_context,
+                now=now,
+                fresh_after=sessions.fresh_after(bot, now),
+            )
+        if stored.message is None and stored.opened:
+            sessions.close(stored.session_id)
+        return stored.message
+    session = sessions.session_for(bot, inbound, now)
     try:
         with _contained():
             return Message.objects.create(
@@ -79,12 +99,12 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
                 bot=bot,
                 conversation_id=session.id,
                 role=Message.Role.USER,
-                # What the log shows of a message the bot cannot read: its type.
-                content=inbound.text if inbound.kind == TEXT else f"[{inbound.kind}]",
+                content=content,
                 sender=inbound.sender,
                 external_id=inbound.external_id,
                 status=status,
-                reply_context={"is_group": inbound.is_group, **inbound.reply_context},
+                reply_context=reply_context,
+                created_at=now,
             )
     except IntegrityError:
         if session.opened:
@@ -98,8 +118,9 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
 
 
 def _contained() -> AbstractContextManager:
-    """Inside a caller's transaction, a savepoint, so that a duplicate's error does not
-    break it; in autocommit, the INSERT is a transaction of its own already."""
+    """Inside a caller's transaction, a savepoint, so that a refused value's error (or,
+    through the ORM, a duplicate's) does not break it; in autocommit, the statement is a
+    transaction of its own already."""
     return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 

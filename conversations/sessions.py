@@ -3,7 +3,7 @@ a new one after the tenant's timeout of silence or a /reset."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.db import connection
@@ -19,7 +19,7 @@ _TABLE = Conversation._meta.db_table
 # Find the newest fresh session and mark its activity in one statement (it runs for every
 # message). The outer `closed_at IS NULL` is checked again on the row's newest version, so
 # a /reset committed meanwhile makes this return nothing and a new session open.
-_TOUCH_SQL = f"""
+TOUCH_SQL = f"""
     UPDATE {_TABLE} SET last_activity_at = %s
     WHERE closed_at IS NULL AND id = (
         SELECT id FROM {_TABLE}
@@ -37,14 +37,25 @@ class Session(NamedTuple):
     opened: bool  # by this call
 
 
-def session_for(bot: Bot, inbound: InboundMessage) -> Session:
+def user_of(bot: Bot, inbound: InboundMessage) -> str:
+    """Whose session a message is in, beside its chat: its sender's, or no one's where a
+    bot shares one session per group."""
+    return "" if (inbound.is_group and bot.shared_group_session) else inbound.sender
+
+
+def fresh_after(bot: Bot, now: datetime) -> datetime:
+    """The oldest last activity a session may have to be continued at `now`."""
+    return now - timedelta(seconds=bot.tenant.session_timeout_seconds)
+
+
+def session_for(bot: Bot, inbound: InboundMessage, now: datetime) -> Session:
     """The session `inbound` continues, or one opened for it if none is fresh."""
-    user_id = "" if (inbound.is_group and bot.shared_group_session) else inbound.sender
-    now = timezone.now()
-    fresh_after = now - timedelta(seconds=bot.tenant.session_timeout_seconds)
+    user_id = user_of(bot, inbound)
     at = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
-        cursor.execute(_TOUCH_SQL, [at(now), bot.pk, inbound.chat, user_id, at(fresh_after)])
+        cursor.execute(
+            TOUCH_SQL, [at(now), bot.pk, inbound.chat, user_id, at(fresh_after(bot, now))]
+        )
         touched = cursor.fetchone()
     if touched is not None:
         return Session(touched[0], opened=False)

@@ -105,9 +105,12 @@ def _plain_static(settings):
 
 
 @pytest.fixture
-def eager_celery():
-    """Tasks run in-process when enqueued (unit tests; the e2e tests use a real worker)."""
+def eager_celery(settings):
+    """Tasks run in-process when enqueued (unit tests; the e2e tests use a real worker),
+    the request enqueueing a question's itself: no worker dispatches (dispatch.py)."""
     from assistant.celery import app
+
+    settings.IM_DISPATCH = "publish"
 
     app.conf.task_always_eager = True
     yield app
