@@ -13,9 +13,11 @@ RUN pip install .
 COPY . .
 # collectstatic needs settings to load; these throwaway values never reach a running container.
 # var/metrics exists in the image so that the volume mounted there starts out the user's.
+# The user's id is fixed (999, what useradd --system gave it before) so that Kubernetes can
+# check it is not root (deploy/: runAsUser) and volumes made by earlier images stay its own.
 RUN SECRET_KEY=build FIELD_ENCRYPTION_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
     python manage.py collectstatic --noinput -v 0 \
- && useradd --system --home /app assistant \
+ && useradd --system --uid 999 --user-group --home /app assistant \
  && mkdir -p /app/var/metrics && chown -R assistant /app/var
 USER assistant
 

@@ -341,6 +341,9 @@ if IM_DISPATCH not in ("notify", "publish"):
     raise ImproperlyConfigured(f'IM_DISPATCH must be "notify" or "publish", not {IM_DISPATCH!r}')
 # How often each worker writes its heartbeat (conversations/heartbeat.py) for /readyz.
 IM_WORKER_HEARTBEAT_SECONDS = ranged_float("IM_WORKER_HEARTBEAT_SECONDS", 10.0, 0.1, 300)
+# A file each worker also touches at every beat, for an orchestrator's liveness check
+# (deploy/worker.yaml); empty: none.
+IM_WORKER_HEARTBEAT_FILE = env.str("IM_WORKER_HEARTBEAT_FILE", default="")
 IM_CLAIM_SECONDS = ranged("IM_CLAIM_SECONDS", CELERY_TASK_TIME_LIMIT + 30, 1, 86_400)
 IM_MAX_BODY_BYTES = ranged("IM_MAX_BODY_BYTES", 256 * 1024, 16 * 1024, 16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = IM_MAX_BODY_BYTES

@@ -1,11 +1,17 @@
 """Worker heartbeats: every running worker writes, every few seconds, one cache entry per
 queue it consumes, which expires on its own once the worker stops writing; `/readyz`
-reads them. A broadcast to the workers would take a second or more to answer."""
+reads them. A broadcast to the workers would take a second or more to answer.
+
+With IM_WORKER_HEARTBEAT_FILE set, each beat also touches that file: the cache entries
+are per queue, shared by every worker, so they cannot tell an orchestrator whether this
+one worker is alive; the file's age can, read by a shell in a few milliseconds
+(deploy/worker.yaml's liveness probe)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from celery import bootsteps
@@ -58,3 +64,7 @@ class Heartbeat(bootsteps.StartStopStep):
         except Exception:
             # The cache being down must not stop the worker; /readyz reports the cache.
             logger.warning("could not write the worker heartbeat", exc_info=True)
+        if settings.IM_WORKER_HEARTBEAT_FILE:
+            # Not caught: a file that cannot be written is a mistake in the deployment, and
+            # the worker's timer logs the error at every beat until it is fixed.
+            Path(settings.IM_WORKER_HEARTBEAT_FILE).touch()

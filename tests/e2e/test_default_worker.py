@@ -47,3 +47,11 @@ def test_readyz_wants_every_queue_consumed(client, spawn_worker, shared_cache):
 
     spawn_worker(queues="delivery", CACHE_URL=shared_cache, IM_WORKER_HEARTBEAT_SECONDS="0.5")
     wait_for(lambda: client.get("/readyz").json()["checks"]["worker"], timeout=30)
+
+
+def test_it_touches_its_heartbeat_file_again_and_again(spawn_worker, tmp_path):
+    """What deploy/worker.yaml's liveness probe reads: the file's age."""
+    alive = tmp_path / "alive"
+    worker = spawn_worker(IM_WORKER_HEARTBEAT_FILE=str(alive), IM_WORKER_HEARTBEAT_SECONDS="0.5")
+    first = wait_for(lambda: alive.exists() and alive.stat().st_mtime, timeout=30, worker=worker)
+    wait_for(lambda: alive.stat().st_mtime > first, timeout=5, worker=worker)
