@@ -46,6 +46,8 @@ from bench.harness import Product, percentile, summary  # noqa: E402
 LAG_WARNING_MS = 5.0
 SEND_PATH = "/cgi-bin/message/send"
 QUESTION = "question from {}"  # the text each sender asks
+WARM_UP, PERSON = "warm-", "person-"  # the senders' names: prefix and number
+UNSETTLED = ("queued", "answering")  # a question's statuses before its outcome
 # The CPU table's rows, in its order. PostgreSQL and Redis are the machine's: other
 # clients' work shows in their rows, and everything's in the machine's.
 WEB, WORKER = "web: gunicorn master + workers", "worker: celery + its pool"
@@ -86,8 +88,8 @@ def main() -> None:
     count = round(args.rate * args.seconds)
     with Product(first_token_delay=args.model_delay) as product:
         bot = product.make_bot("wecom", max_concurrency=args.model_slots)
-        warm_up = [f"warm-{i}" for i in range(args.warm_up)]
-        senders = [f"person-{i}" for i in range(count)]
+        warm_up = [f"{WARM_UP}{i}" for i in range(args.warm_up)]
+        senders = [f"{PERSON}{i}" for i in range(count)]
         plan = loadgen.Plan(
             host="127.0.0.1",
             port=product.port,
@@ -101,18 +103,20 @@ def main() -> None:
 
         def start_of_window() -> None:
             # The warm-up's answers in first, so the window starts quiet.
-            wait_for_answers(product, warm_up, args.stall)
+            wait_until_settled(WARM_UP, args.warm_up, args.stall)
             product.check_ours()
             readings.append(Reading.take(product))
 
         run = loadgen.run(plan, start_of_window)
         readings.append(Reading.take(product))
-        wait_for_answers(product, senders, args.stall)
+        acknowledged = sum(r.outcome == "200" for r in run.results)
+        wait_until_settled(PERSON, acknowledged, args.stall)
         readings.append(Reading.take(product))
         time.sleep(args.grace)  # for an answer sent twice, which may come late
         answered, others = tally(product, senders)
+        statuses = question_statuses(PERSON)
         answer_times = sent_at(product, senders)
-        questions = {QUESTION.format(sender) for sender in senders}
+        questions = {QUESTION.format(sender) for sender in senders}  # asked of the model
         model_calls = sum(
             body["messages"][-1]["content"] in questions for body in product.ollama.requests
         )
@@ -122,7 +126,8 @@ def main() -> None:
     met = report_acks(run, plan.offsets[:count], args)
     report_cpu(readings, run, count)
     print(f"the model was asked {model_calls} times for {count} questions")
-    met &= report_answers(senders, answered, others, answer_times, arrivals)
+    met &= report_answers(senders, run.results, answered, others, statuses)
+    report_answer_times(senders, answer_times, arrivals)
     sys.exit(0 if met else 1)
 
 
@@ -210,17 +215,30 @@ def content(body: dict) -> str | None:
     return (body.get(body.get("msgtype", "")) or {}).get("content")
 
 
-def wait_for_answers(product: Product, senders: list[str], stall: float) -> None:
-    """Return once every sender has an answer, or `stall` seconds have passed without a
-    new one."""
-    answered, progress = 0, time.monotonic()
+def question_statuses(prefix: str) -> Counter[str]:
+    """How many questions from the senders whose names start with `prefix` the database
+    holds, by status."""
+    from django.db.models import Count
+
+    from conversations.models import Message
+
+    rows = Message.objects.filter(role=Message.Role.USER, sender__startswith=prefix)
+    return Counter(dict(rows.order_by().values_list("status").annotate(n=Count("id"))))
+
+
+def wait_until_settled(prefix: str, count: int, stall: float) -> None:
+    """Return once at least `count` questions from senders named `prefix`… are stored and
+    none waits or is being answered, or once `stall` seconds have passed with none
+    settling (a callback given up on may still be stored, or not)."""
+    settled, progress = 0, time.monotonic()
     while True:
-        answers, _ = tally(product, senders)
-        if len(answers) > answered:
-            answered, progress = len(answers), time.monotonic()
-        if answered == len(senders) or time.monotonic() - progress > stall:
-            break
-        time.sleep(0.2)
+        statuses = question_statuses(prefix)
+        unsettled = sum(statuses[status] for status in UNSETTLED)
+        if (done := statuses.total() - unsettled) > settled:
+            settled, progress = done, time.monotonic()
+        if (done >= count and not unsettled) or time.monotonic() - progress > stall:
+            return
+        time.sleep(0.5)
 
 
 def sent_at(product: Product, senders: list[str]) -> dict[str, float]:
@@ -288,34 +306,46 @@ def report_cpu(readings: list[Reading], run: loadgen.Run, count: int) -> None:
 
 def report_answers(
     senders: list[str],
+    results: list[loadgen.Result],
     answers: Counter[str],
     others: Counter[str],
-    answer_times: dict[str, float],
-    arrivals: list[float],
+    statuses: Counter[str],
 ) -> bool:
-    """Print whether each question was answered exactly once, and how long answers took
-    from their callbacks' due times; whether exactly once held."""
-    missing = [s for s in senders if not answers[s]]
+    """Print what became of the questions; whether each acknowledged one was answered
+    exactly once and none given up on twice (a platform would send that one again, and
+    the product answer it once)."""
+    acknowledged = {s for s, r in zip(senders, results, strict=True) if r.outcome == "200"}
+    given_up = [s for s in senders if s not in acknowledged]
+    missing = [s for s in senders if s in acknowledged and not answers[s]]
     twice = [s for s in senders if answers[s] > 1]
+    by_status = ", ".join(f"{status} {n}" for status, n in statuses.most_common())
+    print(f"questions stored: {statuses.total()} ({by_status})")
+    print(
+        f"answered: {len(acknowledged) - len(missing)} of {len(acknowledged)} acknowledged, "
+        f"{sum(1 for s in given_up if answers[s])} of {len(given_up)} given up on; "
+        f"other messages (queue notices, 'writing', apologies): {others.total()}"
+    )
+    return verdicts(
+        {
+            f"exactly once: {len(missing)} acknowledged and unanswered {missing[:3]}, "
+            f"{len(twice)} answered twice {twice[:3]}": not missing and not twice
+        }
+    )
+
+
+def report_answer_times(
+    senders: list[str], answer_times: dict[str, float], arrivals: list[float]
+) -> None:
+    """Print how long answers took from their callbacks' due times."""
     delays = [
         (answer_times[s] - due) * 1000
         for s, due in zip(senders, arrivals, strict=True)
         if s in answer_times
     ]
-    print(
-        f"answers: {len(senders) - len(missing)}/{len(senders)}; other messages "
-        f"(queue notices, 'writing'): {sum(others.values())}"
-    )
     if delays:
         print(summary("answer sent, from due time:    ", delays))
         drained = max(answer_times.values()) - arrivals[-1]
         print(f"last answer sent {drained:.1f} s after the last callback was due")
-    return verdicts(
-        {
-            f"exactly once: {len(missing)} missing {missing[:5]}, {len(twice)} twice "
-            f"{twice[:5]}": not missing and not twice
-        }
-    )
 
 
 def verdicts(checks: dict[str, bool]) -> bool:
