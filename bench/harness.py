@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from bench import cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CREDENTIALS = {
@@ -72,6 +74,8 @@ class Product:
         self.processes: list[subprocess.Popen] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # A name of this run's own, told apart from any other worker on the broker.
+        self.worker_name = f"bench-{os.getpid()}@{socket.gethostname()}"
 
     def __enter__(self) -> Product:
         self._configure_environment()
@@ -89,8 +93,9 @@ class Product:
 
         django.setup()
         self._spawn("gunicorn", "-b", f"127.0.0.1:{self.port}")
-        self._spawn("celery", "-A", "assistant", "worker", "-l", "WARNING")
+        self._spawn("celery", "-A", "assistant", "worker", "-l", "WARNING", "-n", self.worker_name)
         self._wait_until_up()
+        self.check_ours()
 
     def __exit__(self, *exc: object) -> None:
         for process in self.processes:
@@ -154,18 +159,34 @@ class Product:
     def web_cpu_seconds(self) -> float:
         """CPU seconds (user + system) spent so far by the web processes: gunicorn's
         master and its workers, read from /proc (Linux)."""
-        master = self.processes[0].pid
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:  # a process that ended meanwhile
-                continue
-            pid, ppid = int(stat.parent.name), int(fields[1])
-            if master in (pid, ppid):
-                total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
+        return cpu.tree_seconds(cpu.processes(), self.processes[0].pid)
+
+    def check_ours(self) -> None:
+        """Raise RuntimeError unless what answers is what this harness started: its
+        processes still run, the socket listening on its port is its gunicorn's (not a
+        server left over from an earlier run, which `_wait_until_up` would take for
+        ours), and the only Celery worker on the broker is its own (a leftover one would
+        take tasks against another database)."""
+        for process in self.processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args[2]} exited ({process.returncode}); see its log")
+        listeners = listening_sockets(self.port)
+        if not listeners or not listeners <= open_sockets(self.processes[0].pid):
+            raise RuntimeError(f"port {self.port} is not (only) this run's gunicorn's")
+        others = set(self._workers_on_broker()) - {self.worker_name}
+        if others:
+            raise RuntimeError(f"other Celery workers consume this broker: {sorted(others)}")
+
+    def _workers_on_broker(self) -> list[str]:
+        """The names of the workers answering a ping on the broker, once ours does."""
+        from assistant.celery import app
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            names = [name for reply in app.control.ping(timeout=1.0) for name in reply]
+            if self.worker_name in names:
+                return names
+        raise RuntimeError("the Celery worker did not come up; see var/bench/celery.log")
 
     def _wait_until_up(self) -> None:
         deadline = time.monotonic() + 60
@@ -177,7 +198,9 @@ class Product:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not come up; see var/bench/gunicorn.log")
 
-    def make_bot(self, platform: str):  # noqa: ANN201 - a channels_im Bot
+    def make_bot(self, platform: str, **tenant_fields: object):  # noqa: ANN201 - a Bot
+        """The bench tenant's bot on `platform`; `tenant_fields` set more of the tenant's
+        fields (e.g. max_concurrency)."""
         from channels_im.models import Bot
         from tenants.models import Tenant
 
@@ -189,6 +212,7 @@ class Product:
                 # Limits on (so their cost is measured) but too high to refuse anything.
                 "rate_limit_per_minute": 10**6,
                 "user_rate_limit_per_minute": 10**6,
+                **tenant_fields,
             },
         )
         bot, _ = Bot.objects.update_or_create(
@@ -229,6 +253,30 @@ class Product:
         if isinstance(request, dict):
             request = self.prepare(request)
         return session.send(request, timeout=30)
+
+
+def listening_sockets(port: int) -> set[int]:
+    """The inodes of the TCP sockets listening on `port` on 127.0.0.1 (/proc/net/tcp)."""
+    local = f"0100007F:{port:04X}"
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(int(fields[9]))
+    return inodes
+
+
+def open_sockets(pid: int) -> set[int]:
+    """The inodes of the sockets process `pid` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
 
 
 def scratch_postgres(url: str, name: str) -> str:
