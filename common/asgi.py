@@ -68,6 +68,10 @@ class WsgiInThreads:
             leaving.cancel()
 
     def _serve(self, environ: dict[str, Any], sent: _Sender) -> None:
+        if sent.gone:
+            # It hung up while the request waited for a thread: under a burst, work for
+            # no one would only make every later request later (a platform sends again).
+            return
         started: list[Message] = []
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None):

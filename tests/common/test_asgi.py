@@ -116,6 +116,51 @@ def test_a_client_that_leaves_before_its_body_arrived_gets_nothing_run():
     assert not ran
 
 
+def test_a_client_that_leaves_while_its_request_waits_for_a_thread_gets_nothing_run():
+    busy, ran = threading.Event(), []
+
+    def app(environ, start_response):
+        ran.append(environ["PATH_INFO"])
+        if environ["PATH_INFO"] == "/first":
+            busy.wait(5)
+        start_response("200 OK", [])
+        return [b""]
+
+    async def main() -> None:
+        served = WsgiInThreads(app, threads=1)
+        leave = asyncio.Event()
+
+        def client(path: str) -> tuple:
+            received = [{"type": "http.request", "body": b"", "more_body": False}]
+
+            async def receive() -> dict:
+                if received:
+                    return received.pop(0)
+                if path == "/second":
+                    await leave.wait()
+                    return {"type": "http.disconnect"}
+                await asyncio.sleep(3600)
+                return {}
+
+            async def send(message: dict) -> None:
+                pass
+
+            scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+            return scope, receive, send
+
+        first = asyncio.create_task(served(*client("/first")))
+        await asyncio.sleep(0.1)  # the only thread is taken
+        second = asyncio.create_task(served(*client("/second")))
+        await asyncio.sleep(0.1)
+        leave.set()  # the second client hangs up while waiting for the thread
+        await asyncio.sleep(0.1)
+        busy.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+
+    asyncio.run(main())
+    assert ran == ["/first"]
+
+
 def test_a_client_that_leaves_mid_stream_lets_the_thread_go(monkeypatch):
     closed = threading.Event()
 
