@@ -160,6 +160,7 @@ class Reading:
 
     parts: dict[str, float]
     backends: dict[int, float]
+    work: dict[str, float] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -176,7 +177,7 @@ class Reading:
             if roots := cpu.roots_named(table, name):
                 parts[label] = sum(cpu.tree_seconds(table, root) for root in roots)
         backends = {pid: table[pid].own for pid in database_backends() if pid in table}
-        return cls(parts, backends)
+        return cls(parts, backends, work_done(product))
 
     def since(self, earlier: Reading) -> dict[str, float]:
         """CPU seconds spent by each part between `earlier` and this reading."""
@@ -186,6 +187,41 @@ class Reading:
                 seconds - earlier.backends.get(pid, 0.0) for pid, seconds in self.backends.items()
             )
         return spent
+
+
+# What the database and the broker did, as their own statistics count it.
+_DATABASE_WORK = {
+    "database transactions (commits + rollbacks)": "xact_commit + xact_rollback",
+    "database rows inserted": "tup_inserted",
+    "database rows updated": "tup_updated",
+    "database rows deleted": "tup_deleted",
+}
+REDIS_COMMANDS = "Redis commands (the whole server's)"
+
+
+def work_done(product: Product) -> dict[str, float]:
+    """Counters of this run's database (PostgreSQL's pg_stat_database, flushed first) and
+    of the Redis server behind the broker (INFO's total_commands_processed)."""
+    from django.db import connection
+
+    counters: dict[str, float] = {}
+    if connection.vendor == "postgresql":
+        time.sleep(1.0)  # backends report their counts at most once a second when busy
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            columns = ", ".join(_DATABASE_WORK.values())
+            cursor.execute(
+                f"SELECT {columns} FROM pg_stat_database WHERE datname = current_database()"  # noqa: S608
+            )
+            counters.update(zip(_DATABASE_WORK, cursor.fetchone(), strict=True))
+    broker = os.environ.get("CELERY_BROKER_URL", "")
+    if broker.startswith("redis://"):
+        import redis
+
+        counters[REDIS_COMMANDS] = redis.Redis.from_url(broker).info("stats")[
+            "total_commands_processed"
+        ]
+    return counters
 
 
 def database_backends() -> list[int]:
@@ -308,6 +344,9 @@ def report_cpu(readings: list[Reading], run: loadgen.Run, count: int) -> None:
     for name in (part for part in PARTS if part in total):
         seconds = total[name]
         print(f"{name:40s} {sending[name]:12.2f} {seconds:20.2f} {seconds / count * 1000:12.2f}")
+    print(f"{'per callback, until all settled':40s}")
+    for name, value in settled.work.items():
+        print(f"{name:40s} {(value - before.work[name]) / count:12.2f}")
 
 
 def report_answers(
