@@ -16,9 +16,6 @@ from typing import NamedTuple
 
 from django.db import connection
 
-from channels_im.models import Bot
-from channels_im.platforms.base import InboundMessage
-
 from .models import Conversation, Message
 from .sessions import TOUCH_SQL
 
@@ -54,50 +51,34 @@ _STORE_SQL = f"""
 class Stored(NamedTuple):
     session_id: int
     opened: bool  # the session, by this statement
-    message: Message | None  # None: the platform sent this message before
+    stored: bool  # False: the platform sent this message before
 
 
-def store(
-    bot: Bot,
-    inbound: InboundMessage,
-    *,
-    user_id: str,
-    content: str,
-    status: str,
-    reply_context: dict,
-    now: datetime,
-    fresh_after: datetime,
-) -> Stored:
-    """The session continued or opened and the message stored, in one round trip.
+def store(message: Message, *, chat: str, user_id: str, fresh_after: datetime) -> Stored:
+    """Continue or open the session of (`message`'s bot, `chat`, `user_id`) and insert
+    `message` (a question, not saved yet) into it, in one round trip. Once stored, the
+    instance has its id and session and is as the database holds it.
 
     Raises DataError for a value the database refuses (nothing of it stays).
     """
     at = connection.ops.adapt_datetimefield_value
-    context = Message._meta.get_field("reply_context").get_db_prep_save(reply_context, connection)
+    now = at(message.created_at)
+    context = Message._meta.get_field("reply_context").get_db_prep_save(
+        message.reply_context, connection
+    )
+    tenant, bot = message.tenant_id, message.bot_id
     params = [
-        *(at(now), bot.pk, inbound.chat, user_id, at(fresh_after)),
-        *(bot.tenant_id, bot.pk, inbound.chat, user_id, at(now), at(now)),
-        *(bot.tenant_id, bot.pk, content, inbound.sender, inbound.external_id, status),
-        *(context, at(now)),
+        *(now, bot, chat, user_id, at(fresh_after)),
+        *(tenant, bot, chat, user_id, now, now),
+        *(tenant, bot, message.content, message.sender, message.external_id, message.status),
+        *(context, now),
     ]
     with connection.cursor() as cursor:
         cursor.execute(_STORE_SQL, params)
         session_id, opened, message_id = cursor.fetchone()
     if message_id is None:
-        return Stored(session_id, opened, None)
-    message = Message(
-        id=message_id,
-        tenant_id=bot.tenant_id,
-        bot=bot,
-        conversation_id=session_id,
-        role=Message.Role.USER,
-        content=content,
-        sender=inbound.sender,
-        external_id=inbound.external_id,
-        status=status,
-        reply_context=reply_context,
-        created_at=now,
-    )
+        return Stored(session_id, opened, stored=False)
+    message.id, message.conversation_id = message_id, session_id
     message._state.adding = False
     message._state.db = connection.alias
-    return Stored(session_id, opened, message)
+    return Stored(session_id, opened, stored=True)

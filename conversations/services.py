@@ -73,39 +73,35 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
     session.
     """
     now = timezone.now()
-    # What the log shows of a message the bot cannot read: its type.
-    content = inbound.text if inbound.kind == TEXT else f"[{inbound.kind}]"
-    reply_context = {"is_group": inbound.is_group, **inbound.reply_context}
+    message = Message(
+        tenant_id=bot.tenant_id,
+        bot=bot,
+        role=Message.Role.USER,
+        # What the log shows of a message the bot cannot read: its type.
+        content=inbound.text if inbound.kind == TEXT else f"[{inbound.kind}]",
+        sender=inbound.sender,
+        external_id=inbound.external_id,
+        status=status,
+        reply_context={"is_group": inbound.is_group, **inbound.reply_context},
+        created_at=now,
+    )
     if connection.vendor == "postgresql":
         with _contained():
             stored = intake_sql.store(
-                bot,
-                inbound,
+                message,
+                chat=inbound.chat,
                 user_id=sessions.user_of(bot, inbound),
-                content=content,
-                status=status,
-                reply_context=reply_context,
-                now=now,
                 fresh_after=sessions.fresh_after(bot, now),
             )
-        if stored.message is None and stored.opened:
+        if not stored.stored and stored.opened:
             sessions.close(stored.session_id)
-        return stored.message
+        return message if stored.stored else None
     session = sessions.session_for(bot, inbound, now)
+    message.conversation_id = session.id
     try:
         with _contained():
-            return Message.objects.create(
-                tenant_id=bot.tenant_id,
-                bot=bot,
-                conversation_id=session.id,
-                role=Message.Role.USER,
-                content=content,
-                sender=inbound.sender,
-                external_id=inbound.external_id,
-                status=status,
-                reply_context=reply_context,
-                created_at=now,
-            )
+            message.save(force_insert=True)
+            return message
     except IntegrityError:
         if session.opened:
             sessions.close(session.id)
