@@ -104,13 +104,27 @@ class Dispatcher(bootsteps.StartStopStep):
 
     def _dispatch(self, listener: psycopg.Connection) -> None:
         listener.execute(f"LISTEN {CHANNEL}")
+        _check_echo(listener)
         logger.info("this worker dispatches questions")
         for message_id in _unclaimed_questions():
             _enqueue(message_id)
         self.listening.set()
         while not self.stopping.is_set():
             for notice in listener.notifies(timeout=_WAIT_SECONDS):
-                _enqueue(int(notice.payload))
+                if notice.payload:  # not the echo of _check_echo
+                    _enqueue(int(notice.payload))
+
+
+def _check_echo(listener: psycopg.Connection) -> None:
+    """Say so, loudly, when this connection does not hear its own NOTIFY: a proxy that
+    pools connections by transaction (PgBouncer's default) delivers none, and every
+    question would then wait for the sweep."""
+    listener.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+    if not any(True for _ in listener.notifies(timeout=STANDBY_SECONDS, stop_after=1)):
+        logger.error(
+            "LISTEN/NOTIFY does not reach this worker (a transaction-pooling proxy in "
+            "front of PostgreSQL?): questions wait for the sweep; set IM_DISPATCH=publish"
+        )
 
 
 @contextmanager

@@ -126,3 +126,15 @@ def _elected_count() -> int:
             [dispatch._LOCK_KEY],
         )
         return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("listening", [True, False])
+def test_a_connection_that_does_not_hear_its_own_notify_is_reported(caplog, monkeypatch, listening):
+    monkeypatch.setattr(dispatch, "STANDBY_SECONDS", 0.5)
+    params = connections["default"].get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as listener:
+        if listening:
+            listener.execute(f"LISTEN {dispatch.CHANNEL}")
+        dispatch._check_echo(listener)  # without LISTEN, as through a pooling proxy
+    reported = any("IM_DISPATCH=publish" in r.getMessage() for r in caplog.records)
+    assert reported is not listening
