@@ -1,14 +1,36 @@
 """Django's PostgreSQL backend with a health check that costs no round trip.
 
 Django's check (CONN_HEALTH_CHECKS) sends `SELECT 1` before the first query of every
-request and every Celery task. An idle connection needs no query to tell: a server that
+request and every Celery task, and has a connection pool (the web process's) send an
+empty query at every checkout. An idle connection needs no query to tell: a server that
 restarts or terminates the session sends its goodbye and closes the socket, so the
 socket turns readable, while a healthy idle connection has nothing to read.
 """
 
 import select
+from typing import Any
 
+import psycopg
 from django.db.backends.postgresql import base
+from psycopg_pool import ConnectionPool
+
+
+def idle_and_open(conn: psycopg.Connection) -> bool:
+    """Whether an idle connection is still open at both ends, read off its socket."""
+    if conn.broken or conn.closed:
+        return False
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return not poller.poll(0)
+
+
+def check_pooled(conn: psycopg.Connection) -> None:
+    """psycopg_pool's `check` callback: raises OperationalError for a connection the
+    server dropped while it sat in the pool, closed first so that the pool throws it
+    away and opens another."""
+    if not idle_and_open(conn):
+        conn.close()
+        raise psycopg.OperationalError("the server closed this pooled connection")
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -20,13 +42,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
         due = self.connection is not None and self.health_check_enabled
         if not due or self.health_check_done or self.pool:  # a pool checks its own
             return
-        if not self._idle_and_open():
+        if not idle_and_open(self.connection):
             self.close()
         self.health_check_done = True
 
-    def _idle_and_open(self) -> bool:
-        if self.connection.broken or self.connection.closed:
-            return False
-        poller = select.poll()
-        poller.register(self.connection.fileno(), select.POLLIN)
-        return not poller.poll(0)
+    @property
+    def pool(self) -> Any:
+        pool = super().pool
+        # Django gives the pool psycopg_pool's own check, an empty query: a round trip
+        # for every request.
+        if pool is not None and pool._check is ConnectionPool.check_connection:
+            pool._check = check_pooled
+        return pool

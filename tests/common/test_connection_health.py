@@ -2,6 +2,7 @@
 dropped is replaced before a callback uses it, and a healthy one costs no query."""
 
 import select
+import time
 
 import psycopg
 import pytest
@@ -69,3 +70,27 @@ def test_a_healthy_connection_is_kept_without_a_query(checked):
     (last,) = from_outside("SELECT query FROM pg_stat_activity WHERE pid = %s", pid)
     assert last == "SELECT 'the last statement'"
     assert backend_pid() == pid
+
+
+def test_a_pooled_connection_is_checked_without_a_query_and_replaced_once_dropped():
+    from common.postgresql.base import DatabaseWrapper, check_pooled
+
+    settings = {
+        **connection.settings_dict,
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"pool": {"min_size": 1, "max_size": 1, "timeout": 5}},
+    }
+    pooled = DatabaseWrapper(settings, alias="pool-health")
+    try:
+        assert pooled.pool._check is check_pooled
+        pooled.pool.open(wait=True)
+        with pooled.pool.connection() as conn:
+            first = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with pooled.pool.connection() as conn:  # checked out again: the same, healthy one
+            assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == first
+        from_outside("SELECT pg_terminate_backend(%s)", first)
+        time.sleep(0.5)  # the server's goodbye reaches the idle connection's socket
+        with pooled.pool.connection() as conn:  # the check saw it dropped: a new one
+            assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != first
+    finally:
+        pooled.close_pool()
