@@ -138,10 +138,14 @@ class TokenCache:
         finally:
             cache.delete(lock)
 
-    def invalidate(self) -> None:
-        """The platform refused the token: forget it here and for every process."""
+    def invalidate(self, token: str) -> None:
+        """The platform refused `token`: forget it here, and for every process unless
+        another has replaced it already. Each process that still remembered the refused
+        token would otherwise throw away the one fetched after it, and fetch another."""
         self._remembered.pop(self.key, None)
-        cache.delete(self.key)
+        shared = cache.get(self.key)
+        if shared is not None and shared[0] == token:
+            cache.delete(self.key)
 
     @classmethod
     def forget_all(cls) -> None:
@@ -162,7 +166,7 @@ class OwnToken(TokenCache):
     def get(self) -> str:
         return self.token
 
-    def invalidate(self) -> None:
+    def invalidate(self, token: str) -> None:
         """Nothing shared to forget; a refused own token is the caller's finding."""
 
 
@@ -213,17 +217,23 @@ class ApiClient:
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One API call with the token; the answer's JSON object, or DeliveryError."""
-        body = self._send(method, path, payload, params or {})
+        token = self.tokens.get()
+        body = self._send(method, path, payload, params or {}, token)
         if self.error_code(body) in self.token_errors:
-            self.tokens.invalidate()
-            body = self._send(method, path, payload, params or {})
+            self.tokens.invalidate(token)
+            body = self._send(method, path, payload, params or {}, self.tokens.get())
         self.raise_for_code(path, body)
         return body
 
     def _send(
-        self, method: str, path: str, payload: dict[str, Any] | None, params: dict[str, Any]
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        params: dict[str, Any],
+        token: str,
     ) -> dict[str, Any]:
-        token, headers = self.tokens.get(), None
+        headers = None
         if self.token_header is None:
             params = {**params, self.token_param: token}
         else:

@@ -48,9 +48,20 @@ def test_invalidate_forgets_the_token_here_and_in_the_cache():
     platform = Platform()
     tokens = TokenCache("test:app", platform.fetch)
     tokens.get()
-    tokens.invalidate()
+    tokens.invalidate("token-1")
     TokenCache.forget_all()
     assert tokens.get() == "token-2"
+
+
+def test_a_token_refused_here_leaves_the_one_another_process_fetched_since():
+    platform = Platform()
+    tokens = TokenCache("test:app", platform.fetch)
+    tokens.get()  # remembered here
+    # The platform revoked it; another process was refused first and fetched a new one.
+    cache.set(tokens.key, ("token-from-elsewhere", time.time() + 3600))
+    tokens.invalidate("token-1")
+    assert tokens.get() == "token-from-elsewhere"
+    assert platform.fetches == 1
 
 
 def test_a_token_is_refreshed_ahead_of_its_expiry(monkeypatch):
