@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,8 @@ def _started(make: Callable[..., Worker]) -> Iterator[Callable[..., Worker]]:
         return process
 
     yield spawn
-    for process in processes:
-        process.stop()
+    with ThreadPoolExecutor() as pool:  # side by side: each takes seconds to shut down
+        list(pool.map(Worker.stop, processes))
 
 
 @pytest.fixture
@@ -111,12 +112,13 @@ def spawn_web(transactional_db, tmp_path):
                 )
             )
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(url), timeout=20)
+        wait_for(lambda: _answers(url), timeout=60)  # slow when many processes start at once
         return url, port, log
 
     yield spawn
     for process in processes:
         process.terminate()
+    for process in processes:
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:  # clients still connected delay a graceful stop
