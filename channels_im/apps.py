@@ -13,7 +13,14 @@ class ChannelsImConfig(AppConfig):
 
         from .bot_cache import forget_all
         from .models import Bot
+        from .platforms import PLATFORMS, adapter_class
 
         for model in (Bot, Tenant):
             post_save.connect(forget_all, sender=model, dispatch_uid=f"bot-cache-{model.__name__}")
             post_delete.connect(forget_all, sender=model, dispatch_uid=f"bot-gone-{model.__name__}")
+        # Every platform module now, in the one thread that starts the process: a web
+        # process's first callbacks run side by side in threads, and two threads importing
+        # platform packages that share a module (WeCom's envelope) can deadlock in Python's
+        # import locks, the loser answering 500.
+        for platform in PLATFORMS:
+            adapter_class(platform)

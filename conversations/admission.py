@@ -65,10 +65,12 @@ _LINE_SQL = f"""
     LIMIT {_MAX_ENTRIES}
 """  # noqa: S608 - constant table names, values as parameters
 _LOCK_SQL = f"SELECT id FROM {_ENDPOINTS} WHERE key = %s{{lock}}"  # noqa: S608
-# A new question's place in line, at an endpoint that exists already.
+# A new question's place in line, at an endpoint that exists already; a place a worker
+# gave it first is kept (the sweep may hand a question to a worker before its intake ends).
 _ENTER_SQL = f"""
     INSERT INTO {_ADMISSIONS} (message_id, endpoint_id, cap)
     SELECT %s, id, %s FROM {_ENDPOINTS} WHERE key = %s
+    ON CONFLICT (message_id) DO NOTHING
 """  # noqa: S608 - constant table names, values as parameters
 # The hot path's other statements, as plain SQL: the ORM's delete alone takes a
 # transaction of its own (three round trips for one statement).
@@ -87,7 +89,7 @@ def enter(question: Message, tenant: Tenant) -> None:
     params: list[int | str] = [question.pk, tenant.max_concurrency, key]
     with connection.cursor() as cursor:
         cursor.execute(_ENTER_SQL, params)
-        if cursor.rowcount == 0:  # the endpoint's first question
+        if cursor.rowcount == 0:  # the endpoint's first question, or in line already
             ModelEndpoint.objects.get_or_create(key=key)
             cursor.execute(_ENTER_SQL, params)
 

@@ -11,6 +11,7 @@ Models: healthchecks' `HttpTransport.raise_for_response`, DRF's `SimpleRateThrot
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from functools import cached_property
@@ -85,11 +86,14 @@ def secret_id(secret: str) -> str:
 
 
 class TokenCache:
-    """An access token shared by every process through the cache, refreshed before expiry,
-    and remembered by each process until then so that a send costs no cache round trip."""
+    """An access token shared by every process through the cache: fetched by one process
+    at a time, refreshed before expiry, and remembered by each process until then so that
+    a send costs no cache round trip."""
 
     # Refresh this many seconds before the platform's stated expiry.
     EARLY_SECONDS = 300
+    # Seconds between two looks of a process waiting for another's fetch.
+    WAIT_SECONDS = 0.05
     # key -> (token, when to refresh it as a time.time()), this process's copy.
     _remembered: ClassVar[dict[str, tuple[str, float]]] = {}
 
@@ -103,17 +107,45 @@ class TokenCache:
         if not _fresh(hit):
             hit = cache.get(self.key)  # another process may have refreshed it already
         if hit is None or not _fresh(hit):
+            hit = self._fetch_once()
+        self._remembered[self.key] = hit
+        return hit[0]
+
+    def _fetch_once(self) -> tuple[str, float]:
+        """A new token, fetched here unless another process is fetching one: then its
+        token, once it is in the cache. Processes that find the token due at the same
+        moment (all of them, when it expires or is refused) would otherwise each call
+        the platform's token endpoint, which limits how often it may be called.
+
+        A fetch that fails frees the lock, and the next waiter fetches; one whose process
+        died holds it for as long as a fetch may take (connect and read, IM_HTTP_TIMEOUT
+        each). Raises DeliveryError as `fetch` does."""
+        lock = f"{self.key}:fetching"
+        while not cache.add(lock, 1, math.ceil(2 * settings.IM_HTTP_TIMEOUT)):
+            time.sleep(self.WAIT_SECONDS)
+            hit = cache.get(self.key)
+            if hit is not None and _fresh(hit):
+                return hit
+        try:
+            hit = cache.get(self.key)  # fetched by the lock's last holder as we looked
+            if hit is not None and _fresh(hit):
+                return hit
             token, expires_in = self.fetch()
             lifetime = max(expires_in - self.EARLY_SECONDS, 60)
             hit = (token, time.time() + lifetime)
             cache.set(self.key, hit, lifetime)
-        self._remembered[self.key] = hit
-        return hit[0]
+            return hit
+        finally:
+            cache.delete(lock)
 
-    def invalidate(self) -> None:
-        """The platform refused the token: forget it here and for every process."""
+    def invalidate(self, token: str) -> None:
+        """The platform refused `token`: forget it here, and for every process unless
+        another has replaced it already. Each process that still remembered the refused
+        token would otherwise throw away the one fetched after it, and fetch another."""
         self._remembered.pop(self.key, None)
-        cache.delete(self.key)
+        shared = cache.get(self.key)
+        if shared is not None and shared[0] == token:
+            cache.delete(self.key)
 
     @classmethod
     def forget_all(cls) -> None:
@@ -134,7 +166,7 @@ class OwnToken(TokenCache):
     def get(self) -> str:
         return self.token
 
-    def invalidate(self) -> None:
+    def invalidate(self, token: str) -> None:
         """Nothing shared to forget; a refused own token is the caller's finding."""
 
 
@@ -185,17 +217,23 @@ class ApiClient:
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One API call with the token; the answer's JSON object, or DeliveryError."""
-        body = self._send(method, path, payload, params or {})
+        token = self.tokens.get()
+        body = self._send(method, path, payload, params or {}, token)
         if self.error_code(body) in self.token_errors:
-            self.tokens.invalidate()
-            body = self._send(method, path, payload, params or {})
+            self.tokens.invalidate(token)
+            body = self._send(method, path, payload, params or {}, self.tokens.get())
         self.raise_for_code(path, body)
         return body
 
     def _send(
-        self, method: str, path: str, payload: dict[str, Any] | None, params: dict[str, Any]
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None,
+        params: dict[str, Any],
+        token: str,
     ) -> dict[str, Any]:
-        token, headers = self.tokens.get(), None
+        headers = None
         if self.token_header is None:
             params = {**params, self.token_param: token}
         else:

@@ -71,13 +71,19 @@ def with_query(path: str, query: dict) -> str:
 
 
 def message_request(
-    bot, text: str, msg_id: str, *, forge: bool = False, stale: bool = False, tamper: bool = False
+    bot,
+    text: str,
+    msg_id: str,
+    *,
+    sender: str = "zhangsan",
+    forge: bool = False,
+    stale: bool = False,
+    tamper: bool = False,
 ) -> dict:
     """Keyword arguments for `client.generic` (or `requests.request`) carrying one message."""
     timestamp = int(time.time()) - 7200 if stale else None
-    query, body = wecom_post(
-        bot.credentials, wecom_text_xml(text, msg_id=msg_id), timestamp=timestamp, tamper=tamper
-    )
+    xml = wecom_text_xml(text, msg_id=msg_id, sender=sender)
+    query, body = wecom_post(bot.credentials, xml, timestamp=timestamp, tamper=tamper)
     if forge:
         query["msg_signature"] = "f" * 40
     return {

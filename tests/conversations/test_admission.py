@@ -367,6 +367,15 @@ def test_its_place_is_its_arrival_even_when_a_later_question_is_claimed_first(we
     assert isinstance(admit(first), Lease)
 
 
+def test_a_question_a_worker_lined_up_before_its_intake_ended_keeps_that_place(tenant):
+    # A sweep that takes every claimable row handed the stored question to a worker
+    # before the intake put it in line: the intake finds its place taken, by itself.
+    stored = question(tenant)
+    assert isinstance(admit(stored), Lease)
+    admission.enter(stored, tenant)
+    assert Admission.objects.get().lease_until is not None
+
+
 def test_a_question_waiting_its_turn_is_stopped_at_once(wecom_bot, fake_ollama):
     wecom_bot.tenant.max_concurrency = 1
     wecom_bot.tenant.save()

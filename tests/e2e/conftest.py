@@ -1,24 +1,28 @@
 import itertools
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from tests.e2e.worker import ROOT, Worker, database_url, free_port, wait_for
+from tests.e2e.worker import ROOT, Beat, Worker, database_url, free_port, wait_for
 
-WORKER_NUMBERS = itertools.count(1)  # one log file per worker of a test run
+PROCESS_NUMBERS = itertools.count(1)  # one log file per worker or beat of a test run
 
 
 @pytest.fixture
-def spawn_worker(transactional_db, fake_platforms, fake_ollama):
-    """Start real worker processes (extra settings as keyword arguments); all stopped after."""
+def celery_env(transactional_db, fake_platforms, fake_ollama) -> dict[str, str]:
+    """The environment of this test's worker and beat processes: its database, the fakes."""
     from assistant.celery import app
 
     app.control.purge()  # messages left by an earlier run point at rows that are gone
-    base_env = dict(
+    return dict(
         os.environ,
         DATABASE_URL=database_url(),
         WECOM_API_BASE=fake_platforms.url,
@@ -27,18 +31,42 @@ def spawn_worker(transactional_db, fake_platforms, fake_ollama):
         FEISHU_API_BASE=fake_platforms.url,
         OLLAMA_URL=fake_ollama.url,
     )
-    workers: list[Worker] = []
 
-    def spawn(queues: str | None = None, **settings: str) -> Worker:
-        name = f"worker-{next(WORKER_NUMBERS)}"
-        process = Worker(dict(base_env, **settings), name=name, queues=queues)
+
+@pytest.fixture
+def spawn_worker(celery_env):
+    """Start real worker processes (extra settings as keyword arguments); all stopped after."""
+
+    def make(queues: str | None = None, **settings: str) -> Worker:
+        name = f"worker-{next(PROCESS_NUMBERS)}"
+        return Worker(dict(celery_env, **settings), name=name, queues=queues)
+
+    yield from _started(make)
+
+
+@pytest.fixture
+def spawn_beat(celery_env):
+    """Start real beat processes (extra settings as keyword arguments); all stopped after."""
+
+    def make(**settings: str) -> Beat:
+        return Beat(dict(celery_env, **settings), name=f"beat-{next(PROCESS_NUMBERS)}")
+
+    yield from _started(make)
+
+
+def _started(make: Callable[..., Worker]) -> Iterator[Callable[..., Worker]]:
+    """A fixture's `spawn`: each process `make` returns, started; all stopped at the end."""
+    processes: list[Worker] = []
+
+    def spawn(*args: Any, **settings: str) -> Worker:
+        process = make(*args, **settings)
         process.start()
-        workers.append(process)
+        processes.append(process)
         return process
 
     yield spawn
-    for process in workers:
-        process.stop()
+    with ThreadPoolExecutor() as pool:  # side by side: each takes seconds to shut down
+        list(pool.map(Worker.stop, processes))
 
 
 @pytest.fixture
@@ -80,19 +108,21 @@ def spawn_web(transactional_db, tmp_path):
                     env=env,
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
+                    start_new_session=True,  # its own process group, as on its own machine
                 )
             )
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _answers(url), timeout=20)
+        wait_for(lambda: _answers(url), timeout=60)  # slow when many processes start at once
         return url, port, log
 
     yield spawn
     for process in processes:
         process.terminate()
+    for process in processes:
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:  # clients still connected delay a graceful stop
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 

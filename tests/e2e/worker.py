@@ -33,27 +33,26 @@ class Worker:
     def start(self) -> None:
         self.log.parent.mkdir(exist_ok=True)
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "assistant",
-                "worker",
-                *(["-Q", self.queues] if self.queues else []),
-                "-c",
-                "2",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "INFO",
-            ],
+            [sys.executable, "-m", "celery", "-A", "assistant", *self.arguments()],
             cwd=ROOT,
             env=self.env,
             stdout=self.banner.open("w"),
             stderr=self.log.open("w"),
             start_new_session=True,
         )
+
+    def arguments(self) -> list[str]:
+        """The celery command's arguments after `-A assistant`."""
+        return [
+            "worker",
+            *(["-Q", self.queues] if self.queues else []),
+            "-c",
+            "2",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "INFO",
+        ]
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process and self.process.poll() is None:
@@ -67,6 +66,15 @@ class Worker:
     def output(self) -> str:
         """The log records (stderr)."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class Beat(Worker):
+    """A real `celery beat` process, which sends the periodic tasks (the sweep) to the
+    broker; started and stopped like a worker, in its own process group."""
+
+    def arguments(self) -> list[str]:
+        # Its own schedule file: two beats never share one.
+        return ["beat", "-s", str(self.log.with_suffix(".schedule")), "-l", "INFO"]
 
 
 def wait_for(condition, timeout: float = 30.0, worker: Worker | None = None):
