@@ -20,11 +20,11 @@ import concurrent.futures
 import io
 import sys
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, AnyStr
 
 Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -89,7 +89,7 @@ class WsgiInThreads:
         try:
             if getattr(chunks, "streaming", False):
                 sent.now(started[0])
-                for piece in _pieces(chunks, SEND_PIECE):
+                for piece in pieces(chunks, SEND_PIECE):
                     sent.now({"type": "http.response.body", "body": piece, "more_body": True})
                 sent.later([{"type": "http.response.body", "body": b""}])
             else:
@@ -142,18 +142,19 @@ class _Sender:
             await self.send(message)
 
 
-def _pieces(chunks: Iterable[bytes], size: int) -> Iterable[bytes]:
-    """`chunks` joined into pieces of at least `size` bytes (the last may be smaller)."""
-    piece: list[bytes] = []
+def pieces(parts: Iterable[AnyStr], size: int) -> Iterator[AnyStr]:
+    """`parts` (bytes, or text) joined into pieces of `size` or a part more; the last
+    may be smaller."""
+    piece: list[AnyStr] = []
     length = 0
-    for chunk in chunks:
-        piece.append(chunk)
-        length += len(chunk)
+    for part in parts:
+        piece.append(part)
+        length += len(part)
         if length >= size:
-            yield b"".join(piece)
+            yield piece[0][:0].join(piece)
             piece, length = [], 0
     if piece:
-        yield b"".join(piece)
+        yield piece[0][:0].join(piece)
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any, cast
 
@@ -14,6 +14,8 @@ from asgiref.sync import sync_to_async
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+
+from common.asgi import pieces
 
 from .models import Message
 
@@ -109,20 +111,6 @@ class StreamedFile(StreamingHttpResponse):
         take = sync_to_async(lambda: next(parts, None))
         while (part := await take()) is not None:
             yield part
-
-
-def pieces(lines: Iterable[str], size: int) -> Iterator[str]:
-    """`lines` joined into pieces of `size` characters or a line more."""
-    piece: list[str] = []
-    length = 0
-    for line in lines:
-        piece.append(line)
-        length += len(line)
-        if length >= size:
-            yield "".join(piece)
-            piece, length = [], 0
-    if piece:
-        yield "".join(piece)
 
 
 def download(rows: QuerySet[Message], kind: str) -> StreamedFile:

@@ -88,8 +88,9 @@ def _over_in_turn(counters: list[tuple[str, int]]) -> int:
 
 @functools.cache
 def _counting_script(backend: RedisCache) -> Script:
-    """COUNT_IN_TURN, registered once per cache backend (one per thread): building a
-    Redis client and hashing the script cost a callback a third of a millisecond."""
+    """COUNT_IN_TURN, registered once per cache backend (one per thread), not a Redis
+    client built and the script hashed for every message (0.32 ms a callback in issue
+    14's profile)."""
     return backend._cache.get_client(None, write=True).register_script(COUNT_IN_TURN)
 
 

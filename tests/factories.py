@@ -94,3 +94,19 @@ class MessageFactory(factory.django.DjangoModelFactory):
     sender = "zhangsan"
     external_id = factory.Sequence(lambda n: f"msg-{n}")
     status = Message.Status.ANSWERED
+
+
+def counted_question(bot, sender, tokens=0, estimated=False):
+    """A question admitted against its quotas now, and its answer's tokens spent."""
+    from conversations import quotas
+
+    question = MessageFactory(
+        conversation=ConversationFactory(bot=bot, user_id=sender),
+        sender=sender,
+        prompt_tokens=tokens,
+        completion_tokens=0,
+        tokens_estimated=estimated,
+    )
+    assert quotas.admit(question) is None
+    quotas.spend(question)
+    return question

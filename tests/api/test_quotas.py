@@ -5,9 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from channels_im.models import Bot
-from conversations import quotas
 from conversations.models import Message
-from tests.factories import BotFactory, ConversationFactory, MessageFactory
+from tests.factories import BotFactory, ConversationFactory, MessageFactory, counted_question
 
 pytestmark = pytest.mark.django_db
 
@@ -74,29 +73,14 @@ def test_another_tenants_bot_is_not_found(api, tenant_b):
     assert Bot.objects.get(pk=bot.pk).quota_messages_per_day == 0
 
 
-def asked(bot, sender, tokens=0, estimated=False):
-    """A question admitted now, and its answer's tokens spent."""
-    conversation = ConversationFactory(bot=bot, user_id=sender)
-    question = MessageFactory(
-        conversation=conversation,
-        sender=sender,
-        prompt_tokens=tokens,
-        completion_tokens=0,
-        tokens_estimated=estimated,
-    )
-    assert quotas.admit(question) is None
-    quotas.spend(question)
-    return question
-
-
 def test_usage_shows_use_against_quota_of_the_tenant_each_bot_and_a_person(api, tenant_a):
     tenant_a.quota_messages_per_day, tenant_a.user_quota_tokens_per_month = 100, 1000
     tenant_a.save()
     helpdesk = BotFactory(tenant=tenant_a, name="helpdesk", quota_tokens_per_month=300)
     other = BotFactory(tenant=tenant_a, name="other")
-    asked(helpdesk, "zhangsan", tokens=120)
-    asked(helpdesk, "lisi", tokens=30, estimated=True)
-    asked(other, "zhangsan", tokens=5)
+    counted_question(helpdesk, "zhangsan", tokens=120)
+    counted_question(helpdesk, "lisi", tokens=30, estimated=True)
+    counted_question(other, "zhangsan", tokens=5)
 
     quota = api.get("/api/v1/usage/", {"user": "zhangsan"}).json()["quota"]
 
@@ -122,7 +106,7 @@ def test_usage_shows_use_against_quota_of_the_tenant_each_bot_and_a_person(api, 
 
 
 def test_usage_shows_nothing_of_another_tenant(api, tenant_a, tenant_b):
-    asked(BotFactory(tenant=tenant_b), "zhangsan", tokens=99)
+    counted_question(BotFactory(tenant=tenant_b), "zhangsan", tokens=99)
 
     quota = api.get("/api/v1/usage/", {"user": "zhangsan"}).json()["quota"]
 

@@ -242,30 +242,24 @@ class TestWeComBotContract(AdapterContract):
         assert Message.objects.get(role="user").status == Message.Status.FAILED
         assert late_answers(fake_platforms) == []
 
-    def test_it_finishes_every_refused_stream_with_the_rate_limit_notice(
-        self, client, bot, deliver, fake_ollama
+    @pytest.mark.parametrize(
+        "limit, notice",
+        [
+            ("user_rate_limit_per_minute", "faster than this assistant allows"),
+            ("user_quota_messages_per_day", "Your daily quota of 1 message is"),
+        ],
+    )
+    def test_it_finishes_every_refused_stream_with_its_notice(
+        self, client, bot, deliver, fake_ollama, limit, notice
     ):
-        bot.tenant.user_rate_limit_per_minute = 1
+        setattr(bot.tenant, limit, 1)
         bot.tenant.save()
         for n in range(3):
-            deliver(client, message_request(bot, f"q{n}", f"m-limit-{n}"))
+            deliver(client, message_request(bot, f"q{n}", f"m-{limit}-{n}"))
         shown = shown_answers(client, bot)
         assert len(shown) == 3  # no stream is left "thinking"
         assert shown[0] == fake_ollama.reply
-        assert all("faster than this assistant allows" in text for text in shown[1:])
-        assert len(fake_ollama.requests) == 1
-
-    def test_it_finishes_every_stream_over_a_quota_with_the_quota_notice(
-        self, client, bot, deliver, fake_ollama
-    ):
-        bot.tenant.user_quota_messages_per_day = 1
-        bot.tenant.save()
-        for n in range(3):
-            deliver(client, message_request(bot, f"q{n}", f"m-quota-{n}"))
-        shown = shown_answers(client, bot)
-        assert len(shown) == 3  # no stream is left "thinking"
-        assert shown[0] == fake_ollama.reply
-        assert all(text.startswith("Your daily quota of 1 message is") for text in shown[1:])
+        assert all(notice in text for text in shown[1:])
         assert len(fake_ollama.requests) == 1
 
     # --- late and long answers: response_url -------------------------------------------------

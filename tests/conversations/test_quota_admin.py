@@ -4,26 +4,12 @@ import pytest
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from conversations import quotas
 from conversations.models import QuotaUse
-from tests.factories import BotFactory, ConversationFactory, MessageFactory
+from tests.factories import BotFactory, counted_question
 
 pytestmark = pytest.mark.django_db
 
 QUOTA_USE = reverse("admin:conversations_quotause_changelist")
-
-
-def asked(bot, sender, tokens=0, estimated=False):
-    """A question admitted now, its answer's tokens spent."""
-    question = MessageFactory(
-        conversation=ConversationFactory(bot=bot, user_id=sender),
-        sender=sender,
-        prompt_tokens=tokens,
-        completion_tokens=0,
-        tokens_estimated=estimated,
-    )
-    assert quotas.admit(question) is None
-    quotas.spend(question)
 
 
 @pytest.fixture
@@ -40,8 +26,8 @@ def tenant_form(tenant, **changes):
 
 def test_a_tenant_admin_sets_quotas_and_sees_use_against_them(english, admin_a, tenant_a):
     bot = BotFactory(tenant=tenant_a)
-    asked(bot, "zhangsan", tokens=1500, estimated=True)
-    asked(bot, "lisi")
+    counted_question(bot, "zhangsan", tokens=1500, estimated=True)
+    counted_question(bot, "lisi")
     url = reverse("admin:tenants_tenant_change", args=[tenant_a.pk])
     english.force_login(admin_a)
     quotas_set = {"quota_messages_per_day": 10, "user_quota_tokens_per_month": 1000}
@@ -71,7 +57,7 @@ def test_a_bad_time_zone_is_refused_on_the_form(english, admin_a, tenant_a):
 
 def test_the_bot_page_shows_its_quota_and_use(english, admin_a, tenant_a):
     bot = BotFactory(tenant=tenant_a, quota_messages_per_day=5)
-    asked(bot, "zhangsan")
+    counted_question(bot, "zhangsan")
     english.force_login(admin_a)
 
     page = english.get(reverse("admin:channels_im_bot_change", args=[bot.pk])).content.decode()
@@ -83,8 +69,10 @@ def test_the_bot_page_shows_its_quota_and_use(english, admin_a, tenant_a):
 def test_everyones_use_is_listed_for_their_tenant_only(english, auditor_a, tenant_a, tenant_b):
     tenant_a.user_quota_messages_per_day = 20
     tenant_a.save()
-    asked(BotFactory(tenant=tenant_a, name="helpdesk"), "zhangsan", tokens=700, estimated=True)
-    asked(BotFactory(tenant=tenant_b, name="their-bot"), "outsider-person")
+    counted_question(
+        BotFactory(tenant=tenant_a, name="helpdesk"), "zhangsan", tokens=700, estimated=True
+    )
+    counted_question(BotFactory(tenant=tenant_b, name="their-bot"), "outsider-person")
     english.force_login(auditor_a)
 
     page = english.get(QUOTA_USE).content.decode()
