@@ -245,9 +245,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = ranged(
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_TASK_DEFAULT_QUEUE = "inference"
 # Declared, so that a worker started without -Q consumes all of them (Celery's default is
-# only the default queue); -Q still makes a worker dedicated to some.
+# only the default queue); -Q still makes a worker dedicated to some. `granted`: questions
+# given a model slot after waiting their turn (conversations/tasks.py, wake_granted).
+# Workers take from their queues in turn, so a granted question waits for a task or two,
+# not behind every new question's first task in `inference`, where later questions would
+# reach the model before it.
 CELERY_TASK_QUEUES = [
-    Queue(name, Exchange(name), routing_key=name) for name in ("inference", "delivery")
+    Queue(name, Exchange(name), routing_key=name) for name in ("inference", "granted", "delivery")
 ]
 CELERY_TASK_ROUTES = {
     "conversations.tasks.generate_reply": {"queue": "inference"},

@@ -68,23 +68,25 @@ def purge_expired() -> int:
     return sum(run.messages for run in retention.purge_all(Actor.system("retention")))
 
 
-def enqueue(row_id: int, role: str, countdown: float = 0) -> None:
-    """Send the task that works on this row: answering a question, delivering an answer.
+def enqueue(row_id: int, role: str, countdown: float = 0, queue: str | None = None) -> None:
+    """Send the task that works on this row: answering a question, delivering an answer;
+    to `queue`, or its task's own (settings.CELERY_TASK_ROUTES).
 
     A broker outage is logged and nothing more: the row stays queued in the database and
     the sweep enqueues it once the broker is back.
     """
     task: Task = generate_reply if role == Message.Role.USER else deliver_reply
     try:
-        task.apply_async((row_id,), countdown=countdown)
+        task.apply_async((row_id,), countdown=countdown, **({"queue": queue} if queue else {}))
     except Exception:
         logger.exception("could not enqueue %s row %s; the sweep will retry", role, row_id)
 
 
 def wake_granted(message_ids: list[int]) -> None:
-    """Questions that waited their turn were granted a model slot: answer them now."""
+    """Questions that waited their turn were granted a model slot: answer them now, from
+    the `granted` queue, ahead of the new questions in `inference`."""
     for message_id in message_ids:
-        enqueue(message_id, Message.Role.USER)
+        enqueue(message_id, Message.Role.USER, queue="granted")
 
 
 def _run(service: Callable[[int], None], row_id: int) -> None:

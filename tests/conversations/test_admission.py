@@ -276,6 +276,27 @@ def test_a_slot_whose_lease_ran_out_is_free_and_its_dead_worker_s_question_waits
     )
 
 
+def test_a_granted_question_is_sent_ahead_of_the_new_questions(settings):
+    """Its task goes to a queue of its own, which every worker takes from in turn with
+    `inference`: behind the first tasks of every question that came after it, a later
+    question would reach the model first."""
+    from celery.signals import before_task_publish
+
+    sent: list[tuple[str, list]] = []
+
+    def published(routing_key, body, **kwargs):
+        sent.append((routing_key, list(body[0])))
+
+    before_task_publish.connect(published)
+    try:  # ids no row has: whichever worker takes these tasks finds nothing to do
+        tasks.wake_granted([-7, -8])
+        tasks.enqueue(-9, Message.Role.USER)
+    finally:
+        before_task_publish.disconnect(published)
+    assert sent == [("granted", [-7]), ("granted", [-8]), ("inference", [-9])]
+    assert "granted" in {queue.name for queue in settings.CELERY_TASK_QUEUES}
+
+
 def test_a_granted_question_whose_task_was_lost_keeps_its_place(one_slot, woken):
     tenant = one_slot
     lost, newer = question(tenant), question(tenant)

@@ -40,9 +40,12 @@ def test_readyz_reports_a_worker_while_it_beats(client, spawn_worker, shared_cac
 
 
 def test_readyz_wants_every_queue_consumed(client, spawn_worker, shared_cache):
-    spawn_worker(queues="inference", CACHE_URL=shared_cache, IM_WORKER_HEARTBEAT_SECONDS="0.5")
-    # A heartbeat for the one queue arrives, and still no worker takes deliveries.
-    wait_for(lambda: unconsumed(["inference", "delivery"]) == ["delivery"], timeout=30)
+    spawn_worker(
+        queues="inference,granted", CACHE_URL=shared_cache, IM_WORKER_HEARTBEAT_SECONDS="0.5"
+    )
+    # Heartbeats for those queues arrive, and still no worker takes deliveries.
+    queues = ["inference", "granted", "delivery"]
+    wait_for(lambda: unconsumed(queues) == ["delivery"], timeout=30)
     assert client.get("/readyz").json()["checks"]["worker"] is False
 
     spawn_worker(queues="delivery", CACHE_URL=shared_cache, IM_WORKER_HEARTBEAT_SECONDS="0.5")
