@@ -82,11 +82,18 @@ _WAITS_SQL = f"""
 _GRANT_SQL = f"UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}})"  # noqa: S608
 
 
+def place(tenant: Tenant) -> tuple[str, int]:
+    """Where a new question of `tenant` lines up: its model endpoint's key, and the cap
+    the tenant asks for there."""
+    return endpoint_key(tenant.endpoint), tenant.max_concurrency
+
+
 def enter(question: Message, tenant: Tenant) -> None:
     """A new question (just stored, queued for the model) takes its place in its model
-    endpoint's line: its place is its arrival, whenever a worker gets to it."""
-    key = endpoint_key(tenant.endpoint)
-    params: list[int | str] = [question.pk, tenant.max_concurrency, key]
+    endpoint's line: its place is its arrival, whenever a worker gets to it. (On
+    PostgreSQL the intake's own statement does this, at an endpoint that has a row.)"""
+    key, cap = place(tenant)
+    params: list[int | str] = [question.pk, cap, key]
     with connection.cursor() as cursor:
         cursor.execute(_ENTER_SQL, params)
         if cursor.rowcount == 0:  # the endpoint's first question, or in line already

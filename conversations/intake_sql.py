@@ -1,5 +1,6 @@
 """An inbound message's row on PostgreSQL, in one statement: continue or open its session,
-then insert the message unless the platform sent it before.
+insert the message unless the platform sent it before, and put a question in its model
+endpoint's line (admission.py).
 
 The ORM's way (services.store on other databases) costs two or three round trips, and
 its INSERT alone was half of `receive`'s CPU in a cProfile on PostgreSQL: Django compiles
@@ -16,15 +17,19 @@ from typing import NamedTuple
 
 from django.db import connection
 
-from .models import Conversation, Message
+from .models import Admission, Conversation, Message, ModelEndpoint
 from .sessions import TOUCH_SQL
 
 _CONVERSATIONS = Conversation._meta.db_table
 _MESSAGES = Message._meta.db_table
+_ADMISSIONS = Admission._meta.db_table
+_ENDPOINTS = ModelEndpoint._meta.db_table
 
 # Parameters: TOUCH_SQL's, then the session's (tenant, bot, chat, user, now), then the
-# message's (tenant, bot, content, sender, external id, status, reply context, now).
-# A copy that hits the unique (bot, external_id) stores nothing and returns no id.
+# message's (tenant, bot, content, sender, external id, status, reply context, now), then
+# its place in line (cap, endpoint key: NULL for none). A copy that hits the unique (bot,
+# external_id) stores nothing and returns no id; an endpoint without a row yet takes no
+# one in line (the caller makes the row).
 _STORE_SQL = f"""
     WITH touched AS ({TOUCH_SQL}),
     opened AS (
@@ -43,8 +48,14 @@ _STORE_SQL = f"""
         FROM session
         ON CONFLICT (bot_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
         RETURNING id
+    ),
+    entered AS (
+        INSERT INTO {_ADMISSIONS} (message_id, endpoint_id, cap)
+        SELECT stored.id, e.id, %s FROM stored JOIN {_ENDPOINTS} e ON e.key = %s
+        RETURNING message_id
     )
-    SELECT session.id, session.opened, stored.id FROM session LEFT JOIN stored ON TRUE
+    SELECT session.id, session.opened, stored.id, EXISTS (SELECT FROM entered)
+    FROM session LEFT JOIN stored ON TRUE
 """  # noqa: S608 - constant table names, values as parameters
 
 
@@ -52,11 +63,20 @@ class Stored(NamedTuple):
     session_id: int
     opened: bool  # the session, by this statement
     stored: bool  # False: the platform sent this message before
+    in_line: bool  # in its endpoint's line, by this statement
 
 
-def store(message: Message, *, chat: str, user_id: str, fresh_after: datetime) -> Stored:
-    """Continue or open the session of (`message`'s bot, `chat`, `user_id`) and insert
-    `message` (a question, not saved yet) into it, in one round trip. Once stored, the
+def store(
+    message: Message,
+    *,
+    chat: str,
+    user_id: str,
+    fresh_after: datetime,
+    line: tuple[str, int] | None,
+) -> Stored:
+    """Continue or open the session of (`message`'s bot, `chat`, `user_id`), insert
+    `message` (not saved yet) into it and, given `line` (admission.place: an endpoint's
+    key and a cap), put it in that endpoint's line; in one round trip. Once stored, the
     instance has its id and session and is as the database holds it.
 
     Raises DataError for a value the database refuses (nothing of it stays).
@@ -72,13 +92,14 @@ def store(message: Message, *, chat: str, user_id: str, fresh_after: datetime) -
         *(tenant, bot, chat, user_id, now, now),
         *(tenant, bot, message.content, message.sender, message.external_id, message.status),
         *(context, now),
+        *(reversed(line) if line else (0, None)),  # a NULL key matches no endpoint
     ]
     with connection.cursor() as cursor:
         cursor.execute(_STORE_SQL, params)
-        session_id, opened, message_id = cursor.fetchone()
+        session_id, opened, message_id, in_line = cursor.fetchone()
     if message_id is None:
-        return Stored(session_id, opened, stored=False)
+        return Stored(session_id, opened, stored=False, in_line=False)
     message.id, message.conversation_id = message_id, session_id
     message._state.adding = False
     message._state.db = connection.alias
-    return Stored(session_id, opened, stored=True)
+    return Stored(session_id, opened, stored=True, in_line=in_line)

@@ -21,15 +21,20 @@ from tenants.models import Tenant
 WINDOW_SECONDS = 60
 logger = logging.getLogger(__name__)
 
-# KEYS: counters in turn; ARGV: their lifetime, then each one's limit (0: none). Returns
-# the number of the first counter over its limit, 0 if none is.
+# KEYS: the message's seen-key, then counters in turn; ARGV: their lifetime, then each
+# counter's limit (0: none). Returns -1 for a message seen before (a platform's retry:
+# counted once, when it first came), else the number of the first counter over its limit,
+# 0 if none is.
 COUNT_IN_TURN = """
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[i + 1])
+if KEYS[1] ~= '' and not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then
+  return -1
+end
+for i = 2, #KEYS do
+  local limit = tonumber(ARGV[i])
   if limit > 0 then
-    local count = redis.call('INCR', key)
-    if count == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-    if count > limit then return i end
+    local count = redis.call('INCR', KEYS[i])
+    if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end
+    if count > limit then return i - 1 end
   end
 end
 return 0
@@ -43,25 +48,31 @@ class Verdict:
     reason: str = ""  # which limit refused it: "rate_limit_user" or "rate_limit_tenant"
 
 
-def check_or_allow(tenant: Tenant, user: str) -> Verdict:
-    """`check`, but a cache outage lets the message through rather than strand its row
-    (it is already stored, and a platform retry would be dropped as a duplicate)."""
+def check_or_allow(tenant: Tenant, user: str, event: str) -> Verdict:
+    """`check`, but a cache outage lets the message through: better an answer too many
+    than a person left without one."""
     try:
-        return check(tenant, user)
+        return check(tenant, user, event)
     except Exception:
         logger.exception("rate limits unavailable; letting the message through")
         return Verdict(limited=False)
 
 
-def check(tenant: Tenant, user: str) -> Verdict:
-    """Count one message against the limits; say whether it is over them."""
+def check(tenant: Tenant, user: str, event: str) -> Verdict:
+    """Count one message against the limits; say whether it is over them.
+
+    `event` names the message across its copies (its bot and the platform's message id;
+    "" when it has none): a platform's retry is counted once, when it first came, so it
+    uses up no one's limit, and the intake can store each message with its verdict in one
+    statement.
+    """
     window = int(time.time() // WINDOW_SECONDS)
     counters = [
         (f"rl:u:{tenant.pk}:{user}:{window}", tenant.user_rate_limit_per_minute),
         (f"rl:t:{tenant.pk}:{window}", tenant.rate_limit_per_minute),
     ]
-    over = _over_in_turn(counters)
-    if not over:
+    over = _over_in_turn(f"rl:seen:{event}" if event else "", counters)
+    if over <= 0:
         return Verdict(limited=False)
     first = cache.add(f"rl:told:{tenant.pk}:{user}:{window}", 1, WINDOW_SECONDS * 2)
     return Verdict(limited=True, notify=first, reason=REASONS[over - 1])
@@ -71,15 +82,20 @@ def check(tenant: Tenant, user: str) -> Verdict:
 REASONS = ("rate_limit_user", "rate_limit_tenant")
 
 
-def _over_in_turn(counters: list[tuple[str, int]]) -> int:
+def _over_in_turn(seen: str, counters: list[tuple[str, int]]) -> int:
     """Count one message on each (key, limit) in turn, stopping at the first one over its
     limit: a user over theirs does not use up the tenant's. Returns that counter's number
-    (from 1), or 0 when none is over."""
+    (from 1), 0 when none is over, -1 when the cache key `seen` ("": none) shows the
+    message was counted before."""
     backend = caches["default"]
+    ttl = WINDOW_SECONDS * 2
     if isinstance(backend, RedisCache):
-        keys = [backend.make_and_validate_key(key) for key, _ in counters]
+        keys = [backend.make_and_validate_key(seen) if seen else ""]
+        keys += [backend.make_and_validate_key(key) for key, _ in counters]
         script = _counting_script(backend)
-        return int(script(keys=keys, args=[WINDOW_SECONDS * 2, *(n for _, n in counters)]))
+        return int(script(keys=keys, args=[ttl, *(n for _, n in counters)]))
+    if seen and not cache.add(seen, 1, ttl):
+        return -1
     for number, (key, limit) in enumerate(counters, start=1):
         if limit and _count(key) > limit:
             return number

@@ -1,8 +1,9 @@
 """Intake: what happens to an inbound message inside the callback's request.
 
-Find or open the session, store the message (a platform's retry stops here), apply the
-rate limits, put a question in its model's line (admission.py) and enqueue the reply once
-the row is committed. No model or platform call happens here.
+Apply the rate limits (a platform's retry is not counted again), find or open the
+session, store the message with its verdict (a retry stops here) and put a question in
+its model's line (admission.py), then see that its reply is sent once the row is
+committed. No model or platform call happens here.
 """
 
 from __future__ import annotations
@@ -33,44 +34,43 @@ def receive(bot: Bot, inbound: InboundMessage) -> Message | None:
     """
     readable = inbound.kind == TEXT
     command = command_for(inbound.text) if readable else None
-    status = Message.Status.QUEUED if readable and not command else Message.Status.IGNORED
+    # Judged before the row is written, so that a refused question is never queued, not
+    # even for the moment a worker could take it in.
+    event = f"{bot.pk}:{inbound.external_id}" if inbound.external_id else ""
+    verdict = ratelimit.check_or_allow(bot.tenant, inbound.sender, event)
+    if verdict.limited:
+        status = Message.Status.RATE_LIMITED
+    elif readable and not command:
+        status = Message.Status.QUEUED
+    else:
+        status = Message.Status.IGNORED
     message = store(bot, inbound, status)
     if message is None:
         return None  # a platform retry: the first copy is already in hand
-    # Counted after the duplicate check, so retries never use up anyone's limit.
-    verdict = ratelimit.check_or_allow(bot.tenant, inbound.sender)
     if verdict.limited:
-        refuse(bot, message, notify=verdict.notify)
         metrics.REFUSED.labels(bot.tenant.slug, verdict.reason).inc()
+        if verdict.notify or bot.adapter.answers_every_message:  # told once per window
+            add_reply(message, texts.rate_limited(bot.tenant))
     elif command:
         add_reply(message, command(message))
     elif not readable:
         add_reply(message, texts.unreadable(bot.tenant))
     else:
-        admission.enter(message, bot.tenant)
         dispatch.question_stored(message.pk)
     if message.status != Message.Status.QUEUED:  # final already; claims.py counts the rest
         metrics.MESSAGES.labels(message.role, message.status).inc()
     return message
 
 
-def refuse(bot: Bot, message: Message, *, notify: bool) -> None:
-    """Log the message as over the rate limit; tell its sender once per window."""
-    with transaction.atomic():
-        Message.objects.filter(pk=message.pk).update(status=Message.Status.RATE_LIMITED)
-        message.status = Message.Status.RATE_LIMITED
-        if notify or bot.adapter.answers_every_message:
-            add_reply(message, texts.rate_limited(bot.tenant))
-
-
 def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
-    """The message's row in its session; None if the platform sent it before.
+    """The message's row in its session, and a question's place in its model's line;
+    None if the platform sent it before.
 
-    On PostgreSQL one statement (intake_sql.py). Elsewhere two, and no transaction around
-    them, which would cost two more round trips on every message: all a transaction
-    would undo is a session opened by a copy that turns out to be a duplicate (copies
-    racing each other); it is closed again, so no later message continues an empty
-    session.
+    On PostgreSQL one statement (intake_sql.py), and one more for an endpoint's first
+    question ever. Elsewhere three, and no transaction around them, which would cost two
+    more round trips on every message: all a transaction would undo is a session opened
+    by a copy that turns out to be a duplicate (copies racing each other); it is closed
+    again, so no later message continues an empty session.
     """
     now = timezone.now()
     message = Message(
@@ -85,6 +85,7 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
         reply_context={"is_group": inbound.is_group, **inbound.reply_context},
         created_at=now,
     )
+    line = admission.place(bot.tenant) if status == Message.Status.QUEUED else None
     if connection.vendor == "postgresql":
         with _contained():
             stored = intake_sql.store(
@@ -92,16 +93,18 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
                 chat=inbound.chat,
                 user_id=sessions.user_of(bot, inbound),
                 fresh_after=sessions.fresh_after(bot, now),
+                line=line,
             )
         if not stored.stored and stored.opened:
             sessions.close(stored.session_id)
+        if stored.stored and line and not stored.in_line:
+            admission.enter(message, bot.tenant)
         return message if stored.stored else None
     session = sessions.session_for(bot, inbound, now)
     message.conversation_id = session.id
     try:
         with _contained():
             message.save(force_insert=True)
-            return message
     except IntegrityError:
         if session.opened:
             sessions.close(session.id)
@@ -111,6 +114,9 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
         if session.opened:
             Conversation.objects.filter(pk=session.id).delete()
         raise
+    if line:
+        admission.enter(message, bot.tenant)
+    return message
 
 
 def _contained() -> AbstractContextManager:

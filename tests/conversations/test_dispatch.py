@@ -9,8 +9,10 @@ import psycopg
 import pytest
 from django.db import connection, connections
 
-from conversations import dispatch
+from channels_im.platforms.base import InboundMessage
+from conversations import dispatch, tasks
 from conversations.models import Message
+from conversations.services import receive
 from tests.factories import ConversationFactory, MessageFactory
 
 pytestmark = [
@@ -31,6 +33,21 @@ def test_a_new_question_is_announced_at_commit_and_nothing_else_is():
         )
         heard = [int(n.payload) for n in listener.notifies(timeout=1.0)]
     assert heard == [question.pk]
+
+
+def test_a_message_over_the_rate_limit_is_never_announced(wecom_bot, monkeypatch):
+    """Stored refused, not queued and then refused: no worker may take it in between."""
+    monkeypatch.setattr(tasks, "enqueue", lambda *args, **kwargs: None)  # the refusal notice
+    wecom_bot.tenant.user_rate_limit_per_minute = 1
+    wecom_bot.tenant.save()
+    params = connections["default"].get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {dispatch.CHANNEL}")
+        asked = receive(wecom_bot, InboundMessage("r1", "alice", "alice", "hi"))
+        over = receive(wecom_bot, InboundMessage("r2", "alice", "alice", "hi again"))
+        heard = [int(n.payload) for n in listener.notifies(timeout=1.0)]
+    assert over.status == Message.Status.RATE_LIMITED
+    assert heard == [asked.pk]
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@ ORM would have written: the columns it leaves out take the model's defaults."""
 
 import pytest
 from django.db import DataError, connection
+from django.test.utils import CaptureQueriesContext
 
 from channels_im.platforms.base import InboundMessage
-from conversations.models import Conversation, Message
+from conversations.models import Admission, Conversation, Message
 from conversations.services import store
 
 pytestmark = [
@@ -82,3 +83,24 @@ def test_a_copy_stores_nothing_and_a_refused_value_leaves_no_session(wecom_bot):
     with pytest.raises(DataError):
         store(wecom_bot, refused, Message.Status.QUEUED)
     assert list(Conversation.objects.values_list("pk", flat=True)) == [first.conversation_id]
+
+
+def test_the_same_statement_puts_a_question_in_its_model_endpoints_line(wecom_bot):
+    def stored(external_id: str, status: str) -> Message:
+        inbound = InboundMessage(external_id=external_id, sender="a", chat="c", text="hi")
+        return store(wecom_bot, inbound, status)
+
+    first = stored("m1", Message.Status.QUEUED)  # and its endpoint's row, made for it
+    with CaptureQueriesContext(connection) as queries:
+        second = stored("m2", Message.Status.QUEUED)
+    # The savepoint's statements aside: this test runs in a transaction, a callback not.
+    assert len([q for q in queries if "SAVEPOINT" not in q["sql"]]) == 1
+    ignored = stored("m3", Message.Status.IGNORED)
+    waiting = Admission.objects.filter(
+        lease_until__isnull=True, cap=wecom_bot.tenant.max_concurrency
+    )
+    assert list(waiting.values_list("message_id", flat=True).order_by("pk")) == [
+        first.pk,
+        second.pk,
+    ]
+    assert ignored.pk is not None

@@ -312,6 +312,16 @@ def test_over_the_user_limit_it_logs_and_tells_the_user_once(
     assert len(notices) == 1
 
 
+def test_a_platforms_retry_uses_up_no_ones_limit(run, wecom_bot, fake_ollama):
+    wecom_bot.tenant.user_rate_limit_per_minute = 2
+    wecom_bot.tenant.save()
+    run("q1", external_id="same")
+    assert run("q1", external_id="same") is None  # the platform sent it again
+    run("q2")
+    statuses = Message.objects.filter(role="user").values_list("status", flat=True)
+    assert list(statuses) == ["answered", "answered"]
+
+
 def test_the_tenant_limit_counts_every_user(run, wecom_bot, fake_ollama):
     wecom_bot.tenant.rate_limit_per_minute = 3
     wecom_bot.tenant.save()
