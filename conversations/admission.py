@@ -75,10 +75,15 @@ _ENTER_SQL = f"""
 # The hot path's other statements, as plain SQL: the ORM's delete alone takes a
 # transaction of its own (three round trips for one statement).
 _FORGET_SQL = f"DELETE FROM {_ADMISSIONS} WHERE message_id = %s"  # noqa: S608
+# Found from the messages' side (msg_pending_idx): a line of thousands whose tasks are on
+# their way has only a few such rows.
 _WAITS_SQL = f"""
-    SELECT 1 FROM {_ADMISSIONS}
-    WHERE endpoint_id = %s AND (lease_until IS NULL OR lease_until <= %s) LIMIT 1
-"""  # noqa: S608 - a constant table name, values as parameters
+    SELECT 1 FROM {_MESSAGES} m JOIN {_ADMISSIONS} a ON a.message_id = m.id
+    WHERE m.status IN ('{Message.Status.QUEUED}', '{Message.Status.ANSWERING}')
+        AND m.claimed_until IS NOT NULL
+        AND a.endpoint_id = %s AND (a.lease_until IS NULL OR a.lease_until <= %s)
+    LIMIT 1
+"""  # noqa: S608 - constant table names and values, values as parameters
 _GRANT_SQL = f"UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}})"  # noqa: S608
 
 
@@ -245,9 +250,9 @@ class Lease:
         self.release()
 
     def release(self) -> None:
-        """Free the slot and grant it on if any question waits, under the endpoint's lock,
-        which keeps whose turn is next. When no one waits, the slot is given up without
-        the lock, then the line looked at again: a question that lined up meanwhile is
+        """Free the slot and grant it on if a question waits parked, under the endpoint's
+        lock, which keeps whose turn is next. When none does, the slot is given up
+        without the lock, then the line looked at again: a question parked meanwhile is
         either seen then, or saw the free slot itself (`park` looks under the lock after
         its row is written). The answer's time is kept for estimates. With the database
         away the lease runs out on its own.
@@ -284,8 +289,10 @@ def _admitted(question: Claim, endpoint: ModelEndpoint) -> Lease:
 
 
 def _someone_waits(endpoint_id: int) -> bool:
-    """Whether any question at the endpoint is without a running lease (waiting, or done
-    with and not yet cleared away: the fill clears it)."""
+    """Whether a question at the endpoint waits for a freed slot to be handed to it: one
+    without a running lease that a worker parked or is checking on. One whose first task
+    is on its way needs no hand-over: that task takes a free slot in its turn (`admit`
+    lines everyone up under the lock)."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     return bool(_execute(_WAITS_SQL, [endpoint_id, now]))
 

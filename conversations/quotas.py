@@ -143,12 +143,10 @@ class Refusal:
         )
 
 
-# Count one question on a subject's row, unless the row's day is today and its count at
-# the limit, or its month is this month and its tokens at theirs (a limit of 0: none).
-# One statement: PostgreSQL locks the row and re-reads it for a racing counter, and SQLite
-# writes one at a time, so 20 questions at once against a limit of 5 admit exactly 5.
-_ADMIT_SQL = f"""
-    INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, 1, %s, 0, 0)
+# Count one question on subjects' rows ({rows}: one "(%s, %s, %s, %s, %s, 1, %s, 0, 0)"
+# each; a row on an earlier day or month starts over), where {where} allows it.
+_COUNT_SQL = f"""
+    INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES {{rows}}
     ON CONFLICT (tenant_id, scope, subject) DO UPDATE SET
         messages = CASE WHEN q.day = excluded.day THEN q.messages + 1 ELSE 1 END,
         day = excluded.day,
@@ -156,10 +154,21 @@ _ADMIT_SQL = f"""
         estimated_tokens = CASE
             WHEN q.month = excluded.month THEN q.estimated_tokens ELSE 0 END,
         month = excluded.month
-    WHERE (%s = 0 OR q.day <> excluded.day OR q.messages < %s)
-        AND (%s = 0 OR q.month <> excluded.month OR q.tokens < %s)
-    RETURNING id
+    {{where}}
 """  # noqa: S608 - constant names, values as parameters
+_ROW = "(%s, %s, %s, %s, %s, 1, %s, 0, 0)"
+# Count one question on a subject's row, unless the row's day is today and its count at
+# the limit, or its month is this month and its tokens at theirs (a limit of 0: none).
+# One statement: PostgreSQL locks the row and re-reads it for a racing counter, and SQLite
+# writes one at a time, so 20 questions at once against a limit of 5 admit exactly 5.
+_ADMIT_SQL = _COUNT_SQL.format(
+    rows=_ROW,
+    where="""WHERE (%s = 0 OR q.day <> excluded.day OR q.messages < %s)
+        AND (%s = 0 OR q.month <> excluded.month OR q.tokens < %s)
+    RETURNING id""",
+)
+# Every subject at once, where none has a quota to hold the question back.
+_COUNT_ALL_SQL = _COUNT_SQL.format(rows=", ".join([_ROW] * 3), where="")
 
 
 def admit(question: Message, now: datetime | None = None) -> Refusal | None:
@@ -169,13 +178,19 @@ def admit(question: Message, now: datetime | None = None) -> Refusal | None:
     period = Period.at(tenant, now or timezone.now())
     day, month = _adapt(period.day), _adapt(period.month)
     refusal = None
+    counted = subjects(question)
     with transaction.atomic(), connection.cursor() as cursor:
         # Once per question, whatever its claims: one waiting its turn at the model, or
         # handed to a fallback, is claimed again.
         first = Message.objects.filter(pk=question.pk, quota_counted=False)
         if not first.update(quota_counted=True):
             return None
-        for subject in subjects(question):
+        if not any(s.messages_per_day or s.tokens_per_month for s in counted):
+            # The usual case, in one statement rather than one a subject.
+            rows = [[tenant.pk, s.scope, s.key, s.bot_id, day, month] for s in counted]
+            cursor.execute(_COUNT_ALL_SQL, [value for row in rows for value in row])
+            return None
+        for subject in counted:
             messages, tokens = subject.messages_per_day, subject.tokens_per_month
             params = [tenant.pk, subject.scope, subject.key, subject.bot_id, day, month]
             cursor.execute(_ADMIT_SQL, [*params, messages, messages, tokens, tokens])

@@ -8,7 +8,7 @@ between tenants, arrival order within each tenant.
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -89,16 +89,16 @@ def line_up(entries: list[Entry], now: datetime, served: dict[str, int]) -> Line
     none)."""
     holding = [e for e in entries if e.holds(now)]
     held = Counter(e.tenant_id for e in holding)
-    queues: dict[int, list[Entry]] = {}
+    queues: dict[int, deque[Entry]] = {}
     for entry in sorted((e for e in entries if e.waits(now)), key=_arrival):
-        queues.setdefault(entry.tenant_id, []).append(entry)
+        queues.setdefault(entry.tenant_id, deque()).append(entry)
     heads = [(held[t], served.get(str(t), 0), *_arrival(q[0]), t) for t, q in queues.items()]
     heapq.heapify(heads)
     number = max(served.values(), default=0)
     waiting = []
     while heads:
         slots, *_, tenant = heapq.heappop(heads)
-        waiting.append(queues[tenant].pop(0))
+        waiting.append(queues[tenant].popleft())
         number += 1
         if queues[tenant]:
             heapq.heappush(heads, (slots + 1, number, *_arrival(queues[tenant][0]), tenant))

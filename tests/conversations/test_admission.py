@@ -276,6 +276,23 @@ def test_a_slot_whose_lease_ran_out_is_free_and_its_dead_worker_s_question_waits
     )
 
 
+def test_an_answer_ending_reads_no_line_when_the_waiting_have_tasks_on_their_way(
+    one_slot, woken, django_assert_num_queries
+):
+    """A burst's questions are in line before their first tasks run; the slot freed is
+    given up in two statements, not granted by reading thousands of them under the lock:
+    each first task takes a free slot in its turn."""
+    tenant = one_slot
+    lease = admit(question(tenant))
+    coming = question(tenant)
+    admission.enter(coming, tenant)
+    with django_assert_num_queries(3):  # is anyone parked, free the slot, anyone now
+        lease.release()
+    assert Admission.objects.get(pk=coming.pk).lease_until is None
+    assert isinstance(admit(coming), Lease)
+    assert woken == []
+
+
 def test_a_granted_question_is_sent_ahead_of_the_new_questions(settings):
     """Its task goes to a queue of its own, which every worker takes from in turn with
     `inference`: behind the first tasks of every question that came after it, a later
