@@ -159,17 +159,20 @@ def admit(question: Claim, endpoint: str) -> Lease | Waiting:
 
 def park(question: Claim, endpoint: str, waiting: Waiting, until: datetime | None) -> Lease:
     """Give a waiting question back to the queue, holding no worker: due again at `until`
-    (its next notice), when a slot in use may run out, or at the end of its budget,
-    whichever comes first. Raises RetryLater, due then; returns its Lease instead if it
-    was granted a slot meanwhile (while its asker was told where it stands), or finds
-    one free now (an answer that ended since it asked, and saw no one waiting).
+    (its next notice), when a slot in use may run out (if it is near enough the front to
+    take that slot), or at the end of its budget, whichever comes first. Raises
+    RetryLater, due then; returns its Lease instead if it was granted a slot meanwhile
+    (while its asker was told where it stands), or finds one free now (an answer that
+    ended since it asked, and saw no one waiting).
 
     The claim did no work, so its try is not counted: `attempts` goes back down.
     """
     row = question.row
     now = timezone.now()
     budget_end = now + timedelta(seconds=question.seconds_left() or 0)
-    wake = min(t for t in (until, waiting.slot_ends, budget_end) if t is not None)
+    # Further back, waking for a slot that may run out would only read the line again.
+    slot_ends = waiting.slot_ends if waiting.ahead < waiting.cap else None
+    wake = min(t for t in (until, slot_ends, budget_end) if t is not None)
     key = endpoint_key(endpoint)
     with transaction.atomic():
         locked, entries = _line(key)

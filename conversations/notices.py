@@ -28,12 +28,18 @@ logger = logging.getLogger(__name__)
 _LOADED_SECONDS = 60
 # `/api/ps` is a lookup in the server's memory: a server slower than this is busy anyway.
 _PS_TIMEOUT = 1.0
+# A live notice is said again every IM_QUEUE_UPDATE_SECONDS, or every this fraction of the
+# question's estimated wait when that is longer: each update wakes the question and reads
+# its endpoint's line, and 2,000 questions of a burst updated every 10 s would be 200 such
+# reads a second, for figures that barely move.
+_UPDATE_FRACTION = 1 / 6
 
 
 def queue_position(question: Claim, waiting: Waiting) -> datetime | None:
     """Tell the asker where `question` stands once it has waited IM_QUEUE_NOTICE_SECONDS:
-    in the live message (said again every IM_QUEUE_UPDATE_SECONDS), else once as a short
-    message. Returns when to tell them next; None: nothing more to tell."""
+    in the live message (said again every IM_QUEUE_UPDATE_SECONDS, or every sixth of
+    the estimated wait when that is longer), else once as a short message. Returns when
+    to tell them next; None: nothing more to tell."""
     row = question.row
     live = row.bot.adapter.live(outbound_for(row))
     told = waiting.notified_at
@@ -44,7 +50,7 @@ def queue_position(question: Claim, waiting: Waiting) -> datetime | None:
     if told is None:
         due = row.created_at + timedelta(seconds=settings.IM_QUEUE_NOTICE_SECONDS)
     else:
-        due = told + timedelta(seconds=settings.IM_QUEUE_UPDATE_SECONDS)
+        due = told + _update_every(waiting)
     now = timezone.now()
     if now < due:
         return due
@@ -54,7 +60,12 @@ def queue_position(question: Claim, waiting: Waiting) -> datetime | None:
     else:
         LiveProgress(question, live, texts.thinking(row.tenant)).status(text)
     admission.notified(row.pk, now)
-    return None if live is None else now + timedelta(seconds=settings.IM_QUEUE_UPDATE_SECONDS)
+    return None if live is None else now + _update_every(waiting)
+
+
+def _update_every(waiting: Waiting) -> timedelta:
+    seconds = max(settings.IM_QUEUE_UPDATE_SECONDS, (waiting.eta_seconds or 0) * _UPDATE_FRACTION)
+    return timedelta(seconds=seconds)
 
 
 def model_loading(

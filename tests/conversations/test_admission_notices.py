@@ -142,6 +142,16 @@ def test_a_live_card_shows_where_the_question_stands_then_the_answer_in_its_plac
     assert Message.objects.get(pk=question.pk).status == "answered"
 
 
+def test_a_long_wait_is_said_again_less_often(feishu, slot_taken, fake_platforms):
+    question = asked(feishu, reply_context={"message_id": "om_1"})
+    still_waiting(question)
+    ModelEndpoint.objects.update(answer_seconds=240.0)  # its answer in about 4 minutes
+    due_again(question, told_ago=41)
+    assert still_waiting(question) == pytest.approx(40, abs=0.5)  # a sixth of the wait
+    [_], updates = card_texts(fake_platforms)
+    assert updates == ["Queued: 0 ahead of you, about 4 min"]
+
+
 def test_an_api_question_is_told_nothing_its_stream_carries_only_the_answer(tenant, slot_taken):
     bot = BotFactory(tenant=tenant, platform="api", credentials={})
     question = asked(bot)
