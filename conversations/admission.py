@@ -267,6 +267,11 @@ class Lease:
                 _execute(_FORGET_SQL, [self.message_id])
                 if not _someone_waits(endpoint.pk):
                     _learn(endpoint, self.answer_seconds)
+                    # Round-robin's ties still need whose answer ended last, for the
+                    # questions whose tasks are on their way; one tenant alone is last.
+                    if len(endpoint.served) > 1 or str(self.tenant_id) not in endpoint.served:
+                        with transaction.atomic():
+                            _served(_locked(endpoint.pk), self.tenant_id)
                     return
             with transaction.atomic():
                 endpoint, entries = _line(endpoint.key)
@@ -305,6 +310,11 @@ def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+
+
+def _locked(endpoint_id: int) -> ModelEndpoint:
+    """The endpoint's row, locked until the transaction ends, without its line."""
+    return ModelEndpoint.objects.select_for_update().only("served").get(pk=endpoint_id)
 
 
 def _served(endpoint: ModelEndpoint, tenant_id: int) -> None:

@@ -167,8 +167,6 @@ _ADMIT_SQL = _COUNT_SQL.format(
         AND (%s = 0 OR q.month <> excluded.month OR q.tokens < %s)
     RETURNING id""",
 )
-# Every subject at once, where none has a quota to hold the question back.
-_COUNT_ALL_SQL = _COUNT_SQL.format(rows=", ".join([_ROW] * 3), where="")
 
 
 def admit(question: Message, now: datetime | None = None) -> Refusal | None:
@@ -188,7 +186,8 @@ def admit(question: Message, now: datetime | None = None) -> Refusal | None:
         if not any(s.messages_per_day or s.tokens_per_month for s in counted):
             # The usual case, in one statement rather than one a subject.
             rows = [[tenant.pk, s.scope, s.key, s.bot_id, day, month] for s in counted]
-            cursor.execute(_COUNT_ALL_SQL, [value for row in rows for value in row])
+            every = _COUNT_SQL.format(rows=", ".join([_ROW] * len(rows)), where="")
+            cursor.execute(every, [value for row in rows for value in row])
             return None
         for subject in counted:
             messages, tokens = subject.messages_per_day, subject.tokens_per_month

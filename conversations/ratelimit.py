@@ -19,25 +19,35 @@ from redis.commands.core import Script
 from tenants.models import Tenant
 
 WINDOW_SECONDS = 60
+# How long a message's verdict is kept for its copies: longer than the longest retry
+# window of the platforms (Feishu's last retry comes about 7 h after the first push).
+SEEN_SECONDS = 12 * 3600
 logger = logging.getLogger(__name__)
 
-# KEYS: the message's seen-key, then counters in turn; ARGV: their lifetime, then each
-# counter's limit (0: none). Returns -1 for a message seen before (a platform's retry:
-# counted once, when it first came), else the number of the first counter over its limit,
-# 0 if none is.
-COUNT_IN_TURN = """
-if KEYS[1] ~= '' and not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then
-  return -1
+# KEYS: the message's seen-key ("": none), then counters in turn; ARGV: the counters'
+# lifetime, the seen-key's, then each counter's limit (0: none). Counts the message on
+# each counter in turn, stopping at the first one over its limit, and returns that
+# counter's number (0: none is over), kept in the seen-key: a copy of the message (a
+# platform's retry) counts nothing and gets the first one's verdict v as -1 - v.
+COUNT_ONCE = """
+if KEYS[1] ~= '' then
+  local before = redis.call('GET', KEYS[1])
+  if before then return -1 - tonumber(before) end
 end
+local over = 0
 for i = 2, #KEYS do
-  local limit = tonumber(ARGV[i])
+  local limit = tonumber(ARGV[i + 1])
   if limit > 0 then
     local count = redis.call('INCR', KEYS[i])
     if count == 1 then redis.call('EXPIRE', KEYS[i], ARGV[1]) end
-    if count > limit then return i - 1 end
+    if count > limit then
+      over = i - 1
+      break
+    end
   end
 end
-return 0
+if KEYS[1] ~= '' then redis.call('SET', KEYS[1], over, 'EX', ARGV[2]) end
+return over
 """
 
 
@@ -62,19 +72,23 @@ def check(tenant: Tenant, user: str, event: str) -> Verdict:
     """Count one message against the limits; say whether it is over them.
 
     `event` names the message across its copies (its bot and the platform's message id;
-    "" when it has none): a platform's retry is counted once, when it first came, so it
-    uses up no one's limit, and the intake can store each message with its verdict in one
-    statement.
+    "" when it has none): a platform's retry counts nothing and gets the verdict its first
+    copy got, without another notice, so that copies racing each other are stored alike
+    and the intake can store each message with its verdict in one statement. Without
+    limits, nothing is counted.
     """
-    window = int(time.time() // WINDOW_SECONDS)
     counters = [
-        (f"rl:u:{tenant.pk}:{user}:{window}", tenant.user_rate_limit_per_minute),
-        (f"rl:t:{tenant.pk}:{window}", tenant.rate_limit_per_minute),
+        (f"rl:u:{tenant.pk}:{user}", tenant.user_rate_limit_per_minute),
+        (f"rl:t:{tenant.pk}", tenant.rate_limit_per_minute),
     ]
-    over = _over_in_turn(f"rl:seen:{event}" if event else "", counters)
-    if over <= 0:
+    if not any(limit for _, limit in counters):
         return Verdict(limited=False)
-    first = cache.add(f"rl:told:{tenant.pk}:{user}:{window}", 1, WINDOW_SECONDS * 2)
+    window = int(time.time() // WINDOW_SECONDS)
+    counters = [(f"{key}:{window}", limit) for key, limit in counters]
+    over, copy = _count_once(f"rl:seen:{event}" if event else "", counters)
+    if not over:
+        return Verdict(limited=False)
+    first = not copy and cache.add(f"rl:told:{tenant.pk}:{user}:{window}", 1, WINDOW_SECONDS * 2)
     return Verdict(limited=True, notify=first, reason=REASONS[over - 1])
 
 
@@ -82,32 +96,34 @@ def check(tenant: Tenant, user: str, event: str) -> Verdict:
 REASONS = ("rate_limit_user", "rate_limit_tenant")
 
 
-def _over_in_turn(seen: str, counters: list[tuple[str, int]]) -> int:
-    """Count one message on each (key, limit) in turn, stopping at the first one over its
-    limit: a user over theirs does not use up the tenant's. Returns that counter's number
-    (from 1), 0 when none is over, -1 when the cache key `seen` ("": none) shows the
-    message was counted before."""
+def _count_once(seen: str, counters: list[tuple[str, int]]) -> tuple[int, bool]:
+    """COUNT_ONCE: the number (from 1) of the first counter over its limit, 0 for none;
+    and whether the cache key `seen` ("": none) shows a copy, whose number is its first
+    copy's."""
     backend = caches["default"]
-    ttl = WINDOW_SECONDS * 2
     if isinstance(backend, RedisCache):
         keys = [backend.make_and_validate_key(seen) if seen else ""]
         keys += [backend.make_and_validate_key(key) for key, _ in counters]
-        script = _counting_script(backend)
-        return int(script(keys=keys, args=[ttl, *(n for _, n in counters)]))
-    if seen and not cache.add(seen, 1, ttl):
-        return -1
-    for number, (key, limit) in enumerate(counters, start=1):
-        if limit and _count(key) > limit:
-            return number
-    return 0
+        args = [WINDOW_SECONDS * 2, SEEN_SECONDS, *(limit for _, limit in counters)]
+        result = int(_counting_script(backend)(keys=keys, args=args))
+        return (result, False) if result >= 0 else (-1 - result, True)
+    # Other backends (one process, in development): the same, not atomic.
+    if seen and (before := cache.get(seen)) is not None:
+        return before, True
+    over = next(
+        (n for n, (key, limit) in enumerate(counters, 1) if limit and _count(key) > limit), 0
+    )
+    if seen:
+        cache.set(seen, over, SEEN_SECONDS)
+    return over, False
 
 
 @functools.cache
 def _counting_script(backend: RedisCache) -> Script:
-    """COUNT_IN_TURN, registered once per cache backend (one per thread), not a Redis
+    """COUNT_ONCE, registered once per cache backend (one per thread), not a Redis
     client built and the script hashed for every message (0.32 ms a callback in issue
     14's profile)."""
-    return backend._cache.get_client(None, write=True).register_script(COUNT_IN_TURN)
+    return backend._cache.get_client(None, write=True).register_script(COUNT_ONCE)
 
 
 def _count(key: str) -> int:

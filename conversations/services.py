@@ -66,11 +66,12 @@ def store(bot: Bot, inbound: InboundMessage, status: str) -> Message | None:
     """The message's row in its session, and a question's place in its model's line;
     None if the platform sent it before.
 
-    On PostgreSQL one statement (intake_sql.py), and one more for an endpoint's first
-    question ever. Elsewhere three, and no transaction around them, which would cost two
-    more round trips on every message: all a transaction would undo is a session opened
-    by a copy that turns out to be a duplicate (copies racing each other); it is closed
-    again, so no later message continues an empty session.
+    On PostgreSQL one statement (intake_sql.py), and a few more for an endpoint's first
+    question ever (admission.enter makes its row). Elsewhere three, and no transaction
+    around them, which would cost two more round trips on every message: all a
+    transaction would undo is a session opened by a copy that turns out to be a duplicate
+    (copies racing each other); it is closed again, so no later message continues an
+    empty session.
     """
     now = timezone.now()
     message = Message(

@@ -288,6 +288,7 @@ def test_an_answer_ending_reads_no_line_when_the_waiting_have_tasks_on_their_way
     given up in two statements, not granted by reading thousands of them under the lock:
     each first task takes a free slot in its turn."""
     tenant = one_slot
+    ModelEndpoint.objects.create(key=endpoint_key(tenant.endpoint), served={str(tenant.pk): 1})
     lease = admit(question(tenant))
     coming = question(tenant)
     admission.enter(coming, tenant)
@@ -296,6 +297,17 @@ def test_an_answer_ending_reads_no_line_when_the_waiting_have_tasks_on_their_way
     assert Admission.objects.get(pk=coming.pk).lease_until is None
     assert isinstance(admit(coming), Lease)
     assert woken == []
+
+
+def test_an_answer_ending_without_the_lock_still_counts_as_its_tenants_turn(tenant, fake_ollama):
+    other = TenantFactory(model_endpoint=fake_ollama.url, max_concurrency=2)
+    ModelEndpoint.objects.create(key=endpoint_key(tenant.endpoint), served={str(other.pk): 1})
+    lease = admit(question(tenant))
+    coming = question(other)
+    admission.enter(coming, other)  # its task on its way: no hand-over, no line read
+    lease.release()
+    served = ModelEndpoint.objects.get().served
+    assert served == {str(other.pk): 1, str(tenant.pk): 2}  # the next tie goes to `other`
 
 
 def test_a_granted_question_is_sent_ahead_of_the_new_questions(settings):

@@ -422,7 +422,7 @@ def test_a_retried_delivery_does_not_repeat_the_parts_already_sent(
     assert "".join(parts).replace(" ", "") == fake_ollama.reply.replace(" ", "")
 
 
-def test_a_cache_outage_lets_messages_through_instead_of_stranding_them(wecom_bot, settings):
+def test_a_cache_outage_lets_messages_through(wecom_bot, settings):
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -25,6 +25,10 @@ def tenant_form(tenant, **changes):
 
 
 def test_a_tenant_admin_sets_quotas_and_sees_use_against_them(english, admin_a, tenant_a):
+    # Counted in the zone the page shows: Paris's day and Shanghai's differ for 7 hours
+    # of every day, and a day's count starts over with the new zone's day.
+    tenant_a.time_zone = "Europe/Paris"
+    tenant_a.save()
     bot = BotFactory(tenant=tenant_a)
     counted_question(bot, "zhangsan", tokens=1500, estimated=True)
     counted_question(bot, "lisi")

@@ -2,6 +2,7 @@
 batches, never under legal hold, and each run that purged something is in the audit trail."""
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -33,6 +34,13 @@ FIGURES = [
 
 def days_ago(days, hours=0):
     return timezone.now() - timedelta(days=days, hours=hours)
+
+
+def before_noon(days, hours=0):
+    """`hours` before noon, `days` days ago, in the tenants' zone (their default): rows
+    made a few hours apart this way fall on one day at whatever hour the test runs."""
+    noon = timezone.now().astimezone(ZoneInfo("Asia/Shanghai")) - timedelta(days=days)
+    return noon.replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(hours=hours)
 
 
 def exchange(conversation, created_at, *, status="answered", sender="zhangsan", n=0):
@@ -85,8 +93,8 @@ def bot(tenant_a):
 @pytest.fixture
 def log(bot):
     """Tenant A: four exchanges three days old (one failed), two from an hour ago."""
-    old = [exchange(ConversationFactory(bot=bot), days_ago(3, hours=n), n=n) for n in range(3)]
-    old.append(exchange(ConversationFactory(bot=bot), days_ago(3), status="failed", n=3))
+    old = [exchange(ConversationFactory(bot=bot), before_noon(3, hours=n), n=n) for n in range(3)]
+    old.append(exchange(ConversationFactory(bot=bot), before_noon(3), status="failed", n=3))
     recent = [exchange(ConversationFactory(bot=bot), days_ago(0, hours=1), n=n) for n in range(2)]
     return {"old": [row for pair in old for row in pair], "recent": [r for p in recent for r in p]}
 
