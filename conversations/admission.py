@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 # Weight of the newest answer in an endpoint's moving average of answer times, and how
 # far from the average an answer must be to move it.
 _RECENT, _CLOSE = 0.2, 0.1
+# Of the questions waiting at an endpoint, each tenant's first this many are read to
+# decide the turns: more than the most slots an endpoint may have (max_concurrency is at
+# most 64), so every grant is decided as if all were read.
+_PER_TENANT = 128
 # Read at most this many questions of one endpoint (oldest first) to decide its turns.
 _MAX_ENTRIES = 2000
 _ENDPOINTS, _ADMISSIONS, _MESSAGES = (
@@ -52,18 +56,34 @@ _ENDPOINTS, _ADMISSIONS, _MESSAGES = (
     Admission._meta.db_table,
     Message._meta.db_table,
 )
-# The endpoint's row, locked, with every question at it, in one statement: it runs twice
-# for every message. `{lock}` is FOR UPDATE where the database has it.
+# The endpoint's row with the questions at it that decide its turns, in one statement: it
+# runs for every message, and a burst puts thousands in line. Every question holding a
+# lease (or whose lease ran out), each tenant's first _PER_TENANT without one, and the
+# caller's own (parameters: its id and tenant, else 0); each row also says how many of
+# the caller's tenant's, left unread, came before the caller's.
 _LINE_SQL = f"""
-    SELECT e.id, e.served, e.answer_seconds, a.message_id, m.tenant_id, m.created_at,
-        m.status, m.claimed_until, a.lease_until, a.cap, a.notified_at
-    FROM {_ENDPOINTS} e
-    LEFT JOIN {_ADMISSIONS} a ON a.endpoint_id = e.id
-    LEFT JOIN {_MESSAGES} m ON m.id = a.message_id
-    WHERE e.key = %s
-    ORDER BY a.message_id
+    SELECT id, served, answer_seconds, message_id, tenant_id, created_at, status,
+        claimed_until, lease_until, cap, notified_at, unread
+    FROM (
+        SELECT *, SUM(CASE WHEN place > {_PER_TENANT} AND message_id < %s AND tenant_id = %s
+            THEN 1 ELSE 0 END) OVER () AS unread
+        FROM (
+            SELECT e.id, e.served, e.answer_seconds, a.message_id, m.tenant_id,
+                m.created_at, m.status, m.claimed_until, a.lease_until, a.cap,
+                a.notified_at,
+                CASE WHEN a.lease_until IS NULL THEN ROW_NUMBER() OVER (
+                    PARTITION BY m.tenant_id, a.lease_until IS NULL ORDER BY a.message_id
+                ) ELSE 0 END AS place
+            FROM {_ENDPOINTS} e
+            LEFT JOIN {_ADMISSIONS} a ON a.endpoint_id = e.id
+            LEFT JOIN {_MESSAGES} m ON m.id = a.message_id
+            WHERE e.key = %s
+        ) numbered
+    ) counted
+    WHERE place <= {_PER_TENANT} OR message_id = %s OR message_id IS NULL
+    ORDER BY message_id
     LIMIT {_MAX_ENTRIES}
-"""  # noqa: S608 - constant table names, values as parameters
+"""  # noqa: S608 - constant table names and numbers, values as parameters
 _LOCK_SQL = f"SELECT id FROM {_ENDPOINTS} WHERE key = %s{{lock}}"  # noqa: S608
 # A new question's place in line, at an endpoint that exists already; a place a worker
 # gave it first is kept (the sweep may hand a question to a worker before its intake ends).
@@ -116,7 +136,7 @@ def admit(question: Claim, endpoint: str) -> Lease | Waiting:
     now = timezone.now()
     key = endpoint_key(endpoint)
     with transaction.atomic():
-        locked, entries = _line(key)
+        locked, entries, unread = _line(key, row)
         mine = next((e for e in entries if e.message_id == row.pk), None)
         if mine is not None and mine.holds(now):  # granted while it waited
             Admission.objects.filter(pk=row.pk).update(lease_until=_lease_end())
@@ -145,7 +165,9 @@ def admit(question: Claim, endpoint: str) -> Lease | Waiting:
         return _admitted(question, locked)
     granted_ends = [_lease_end()] if given else []
     return Waiting(
-        ahead=line.waiting.index(mine) - len(given),
+        # Its tenant's left unread are ahead of it too (other tenants' would take turns
+        # with them: an estimate, then).
+        ahead=line.waiting.index(mine) - len(given) + unread,
         in_flight=len(line.holding) + len(given),
         cap=line.cap,
         answer_seconds=locked.answer_seconds,
@@ -175,7 +197,7 @@ def park(question: Claim, endpoint: str, waiting: Waiting, until: datetime | Non
     wake = min(t for t in (until, slot_ends, budget_end) if t is not None)
     key = endpoint_key(endpoint)
     with transaction.atomic():
-        locked, entries = _line(key)
+        locked, entries, _ = _line(key, row)
         mine = next((e for e in entries if e.message_id == row.pk), None)
         if mine is not None and mine.holds(now):
             return _admitted(question, locked)
@@ -274,7 +296,7 @@ class Lease:
                             _served(_locked(endpoint.pk), self.tenant_id)
                     return
             with transaction.atomic():
-                endpoint, entries = _line(endpoint.key)
+                endpoint, entries, _ = _line(endpoint.key)
                 _execute(_FORGET_SQL, [self.message_id])
                 entries = [e for e in entries if e.message_id != self.message_id]
                 _served(endpoint, self.tenant_id)
@@ -342,9 +364,10 @@ def _learn(endpoint: ModelEndpoint, answer_seconds: float | None) -> None:
     )
 
 
-def _line(key: str) -> tuple[ModelEndpoint, list[Entry]]:
-    """The endpoint's row, locked until the transaction ends (created on first use), and
-    the questions at it, oldest first.
+def _line(key: str, mine: Message | None = None) -> tuple[ModelEndpoint, list[Entry], int]:
+    """The endpoint's row, locked until the transaction ends (created on first use); the
+    questions at it that decide its turns (_LINE_SQL), with question `mine` if in line,
+    oldest first; and how many of its tenant's, left unread, came before `mine`.
 
     The lock is taken by a statement of its own, before the line is read: a statement
     that waited for a lock still reads the other tables as they were when it began
@@ -356,7 +379,8 @@ def _line(key: str) -> tuple[ModelEndpoint, list[Entry]]:
         if cursor.fetchone() is None:
             ModelEndpoint.objects.bulk_create([ModelEndpoint(key=key)], ignore_conflicts=True)
             cursor.execute(_LOCK_SQL.format(lock=lock), [key])
-        cursor.execute(_LINE_SQL, [key])
+        me = [mine.pk, mine.tenant_id] if mine else [0, 0]
+        cursor.execute(_LINE_SQL, [*me, key, me[0]])
         rows = cursor.fetchall()
     endpoint_id, served, answer_seconds = rows[0][:3]
     served = json.loads(served) if isinstance(served, str) else served
@@ -375,7 +399,7 @@ def _line(key: str) -> tuple[ModelEndpoint, list[Entry]]:
         for row in rows
         if row[3] is not None  # an endpoint without questions: its row alone
     ]
-    return endpoint, entries
+    return endpoint, entries, int(rows[0][11] or 0)
 
 
 def _moment(value: datetime | str | None) -> datetime | None:

@@ -5,6 +5,7 @@ tests/e2e/test_admission.py."""
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
@@ -308,6 +309,28 @@ def test_an_answer_ending_without_the_lock_still_counts_as_its_tenants_turn(tena
     lease.release()
     served = ModelEndpoint.objects.get().served
     assert served == {str(other.pk): 1, str(tenant.pk): 2}  # the next tie goes to `other`
+
+
+def test_a_burst_longer_than_the_line_read_keeps_the_turns_and_counts_its_places(
+    one_slot, fake_ollama
+):
+    """Each tenant's first questions decide the turns: a burst of thousands is not read
+    for every message."""
+    tenant = one_slot
+    admit(question(tenant))  # the slot, taken
+    burst = [question(tenant) for _ in range(admission._PER_TENANT + 20)]
+    for waiting in burst:
+        admission.enter(waiting, tenant)  # their first tasks on their way
+    other = TenantFactory(model_endpoint=fake_ollama.url, max_concurrency=1)
+    late = question(other)
+    admission.enter(late, other)
+
+    assert admit(late).ahead == 0  # round-robin: the tenant holding no slot goes next
+    assert admit(burst[-1]).ahead == len(burst)  # `late` and the rest of the burst
+    with transaction.atomic():
+        _, entries, _ = admission._line(endpoint_key(tenant.endpoint), burst[-1])
+    # The holder, the burst's first ones, `late` and the caller's own.
+    assert len(entries) == 1 + admission._PER_TENANT + 1 + 1
 
 
 def test_a_granted_question_is_sent_ahead_of_the_new_questions(settings):
