@@ -27,7 +27,7 @@ _ENDPOINTS = ModelEndpoint._meta.db_table
 
 # Parameters: TOUCH_SQL's, then the session's (tenant, bot, chat, user, now), then the
 # message's (tenant, bot, content, sender, external id, status, reply context, now), then
-# its place in line (cap, endpoint key: NULL for none). A copy that hits the unique (bot,
+# its place in line (tenant, cap, endpoint key: NULL for none). A copy that hits the unique (bot,
 # external_id) stores nothing and returns no id; an endpoint without a row yet takes no
 # one in line (the caller makes the row).
 _STORE_SQL = f"""
@@ -50,8 +50,8 @@ _STORE_SQL = f"""
         RETURNING id
     ),
     entered AS (
-        INSERT INTO {_ADMISSIONS} (message_id, endpoint_id, cap)
-        SELECT stored.id, e.id, %s FROM stored JOIN {_ENDPOINTS} e ON e.key = %s
+        INSERT INTO {_ADMISSIONS} (message_id, endpoint_id, tenant_id, cap)
+        SELECT stored.id, e.id, %s, %s FROM stored JOIN {_ENDPOINTS} e ON e.key = %s
         RETURNING message_id
     )
     SELECT session.id, session.opened, stored.id, EXISTS (SELECT FROM entered)
@@ -92,6 +92,7 @@ def store(
         *(tenant, bot, chat, user_id, now, now),
         *(tenant, bot, message.content, message.sender, message.external_id, message.status),
         *(context, now),
+        tenant,
         *(reversed(line) if line else (0, None)),  # a NULL key matches no endpoint
     ]
     with connection.cursor() as cursor:

@@ -333,6 +333,21 @@ def test_a_burst_longer_than_the_line_read_keeps_the_turns_and_counts_its_places
     assert len(entries) == 1 + admission._PER_TENANT + 1 + 1
 
 
+def test_every_place_in_line_names_its_tenant(tenant, wecom_bot):
+    """What the index that finds each tenant's first questions reads."""
+    entered = question(tenant)
+    admission.enter(entered, tenant)  # the endpoint's first: its row is made
+    by_intake = receive_question(wecom_bot, "stored and lined up at once")
+    by_worker = question(tenant)  # in no line: its worker lines it up
+    admit(by_worker)
+    tenants = dict(Admission.objects.values_list("message_id", "tenant_id"))
+    assert tenants == {
+        by_intake.pk: wecom_bot.tenant_id,
+        entered.pk: tenant.pk,
+        by_worker.pk: tenant.pk,
+    }
+
+
 def test_a_granted_question_is_sent_ahead_of_the_new_questions(settings):
     """Its task goes to a queue of its own, which every worker takes from in turn with
     `inference`: behind the first tasks of every question that came after it, a later
