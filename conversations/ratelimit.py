@@ -8,6 +8,7 @@ Django's add/incr.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -85,7 +86,9 @@ def check(tenant: Tenant, user: str, event: str) -> Verdict:
         return Verdict(limited=False)
     window = int(time.time() // WINDOW_SECONDS)
     counters = [(f"{key}:{window}", limit) for key, limit in counters]
-    over, copy = _count_once(f"rl:seen:{event}" if event else "", counters)
+    # Hashed: a message id is the platform's text (or an API client's), of any length.
+    seen = f"rl:seen:{hashlib.blake2b(event.encode(), digest_size=16).hexdigest()}"
+    over, copy = _count_once(seen if event else "", counters)
     if not over:
         return Verdict(limited=False)
     first = not copy and cache.add(f"rl:told:{tenant.pk}:{user}:{window}", 1, WINDOW_SECONDS * 2)
