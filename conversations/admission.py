@@ -105,9 +105,7 @@ _LINE_PG_SQL = f"""
         UNION SELECT message_id, lease_until, cap, notified_at FROM {_ADMISSIONS}
             WHERE endpoint_id = %(endpoint)s AND message_id = %(mine)s
     )
-    SELECT e.id, e.served, e.answer_seconds, a.message_id, m.tenant_id, m.created_at,
-        m.status, m.claimed_until, a.lease_until, a.cap, a.notified_at,
-        GREATEST((
+    SELECT {_COLUMNS}, GREATEST((
             SELECT count(*) FROM {_WAITING} AND tenant_id = %(tenant)s
                 AND message_id < %(mine)s
         ) - {_PER_TENANT}, 0)
@@ -330,11 +328,7 @@ class Lease:
                 _execute(_FORGET_SQL, [self.message_id])
                 if not _someone_waits(endpoint.pk):
                     _learn(endpoint, self.answer_seconds)
-                    # Round-robin's ties still need whose answer ended last, for the
-                    # questions whose tasks are on their way; one tenant alone is last.
-                    if len(endpoint.served) > 1 or str(self.tenant_id) not in endpoint.served:
-                        with transaction.atomic():
-                            _served(_locked(endpoint.pk), self.tenant_id)
+                    _served_unless_alone(endpoint, self.tenant_id)
                     return
             with transaction.atomic():
                 endpoint, entries, _ = _line(endpoint.key)
@@ -375,9 +369,14 @@ def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall() if cursor.description else []
 
 
-def _locked(endpoint_id: int) -> ModelEndpoint:
-    """The endpoint's row, locked until the transaction ends, without its line."""
-    return ModelEndpoint.objects.select_for_update().only("served").get(pk=endpoint_id)
+def _served_unless_alone(endpoint: ModelEndpoint, tenant_id: int) -> None:
+    """`_served`, for an answer that ended without the lock (no one parked): round-robin's
+    ties still need whose answer ended last, for the questions whose tasks are on their
+    way. Nothing to write where the tenant is the endpoint's only one."""
+    if len(endpoint.served) > 1 or str(tenant_id) not in endpoint.served:
+        with transaction.atomic():
+            locked = ModelEndpoint.objects.select_for_update().only("served")
+            _served(locked.get(pk=endpoint.pk), tenant_id)
 
 
 def _served(endpoint: ModelEndpoint, tenant_id: int) -> None:
@@ -421,10 +420,9 @@ def _line(key: str, mine: Message | None = None) -> tuple[ModelEndpoint, list[En
             ModelEndpoint.objects.bulk_create([ModelEndpoint(key=key)], ignore_conflicts=True)
             cursor.execute(_LOCK_SQL.format(lock=lock), [key])
             locked = cursor.fetchone()
-        params = {"endpoint": locked[0], "mine": mine.pk if mine else 0}
-        params["tenant"] = mine.tenant_id if mine else 0
+        me = {"mine": mine.pk, "tenant": mine.tenant_id} if mine else {"mine": 0, "tenant": 0}
         line = _LINE_PG_SQL if connection.vendor == "postgresql" else _LINE_SQL
-        cursor.execute(line, params)
+        cursor.execute(line, {"endpoint": locked[0], **me})
         rows = cursor.fetchall()
     endpoint_id, served, answer_seconds = rows[0][:3]
     served = json.loads(served) if isinstance(served, str) else served

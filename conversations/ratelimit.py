@@ -87,8 +87,8 @@ def check(tenant: Tenant, user: str, event: str) -> Verdict:
     window = int(time.time() // WINDOW_SECONDS)
     counters = [(f"{key}:{window}", limit) for key, limit in counters]
     # Hashed: a message id is the platform's text (or an API client's), of any length.
-    seen = f"rl:seen:{hashlib.blake2b(event.encode(), digest_size=16).hexdigest()}"
-    over, copy = _count_once(seen if event else "", counters)
+    seen = f"rl:seen:{hashlib.blake2b(event.encode(), digest_size=16).hexdigest()}" if event else ""
+    over, copy = _count_once(seen, counters)
     if not over:
         return Verdict(limited=False)
     first = not copy and cache.add(f"rl:told:{tenant.pk}:{user}:{window}", 1, WINDOW_SECONDS * 2)
