@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator
-from django.db import models
-from django.db.models import F, Q
+from django.db import connection, models
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -112,6 +111,14 @@ class Bot(models.Model):
         """Note that an answer reached the platform. Written at most once a minute unless
         an error came since: a bot is failing while its last error is newer than this."""
         now = timezone.now()
-        stale = Q(last_success_at__isnull=True) | Q(last_success_at__lt=now - timedelta(minutes=1))
-        since_error = Q(last_error_at__gte=F("last_success_at"))
-        Bot.objects.filter(stale | since_error, pk=self.pk).update(last_success_at=now)
+        at = connection.ops.adapt_datetimefield_value
+        # Raw SQL: it runs for every answer, and building the ORM's UPDATE took longer
+        # than the database took to run it.
+        sql = f"""
+            UPDATE {Bot._meta.db_table} SET last_success_at = %s WHERE id = %s AND (
+                last_success_at IS NULL OR last_success_at < %s
+                OR last_error_at >= last_success_at
+            )
+        """  # noqa: S608 - a constant table name, values as parameters
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [at(now), self.pk, at(now - timedelta(minutes=1))])

@@ -142,6 +142,11 @@ _WAITS_SQL = f"""
         AND a.endpoint_id = %s AND (a.lease_until IS NULL OR a.lease_until <= %s)
     LIMIT 1
 """  # noqa: S608 - constant table names and values, values as parameters
+# The slot given up in the same statement, unless such a question waits.
+_GIVE_UP_SQL = f"""
+    DELETE FROM {_ADMISSIONS} WHERE message_id = %s AND NOT EXISTS ({_WAITS_SQL})
+    RETURNING message_id
+"""  # noqa: S608 - constant table names, values as parameters
 _GRANT_SQL = f"UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}})"  # noqa: S608
 
 
@@ -316,20 +321,20 @@ class Lease:
     def release(self) -> None:
         """Free the slot and grant it on if a question waits parked, under the endpoint's
         lock, which keeps whose turn is next. When none does, the slot is given up
-        without the lock, then the line looked at again: a question parked meanwhile is
-        either seen then, or saw the free slot itself (`park` looks under the lock after
-        its row is written). The answer's time is kept for estimates. With the database
-        away the lease runs out on its own.
+        without the lock (one statement), then the line looked at again: a question
+        parked meanwhile is either seen then, or saw the free slot itself (`park` looks
+        under the lock after its row is written). The answer's time is kept for
+        estimates. With the database away the lease runs out on its own.
         """
         if (endpoint := self.endpoint) is None:
             return
         try:
-            if not _someone_waits(endpoint.pk):
-                _execute(_FORGET_SQL, [self.message_id])
-                if not _someone_waits(endpoint.pk):
-                    _learn(endpoint, self.answer_seconds)
-                    _served_unless_alone(endpoint, self.tenant_id)
-                    return
+            now = connection.ops.adapt_datetimefield_value(timezone.now())
+            gave_up = _execute(_GIVE_UP_SQL, [self.message_id, endpoint.pk, now])
+            if gave_up and not _someone_waits(endpoint.pk):
+                _learn(endpoint, self.answer_seconds)
+                _served_unless_alone(endpoint, self.tenant_id)
+                return
             with transaction.atomic():
                 endpoint, entries, _ = _line(endpoint.key)
                 _execute(_FORGET_SQL, [self.message_id])

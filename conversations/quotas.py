@@ -143,10 +143,9 @@ class Refusal:
         )
 
 
-# Count one question on subjects' rows ({rows}: one "(%s, %s, %s, %s, %s, 1, %s, 0, 0)"
-# each; a row on an earlier day or month starts over), where {where} allows it.
-_COUNT_SQL = f"""
-    INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES {{rows}}
+# A question counted on a subject's row that exists (one on an earlier day or month
+# starts over), where {where} allows it.
+_COUNTED = """
     ON CONFLICT (tenant_id, scope, subject) DO UPDATE SET
         messages = CASE WHEN q.day = excluded.day THEN q.messages + 1 ELSE 1 END,
         day = excluded.day,
@@ -154,7 +153,19 @@ _COUNT_SQL = f"""
         estimated_tokens = CASE
             WHEN q.month = excluded.month THEN q.estimated_tokens ELSE 0 END,
         month = excluded.month
-    {{where}}
+    {where}
+"""
+# Count one question on subjects' rows ({rows}: one _ROW each).
+_COUNT_SQL = f"INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES {{rows}} {_COUNTED}"  # noqa: S608
+# `_COUNT_SQL` with no limits, counting only a question not counted before (its id the
+# first parameter): PostgreSQL marks and counts it in one statement.
+_COUNT_ONCE_SQL = f"""
+    WITH first AS (
+        UPDATE {Message._meta.db_table} SET quota_counted = TRUE
+        WHERE id = %s AND NOT quota_counted RETURNING id
+    )
+    INSERT INTO {TABLE} AS q ({COLUMNS}) SELECT v.* FROM (VALUES {{rows}}) v, first
+    {_COUNTED.format(where="")}
 """  # noqa: S608 - constant names, values as parameters
 _ROW = "(%s, %s, %s, %s, %s, 1, %s, 0, 0)"
 # Count one question on a subject's row, unless the row's day is today and its count at
@@ -177,17 +188,11 @@ def admit(question: Message, now: datetime | None = None) -> Refusal | None:
     day, month = _adapt(period.day), _adapt(period.month)
     refusal = None
     counted = subjects(question)
+    if not any(s.messages_per_day or s.tokens_per_month for s in counted):
+        _count(question, [[tenant.pk, s.scope, s.key, s.bot_id, day, month] for s in counted])
+        return None
     with transaction.atomic(), connection.cursor() as cursor:
-        # Once per question, whatever its claims: one waiting its turn at the model, or
-        # handed to a fallback, is claimed again.
-        first = Message.objects.filter(pk=question.pk, quota_counted=False)
-        if not first.update(quota_counted=True):
-            return None
-        if not any(s.messages_per_day or s.tokens_per_month for s in counted):
-            # The usual case, in one statement rather than one a subject.
-            rows = [[tenant.pk, s.scope, s.key, s.bot_id, day, month] for s in counted]
-            every = _COUNT_SQL.format(rows=", ".join([_ROW] * len(rows)), where="")
-            cursor.execute(every, [value for row in rows for value in row])
+        if not _first_count(question):
             return None
         for subject in counted:
             messages, tokens = subject.messages_per_day, subject.tokens_per_month
@@ -200,6 +205,28 @@ def admit(question: Message, now: datetime | None = None) -> Refusal | None:
     if refusal is None:
         return None
     return replace(refusal, notify=_first_notice(question, refusal, period))
+
+
+def _first_count(question: Message) -> bool:
+    """Mark the question counted; False if it was already. Once per question, whatever
+    its claims: one waiting its turn at the model, or handed to a fallback, is claimed
+    again."""
+    first = Message.objects.filter(pk=question.pk, quota_counted=False)
+    return bool(first.update(quota_counted=True))
+
+
+def _count(question: Message, rows: list[list[Any]]) -> None:
+    """The usual case, no quota set: count the question on every subject's row (`rows`:
+    `_ROW`'s values each), once. One statement on PostgreSQL: it runs for every question."""
+    values = ", ".join([_ROW] * len(rows))
+    params = [value for row in rows for value in row]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_COUNT_ONCE_SQL.format(rows=values), [question.pk, *params])
+            return
+        with transaction.atomic():
+            if _first_count(question):
+                cursor.execute(_COUNT_SQL.format(rows=values, where=""), params)
 
 
 def _over(tenant: Tenant, subject: Subject, period: Period) -> Refusal:

@@ -4,7 +4,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 
 from conversations import quotas
 from conversations.models import QuotaUse
@@ -62,6 +63,28 @@ def test_every_question_is_counted_for_its_person_bot_and_tenant_even_without_qu
     assert use(bot.tenant, "user", "lisi").messages == 1
     assert use(bot.tenant, "bot", str(bot.pk)).messages == 3
     assert use(bot.tenant, "tenant").messages == 3
+
+
+@pytest.mark.parametrize("limit", [0, 10], ids=["no quota", "a quota"])
+def test_a_question_claimed_again_is_counted_once(bot, limit):
+    set_quotas(bot.tenant, quota_messages_per_day=limit)
+    waiting = question(bot)
+
+    assert [quotas.admit(waiting, NOON) for _ in range(3)] == [None, None, None]
+
+    assert use(bot.tenant, "user", "zhangsan").messages == 1
+    assert use(bot.tenant, "tenant").messages == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL only")
+def test_with_no_quota_set_a_question_is_counted_in_one_statement(bot):
+    asked = question(bot)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert quotas.admit(asked, NOON) is None
+
+    assert len(queries) == 1
+    assert use(bot.tenant, "bot", str(bot.pk)).messages == 1
 
 
 def test_a_refused_question_counts_for_no_one(bot):
