@@ -170,9 +170,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache (rate limits, access tokens, live stream text) ------------------------------
 CACHE_URL = env.str("CACHE_URL", default=f"file://{VAR_DIR / 'cache'}")
 if CACHE_URL.startswith(("redis://", "rediss://")):
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
-    }
+    CACHES = {"default": {"BACKEND": "common.cache.RedisCache", "LOCATION": CACHE_URL}}
 elif CACHE_URL.startswith("file://"):
     CACHES = {
         "default": {

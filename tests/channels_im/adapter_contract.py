@@ -110,7 +110,7 @@ class AdapterContract:
             pytest.skip("this platform's answer lives in the cache")
         settings.CACHES = {
             "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "BACKEND": "common.cache.RedisCache",
                 "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
             }
         }

@@ -32,7 +32,7 @@ def test_the_file_is_touched_while_the_cache_is_down(settings, tmp_path):
     to restart every worker."""
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "common.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
         }
     }

@@ -425,7 +425,7 @@ def test_a_retried_delivery_does_not_repeat_the_parts_already_sent(
 def test_a_cache_outage_lets_messages_through(wecom_bot, settings):
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "common.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
         }
     }

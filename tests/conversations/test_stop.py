@@ -364,7 +364,7 @@ def test_with_the_cache_down_a_queued_question_is_still_stopped(
     question = say(bot, "a long essay, please", run=False)
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "common.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:9/0",  # nothing listens there
         }
     }

@@ -132,6 +132,11 @@ class RobotMessage(serializers.Serializer):
     sessionWebhookExpiredTime = serializers.IntegerField(default=0)
 
 
+# One for every callback: `run_validation` keeps nothing on it, and a serializer made per
+# callback deep-copies its fields each time (a tenth of the callback's time).
+_ROBOT_MESSAGE = RobotMessage()
+
+
 class DingTalkAdapter(base.PlatformAdapter):
     label = _("DingTalk internal robot (钉钉企业内部机器人)")
     # DingTalk publishes no limit; ~2,000 CJK characters is what DingTalk's own connector uses.
@@ -218,10 +223,11 @@ class DingTalkAdapter(base.PlatformAdapter):
     def parse_message(self, data: dict[str, Any]) -> base.CallbackResult:
         """A message from a person: any type, addressed to the robot in a single chat or
         by an @mention in a group; a type the robot cannot read keeps its name."""
-        schema = RobotMessage(data=data)
-        if not schema.is_valid():
-            raise base.BadPayload(f"robot message fields invalid: {sorted(schema.errors)}")
-        msg = schema.validated_data
+        try:
+            msg = _ROBOT_MESSAGE.run_validation(data)
+        except serializers.ValidationError as exc:
+            fields = sorted(exc.detail) if isinstance(exc.detail, dict) else []
+            raise base.BadPayload(f"robot message fields invalid: {fields}") from exc
         if self._sign and msg["robotCode"] != self.credentials.get("robot_code"):
             raise base.SignatureInvalid("callback names another robot")
         is_group = msg["conversationType"] == "2"
