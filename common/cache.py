@@ -1,9 +1,9 @@
 """Django's Redis cache backend, keeping one Redis client per connection pool.
 
 Django's client builds a new `redis.Redis` for every command, and each one fills a table
-of some 170 response callbacks: a third of a callback's cache time went there. A
-`redis.Redis` is safe to share between threads (each command borrows a connection from
-the pool), so one per pool serves the whole process.
+of some 170 response callbacks: a third of a callback's cache time went there. Django
+keeps a cache object per thread; each now keeps one `redis.Redis` per pool for all its
+commands (a command borrows a connection from the pool, which starts afresh after a fork).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ English-centred vocabularies) and 3.6 characters per English token.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -24,10 +25,11 @@ from .models import Message
 
 TEMPLATE_TOKENS_PER_MESSAGE = 4
 # Plain SQL: it runs for every question, and the ORM took longer to build it than the
-# database to answer it (msg_context_idx).
+# database to answer it (msg_context_idx). A question closed without an answer row (taken
+# back, or stopped before a word) is no round.
 _ROUNDS_SQL = f"""
     SELECT q.content, a.content FROM {Message._meta.db_table} q
-    LEFT JOIN {Message._meta.db_table} a ON a.reply_to_id = q.id
+    JOIN {Message._meta.db_table} a ON a.reply_to_id = q.id
     WHERE q.conversation_id = %s AND q.id < %s AND q.role = %s AND q.status = %s
         AND q.redacted_at IS NULL
     ORDER BY q.id DESC
@@ -91,10 +93,12 @@ def build_messages(question: Message) -> list[dict[str, str]]:
 def _rounds(question: Message, max_rounds: int) -> list[tuple[str, str]]:
     """The session's last answered questions with their answers, newest first: one
     indexed query, bounded rows. Failed questions, commands and refusals are left out,
-    and so are rounds whose text retention has redacted."""
+    and so are questions closed without an answer and rounds whose text retention has
+    redacted."""
     if max_rounds == 0:
         return []
-    params = [question.conversation_id, question.pk, Message.Role.USER, Message.Status.ANSWERED]
+    params: list[Any] = [question.conversation_id, question.pk]
+    params += [Message.Role.USER, Message.Status.ANSWERED, max_rounds]
     with connection.cursor() as cursor:
-        cursor.execute(_ROUNDS_SQL, [*params, max_rounds])
+        cursor.execute(_ROUNDS_SQL, params)
         return cursor.fetchall()

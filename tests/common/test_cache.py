@@ -11,21 +11,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_every_command_of_the_process_goes_through_one_client_of_its_pool():
-    client = caches["default"]._cache
-    seen = []
+def test_each_threads_commands_go_through_one_client_of_its_pool():
+    clients = []
 
     def use():
-        caches["default"].set("cache-test", "x", 10)
-        seen.append(client.get_client(write=True))
+        backend = caches["default"]  # one a thread
+        backend.set("cache-test", "x", 10)
+        assert backend.get("cache-test") == "x"
+        # Kept alive, so that no id is reused.
+        clients.append([backend._cache.get_client(write=w) for w in (True, False, True)])
 
     threads = [threading.Thread(target=use) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert caches["default"].get("cache-test") == "x"
-    assert len({id(c) for c in [*seen, client.get_client()]}) == 1
+    assert [len({id(client) for client in group}) for group in clients] == [1, 1, 1, 1]
 
 
 def test_a_cache_that_cannot_be_reached_still_raises_on_a_command(settings):

@@ -80,6 +80,14 @@ def test_it_trims_whole_rounds_oldest_first_to_the_context_budget(conversation, 
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
 
 
+def test_a_question_closed_without_an_answer_is_no_round(conversation):
+    """Taken back while queued, or stopped before a word: answered, with no answer row."""
+    ask(conversation, "q1", "a1")
+    ask(conversation, "recalled")
+    question = ask(conversation, "q3", status=Message.Status.ANSWERING)
+    assert contents(build_messages(question))[1:] == ["q1", "a1", "q3"]
+
+
 def test_the_bot_system_prompt_overrides_the_tenant_one(conversation):
     conversation.tenant.system_prompt = "Tenant prompt."
     conversation.bot.system_prompt = "Bot prompt."
