@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from itertools import islice
 from typing import Any
 
 import requests
@@ -44,6 +45,8 @@ Messages = list[dict[str, str]]
 
 # Ample for Ollama's {"error": …}; a proxy's HTML error page need not be read whole.
 _MAX_ERROR_BYTES = 4096
+# Lines read after the end marker, to finish the body: a server sends none.
+_MAX_TRAILING_LINES = 8
 # A bad endpoint URL or unserialisable options stay bad on every retry.
 _UNSENDABLE = (
     requests.exceptions.InvalidURL,
@@ -171,10 +174,13 @@ def _run(
         return stream.finish(None, STOPPED, 0, 0)
     try:
         with _open_stream(url, body, stream) as response:
+            lines = response.iter_lines()
             try:
-                completion = read(response.iter_lines(), stream)
+                completion = read(lines, stream)
             except StreamBroken as exc:
                 raise ModelUnavailable(str(exc)) from exc
+            if completion.done_reason not in (STOPPED, TIMEOUT):
+                _finish_body(lines)
     except LLMError:
         if not stream.hangup.requested:
             raise
@@ -187,6 +193,16 @@ def _run(
             raise ModelUnavailable("no answer within the time budget: the model was thinking")
         raise ThoughtTooLong("the model spent its whole answer budget thinking")
     return completion
+
+
+def _finish_body(lines: Iterator[bytes]) -> None:
+    """Read the body to its end after the answer's last line: a server ends it right
+    there, and a connection read to the end goes back to the pool for the next question
+    (one left unread is closed: a new TCP, or TLS, connection for every answer). A few
+    lines at most; a failure here is no failure of the answer, which is complete."""
+    with suppress(requests.RequestException, OSError):
+        for _ in islice(lines, _MAX_TRAILING_LINES):
+            pass
 
 
 def _native_body(

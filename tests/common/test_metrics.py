@@ -151,5 +151,7 @@ def test_labels_never_carry_ids(client, wecom_bot):
         "reason",
         "permanence",
         "endpoint",
+        "how",
+        "found",
         "le",
     }

@@ -60,6 +60,18 @@ def test_it_streams_the_reply_and_calls_on_delta_in_order(endpoint: str) -> None
     assert deltas == ["Hello", " from", " the", " fake", " model"]
 
 
+def test_answers_one_after_another_share_one_connection(endpoint: str, fake: FakeOllama) -> None:
+    """Each body is read to its end, so its connection goes back to the pool: no new
+    TCP (or TLS) connection for every question."""
+    chat(endpoint, "gemma:2b", MESSAGES)  # the connection, if the pool has none yet
+    before = fake.connections
+
+    for _ in range(3):
+        assert chat(endpoint, "gemma:2b", MESSAGES).content == DEFAULT_REPLY
+
+    assert fake.connections == before
+
+
 def test_it_returns_the_model_token_counts_and_timings(endpoint: str, fake: FakeOllama) -> None:
     fake.first_token_delay = 0.2
 

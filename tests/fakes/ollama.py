@@ -160,6 +160,7 @@ class FakeOllama:
         self._turns = threading.Condition(self._lock)
         self._released = threading.Event()
         self.in_flight = 0  # chat requests open now, hung, waiting or streaming
+        self.connections = 0  # TCP connections accepted, ever
         self.peak_in_flight = 0
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
@@ -483,6 +484,11 @@ class _Server(ThreadingHTTPServer):
     # A benchmark opens hundreds of connections at once; the default backlog of 5 drops them.
     request_queue_size = 1024
     fake: FakeOllama
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.fake._lock:
+            self.fake.connections += 1
+        super().process_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hang up mid-stream (timeouts) or reset once they have the done line: normal.
