@@ -45,8 +45,9 @@ Messages = list[dict[str, str]]
 
 # Ample for Ollama's {"error": …}; a proxy's HTML error page need not be read whole.
 _MAX_ERROR_BYTES = 4096
-# Lines read after the end marker, to finish the body: a server sends none.
-_MAX_TRAILING_LINES = 8
+# Lines read after the end marker, and how long to wait for the body's end: a server
+# sends none, and ends the body at once.
+_MAX_TRAILING_LINES, _FINISH_SECONDS = 8, 0.5
 # A bad endpoint URL or unserialisable options stay bad on every retry.
 _UNSENDABLE = (
     requests.exceptions.InvalidURL,
@@ -180,7 +181,7 @@ def _run(
             except StreamBroken as exc:
                 raise ModelUnavailable(str(exc)) from exc
             if completion.done_reason not in (STOPPED, TIMEOUT):
-                _finish_body(lines)
+                _finish_body(response, lines)
     except LLMError:
         if not stream.hangup.requested:
             raise
@@ -195,12 +196,17 @@ def _run(
     return completion
 
 
-def _finish_body(lines: Iterator[bytes]) -> None:
+def _finish_body(response: requests.Response, lines: Iterator[bytes]) -> None:
     """Read the body to its end after the answer's last line: a server ends it right
     there, and a connection read to the end goes back to the pool for the next question
     (one left unread is closed: a new TCP, or TLS, connection for every answer). A few
-    lines at most; a failure here is no failure of the answer, which is complete."""
+    lines and _FINISH_SECONDS at most, so that a server slow to end it holds up no
+    answer; a failure here is no failure of the answer, which is complete. (urllib3 sets
+    the socket's timeout again for the connection's next request.)"""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
     with suppress(requests.RequestException, OSError):
+        if sock is not None:
+            sock.settimeout(_FINISH_SECONDS)
         for _ in islice(lines, _MAX_TRAILING_LINES):
             pass
 

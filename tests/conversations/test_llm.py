@@ -72,6 +72,17 @@ def test_answers_one_after_another_share_one_connection(endpoint: str, fake: Fak
     assert fake.connections == before
 
 
+def test_a_server_slow_to_end_the_body_holds_up_no_answer(endpoint: str, fake: FakeOllama) -> None:
+    fake.linger = 5.0
+    started = time.monotonic()
+
+    assert chat(endpoint, "gemma:2b", MESSAGES).content == DEFAULT_REPLY
+
+    assert time.monotonic() - started < 2
+    fake.linger = 0.0
+    assert chat(endpoint, "gemma:2b", MESSAGES).content == DEFAULT_REPLY  # a new connection
+
+
 def test_it_returns_the_model_token_counts_and_timings(endpoint: str, fake: FakeOllama) -> None:
     fake.first_token_delay = 0.2
 

@@ -142,6 +142,7 @@ class FakeOllama:
     context_length: int  # /api/show: every model's trained context length (model_info)
     metadata_delay: float  # seconds before /api/tags, /v1/models and /api/show answer
     hang: bool  # chat requests get no answer at all until release() (or reset())
+    linger: float  # seconds between a chat stream's last line and its body's end
     # Models in memory, listed by /api/ps; a request for another first waits `load_delay`
     # and loads it. None: loading is not modelled, and /api/ps answers 404.
     loaded: set[str] | None
@@ -191,6 +192,7 @@ class FakeOllama:
         self.metadata_delay = 0.0
         self.release()
         self.hang = False
+        self.linger = 0.0
         self.loaded = None
         self.load_delay = 0.0
         self.parallel = None
@@ -616,6 +618,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         for frame in itertools.chain([] if first is None else [first], frames):
             self._write_chunk(frame)
+        time.sleep(self.server.fake.linger)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
         return first_at
