@@ -62,10 +62,11 @@ def main() -> None:
         with ThreadPoolExecutor(args.concurrency) as pool:
             overheads = [ms * 1000 for ms in pool.map(one, range(args.n))]
 
-    met = percentile(overheads, 50) < 20 and percentile(overheads, 99) < 100
+    # Issue 14's targets (an earlier issue's were 20 and 100 ms).
+    met = percentile(overheads, 50) <= 10 and percentile(overheads, 99) <= 50
     print(
         summary("gateway overhead", overheads),
-        f"(targets: p50 < 20 ms, p99 < 100 ms) {'OK' if met else 'MISSED'}",
+        f"(targets: p50 <= 10 ms, p99 <= 50 ms) {'OK' if met else 'MISSED'}",
     )
     sys.exit(0 if met else 1)
 
