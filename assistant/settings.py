@@ -165,6 +165,11 @@ else:
             "CONN_MAX_AGE", ranged("DATABASE_CONN_MAX_AGE", 60, 0, 3600)
         )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        # The statements every message runs are prepared on their fifth run on a
+        # connection (common/postgresql). Off behind a proxy that pools connections by
+        # transaction: PgBouncer before 1.21 keeps no prepared statements.
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (rate limits, access tokens, live stream text) ------------------------------

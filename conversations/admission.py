@@ -33,6 +33,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from common import metrics
+from common.postgresql import prepared_cursor
 from tenants.models import Tenant
 
 from .claims import Claim, RetryLater, ms_between
@@ -368,8 +369,8 @@ def _someone_waits(endpoint_id: int) -> bool:
 
 
 def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run one statement; the rows it returned, if any."""
-    with connection.cursor() as cursor:
+    """Run one statement (prepared, on PostgreSQL); the rows it returned, if any."""
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
 
@@ -419,7 +420,7 @@ def _line(key: str, mine: Message | None = None) -> tuple[ModelEndpoint, list[En
     (PostgreSQL's READ COMMITTED), and would miss the grants the lock's holder just made.
     """
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_LOCK_SQL.format(lock=lock), [key])
         if (locked := cursor.fetchone()) is None:
             ModelEndpoint.objects.bulk_create([ModelEndpoint(key=key)], ignore_conflicts=True)

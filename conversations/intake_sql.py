@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 from django.db import connection
 
+from common.postgresql import prepared_cursor
+
 from .models import Admission, Conversation, Message, ModelEndpoint
 from .sessions import TOUCH_SQL
 
@@ -95,7 +97,7 @@ def store(
         tenant,
         *(reversed(line) if line else (0, None)),  # a NULL key matches no endpoint
     ]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_STORE_SQL, params)
         session_id, opened, message_id, in_line = cursor.fetchone()
     if message_id is None:

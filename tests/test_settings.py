@@ -68,6 +68,15 @@ def test_it_refuses_a_setting_beyond_its_range(monkeypatch, name, low, high, ste
             load_settings(monkeypatch, **{name: str(value)})
 
 
+@pytest.mark.parametrize(("value", "threshold"), [("true", 5), ("false", None)])
+def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(
+    monkeypatch, value, threshold
+):
+    namespace = load_settings(monkeypatch, DATABASE_PREPARED_STATEMENTS=value)
+    options = namespace["DATABASES"]["default"].get("OPTIONS", {})
+    assert options.get("prepare_threshold") == threshold
+
+
 def test_it_names_a_variable_that_is_not_a_number(monkeypatch):
     with pytest.raises(ImproperlyConfigured, match="^OLLAMA_NUM_PREDICT must be a number"):
         load_settings(monkeypatch, OLLAMA_NUM_PREDICT="lots")

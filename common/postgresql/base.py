@@ -38,6 +38,18 @@ class DatabaseWrapper(base.DatabaseWrapper):
     health_check_enabled: bool
     health_check_done: bool
 
+    def prepared_cursor(self) -> Any:
+        """A cursor whose statements PostgreSQL can plan once per connection: the values
+        go apart from the text (server-side binding), and psycopg prepares a statement
+        the fifth time the connection runs it (its prepare_threshold, which settings.py
+        sets unless DATABASE_PREPARED_STATEMENTS is off: Django leaves it off, for
+        proxies that pool connections by transaction). For the statements of every
+        message whose planning costs more than their run: the admission line's read took
+        0.73 ms planned each time, 0.16 ms prepared. Each value must have a type
+        PostgreSQL can tell (a number, a timestamp, or a cast in the text)."""
+        self.ensure_connection()
+        return self._prepare_cursor(psycopg.Cursor(self.connection))  # type: ignore[attr-defined]
+
     def close_if_health_check_failed(self) -> None:
         due = self.connection is not None and self.health_check_enabled
         if not due or self.health_check_done or self.pool:  # a pool checks its own

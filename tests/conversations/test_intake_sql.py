@@ -104,3 +104,29 @@ def test_the_same_statement_puts_a_question_in_its_model_endpoints_line(wecom_bo
         second.pk,
     ]
     assert ignored.pk is not None
+
+
+def prepared(fragment: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            [f"%{fragment}%"],
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("threshold", [5, None], ids=["prepared", "off"])
+def test_the_intake_is_planned_once_per_connection(wecom_bot, threshold):
+    """psycopg prepares a statement the fifth time a connection runs it (settings.py:
+    DATABASE_PREPARED_STATEMENTS); planning the intake each time took as long as running
+    it. Off (None), for a transaction-pooling proxy, nothing is prepared."""
+    connection.ensure_connection()
+    before = connection.connection.prepare_threshold
+    connection.connection.prepare_threshold = threshold
+    try:
+        for n in range(7):
+            inbound = InboundMessage(external_id=f"p{n}", sender="a", chat="c", text="hi")
+            assert store(wecom_bot, inbound, Message.Status.QUEUED) is not None
+        assert prepared("INSERT INTO conversations_admission") == (1 if threshold else 0)
+    finally:
+        connection.connection.prepare_threshold = before
