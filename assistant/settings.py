@@ -165,11 +165,6 @@ else:
             "CONN_MAX_AGE", ranged("DATABASE_CONN_MAX_AGE", 60, 0, 3600)
         )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
-        # The statements every message runs are prepared on their fifth run on a
-        # connection (common/postgresql). Off behind a proxy that pools connections by
-        # transaction: PgBouncer before 1.21 keeps no prepared statements.
-        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (rate limits, access tokens, live stream text) ------------------------------
@@ -346,6 +341,13 @@ IM_STUCK_AFTER_SECONDS = ranged("IM_STUCK_AFTER_SECONDS", 120, 0, 86_400)
 IM_DISPATCH = env.str("IM_DISPATCH", default="notify")
 if IM_DISPATCH not in ("notify", "publish"):
     raise ImproperlyConfigured(f'IM_DISPATCH must be "notify" or "publish", not {IM_DISPATCH!r}')
+# The statements every message runs are prepared on their fifth run on a connection
+# (common/postgresql). Off by default where IM_DISPATCH is "publish", the setting of a
+# proxy that pools connections by transaction, which may keep no prepared statements.
+if DATABASES["default"]["ENGINE"] == "common.postgresql" and env.bool(
+    "DATABASE_PREPARED_STATEMENTS", default=IM_DISPATCH != "publish"
+):
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 # How often each worker writes its heartbeat (conversations/heartbeat.py) for /readyz.
 IM_WORKER_HEARTBEAT_SECONDS = ranged_float("IM_WORKER_HEARTBEAT_SECONDS", 10.0, 0.1, 300)
 # A file each worker also touches at every beat, for an orchestrator's liveness check

@@ -68,11 +68,17 @@ def test_it_refuses_a_setting_beyond_its_range(monkeypatch, name, low, high, ste
             load_settings(monkeypatch, **{name: str(value)})
 
 
-@pytest.mark.parametrize(("value", "threshold"), [("true", 5), ("false", None)])
-def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(
-    monkeypatch, value, threshold
-):
-    namespace = load_settings(monkeypatch, DATABASE_PREPARED_STATEMENTS=value)
+@pytest.mark.parametrize(
+    ("variables", "threshold"),
+    [
+        ({}, 5),
+        ({"DATABASE_PREPARED_STATEMENTS": "false"}, None),
+        ({"IM_DISPATCH": "publish"}, None),  # the setting for a transaction pooler
+        ({"IM_DISPATCH": "publish", "DATABASE_PREPARED_STATEMENTS": "true"}, 5),
+    ],
+)
+def test_prepared_statements_are_off_for_a_transaction_pooler(monkeypatch, variables, threshold):
+    namespace = load_settings(monkeypatch, **variables)
     options = namespace["DATABASES"]["default"].get("OPTIONS", {})
     assert options.get("prepare_threshold") == threshold
 

@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from django.db import connection
 
+from common.postgresql import prepared_cursor
 from conversations.models import Message
 from tests.callbacks.wecom import wecom_post, wecom_text_xml, with_query
 
@@ -94,3 +95,14 @@ def test_a_pooled_connection_is_checked_without_a_query_and_replaced_once_droppe
             assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != first
     finally:
         pooled.close_pool()
+
+
+def test_a_prepared_cursor_first_after_the_server_dropped_the_connection_reconnects(checked):
+    dropped = backend_pid()
+    from_outside("SELECT pg_terminate_backend(%s)", dropped)
+    select.select([connection.connection.fileno()], [], [], 5)
+    checked()
+
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != dropped
