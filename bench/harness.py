@@ -92,6 +92,7 @@ class Product:
         import django
 
         django.setup()
+        self._drop_leftover_tasks()
         self._spawn("gunicorn", "-b", f"127.0.0.1:{self.port}")
         self._spawn("celery", "-A", "assistant", "worker", "-l", "WARNING", "-n", self.worker_name)
         self._wait_until_up()
@@ -176,6 +177,19 @@ class Product:
         others = set(self._workers_on_broker()) - {self.worker_name}
         if others:
             raise RuntimeError(f"other Celery workers consume this broker: {sorted(others)}")
+
+    def _drop_leftover_tasks(self) -> None:
+        """Empty the product's queues on the broker before its worker starts. An earlier
+        run leaves tasks there (questions a slow model never got to, wake-ups not due
+        yet, what its worker gave back as it stopped); they name rows of that run's
+        scratch database, whose ids this run's rows take again, so its worker would
+        claim this run's questions out of their turn. Refused while any worker consumes
+        the broker: its queues are then someone's work."""
+        from assistant.celery import app
+
+        if names := [name for reply in app.control.ping(timeout=1.0) for name in reply]:
+            raise RuntimeError(f"other Celery workers consume this broker: {sorted(names)}")
+        app.control.purge()
 
     def _workers_on_broker(self) -> list[str]:
         """The names of the workers answering a ping on the broker, once ours does."""
