@@ -29,7 +29,6 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, F
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from common import metrics
@@ -48,8 +47,9 @@ logger = logging.getLogger(__name__)
 _RECENT, _CLOSE = 0.2, 0.1
 # Of the questions waiting at an endpoint, each tenant's first this many are read to
 # decide the turns: more than the most slots an endpoint may have (max_concurrency is at
-# most 64), so every grant is decided as if all were read.
-_PER_TENANT = 128
+# most 64), so every grant is decided as if all were read; no more, since every admission
+# reads them all.
+_PER_TENANT = 65
 # Read at most this many questions of one endpoint (oldest first) to decide its turns.
 _MAX_ENTRIES = 2000
 _ENDPOINTS, _ADMISSIONS, _MESSAGES = (
@@ -140,14 +140,27 @@ _WAITS_SQL = f"""
     SELECT 1 FROM {_MESSAGES} m JOIN {_ADMISSIONS} a ON a.message_id = m.id
     WHERE m.status IN ('{Message.Status.QUEUED}', '{Message.Status.ANSWERING}')
         AND m.claimed_until IS NOT NULL
-        AND a.endpoint_id = %s AND (a.lease_until IS NULL OR a.lease_until <= %s)
+        AND a.endpoint_id = %(endpoint)s AND (a.lease_until IS NULL OR a.lease_until <= %(now)s)
     LIMIT 1
 """  # noqa: S608 - constant table names and values, values as parameters
 # The slot given up in the same statement, unless such a question waits.
 _GIVE_UP_SQL = f"""
-    DELETE FROM {_ADMISSIONS} WHERE message_id = %s AND NOT EXISTS ({_WAITS_SQL})
+    DELETE FROM {_ADMISSIONS} WHERE message_id = %(message)s AND NOT EXISTS ({_WAITS_SQL})
     RETURNING message_id
 """  # noqa: S608 - constant table names, values as parameters
+# An answer's time moves its endpoint's moving average of answer times, computed by the
+# database, so that no lock is needed; written only when more than a tenth off it
+# (estimates are rounded to 5 s anyway).
+_LEARN_SQL = f"""
+    UPDATE {_ENDPOINTS} SET answer_seconds = COALESCE(
+        answer_seconds * {1 - _RECENT} + %(seconds)s * {_RECENT}, %(seconds)s
+    )
+    WHERE id = %(endpoint)s AND (
+        answer_seconds IS NULL OR ABS(%(seconds)s - answer_seconds) > {_CLOSE} * answer_seconds
+    )
+"""  # noqa: S608 - constant table names and numbers, values as parameters
+# Both in one statement, where the database can (SQLite's WITH modifies nothing).
+_LEARN_AND_GIVE_UP_SQL = f"WITH learned AS ({_LEARN_SQL} RETURNING id) {_GIVE_UP_SQL}"
 _GRANT_SQL = f"UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}})"  # noqa: S608
 
 
@@ -183,7 +196,7 @@ def admit(question: Claim, endpoint: str) -> Lease | Waiting:
         locked, entries, unread = _line(key, row)
         mine = next((e for e in entries if e.message_id == row.pk), None)
         if mine is not None and mine.holds(now):  # granted while it waited
-            Admission.objects.filter(pk=row.pk).update(lease_until=_lease_end())
+            _lease([row.pk], _lease_end())
             return _admitted(question, locked)
         if mine is None:
             Admission.objects.filter(pk=row.pk).delete()
@@ -191,7 +204,7 @@ def admit(question: Claim, endpoint: str) -> Lease | Waiting:
             Admission.objects.create(message=row, endpoint=locked, tenant_id=row.tenant_id, cap=cap)
         elif mine.lease_until is not None:
             # Granted, but its task came after the lease ran out: in line again, in its place.
-            Admission.objects.filter(pk=row.pk).update(lease_until=None)
+            _lease([row.pk], None)
             entries.remove(mine)
         if mine is None or mine.lease_until is not None:
             mine = Entry(  # as this claim sees it: waiting, held by this worker
@@ -304,7 +317,7 @@ class Lease:
             return
         self.renewed = time.monotonic()
         try:
-            Admission.objects.filter(pk=self.message_id).update(lease_until=_lease_end())
+            _lease([self.message_id], _lease_end())
         except DatabaseError:
             logger.warning("could not renew the model slot of message %s", self.message_id)
 
@@ -322,18 +335,17 @@ class Lease:
     def release(self) -> None:
         """Free the slot and grant it on if a question waits parked, under the endpoint's
         lock, which keeps whose turn is next. When none does, the slot is given up
-        without the lock (one statement), then the line looked at again: a question
-        parked meanwhile is either seen then, or saw the free slot itself (`park` looks
-        under the lock after its row is written). The answer's time is kept for
-        estimates. With the database away the lease runs out on its own.
+        without the lock (one statement, which also keeps the answer's time for
+        estimates), then the line looked at again: a question parked meanwhile is either
+        seen then, or saw the free slot itself (`park` looks under the lock after its row
+        is written). With the database away the lease runs out on its own.
         """
         if (endpoint := self.endpoint) is None:
             return
         try:
-            now = connection.ops.adapt_datetimefield_value(timezone.now())
-            gave_up = _execute(_GIVE_UP_SQL, [self.message_id, endpoint.pk, now])
-            if gave_up and not _someone_waits(endpoint.pk):
-                _learn(endpoint, self.answer_seconds)
+            if _give_up(endpoint, self.message_id, self.answer_seconds) and not _someone_waits(
+                endpoint.pk
+            ):
                 _served_unless_alone(endpoint, self.tenant_id)
                 return
             with transaction.atomic():
@@ -341,7 +353,6 @@ class Lease:
                 _execute(_FORGET_SQL, [self.message_id])
                 entries = [e for e in entries if e.message_id != self.message_id]
                 _served(endpoint, self.tenant_id)
-                _learn(endpoint, self.answer_seconds)
                 _fill(endpoint, entries, timezone.now())
         except DatabaseError:
             logger.warning("could not free the model slot of message %s", self.message_id)
@@ -359,16 +370,36 @@ def _admitted(question: Claim, endpoint: ModelEndpoint) -> Lease:
     return Lease(endpoint, row.pk, row.tenant_id)
 
 
+def _give_up(endpoint: ModelEndpoint, message_id: int, answer_seconds: float | None) -> bool:
+    """Learn the answer's time (`_LEARN_SQL`; None: the model did not answer) and give
+    its slot up unless a question waits for it (`_GIVE_UP_SQL`); whether it was given
+    up."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = {"endpoint": endpoint.pk, "message": message_id, "now": now, "seconds": answer_seconds}
+    if answer_seconds is not None and connection.vendor == "postgresql":
+        return bool(_execute(_LEARN_AND_GIVE_UP_SQL, params))
+    if answer_seconds is not None:
+        _execute(_LEARN_SQL, params)
+    return bool(_execute(_GIVE_UP_SQL, params))
+
+
 def _someone_waits(endpoint_id: int) -> bool:
     """Whether a question at the endpoint waits for a freed slot to be handed to it: one
     without a running lease that a worker parked or is checking on. One whose first task
     is on its way needs no hand-over: that task takes a free slot in its turn (`admit`
     lines everyone up under the lock)."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    return bool(_execute(_WAITS_SQL, [endpoint_id, now]))
+    return bool(_execute(_WAITS_SQL, {"endpoint": endpoint_id, "now": now}))
 
 
-def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def _lease(message_ids: list[int], until: datetime | None) -> None:
+    """Set the lease of these questions' slots to end `until` (None: no slot)."""
+    placeholders = ", ".join(["%s"] * len(message_ids))
+    until_value = connection.ops.adapt_datetimefield_value(until)
+    _execute(_GRANT_SQL.format(ids=placeholders), [until_value, *message_ids])
+
+
+def _execute(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
     """Run one statement (prepared, on PostgreSQL); the rows it returned, if any."""
     with prepared_cursor() as cursor:
         cursor.execute(sql, params)
@@ -392,22 +423,6 @@ def _served(endpoint: ModelEndpoint, tenant_id: int) -> None:
     if endpoint.served.get(str(tenant_id)) != latest or not latest:
         endpoint.served[str(tenant_id)] = latest + 1
         ModelEndpoint.objects.filter(pk=endpoint.pk).update(served=endpoint.served)
-
-
-def _learn(endpoint: ModelEndpoint, answer_seconds: float | None) -> None:
-    """Move the endpoint's moving average of answer times towards an answer that took
-    `answer_seconds` (None: the model did not answer). Written only when the answer is
-    more than a tenth off the average known here (estimates are rounded to 5 s anyway),
-    and computed by the database, so that no lock is needed."""
-    known = endpoint.answer_seconds
-    if answer_seconds is None or (
-        known is not None and abs(answer_seconds - known) <= _CLOSE * known
-    ):
-        return
-    recent = F("answer_seconds") * (1 - _RECENT) + answer_seconds * _RECENT
-    ModelEndpoint.objects.filter(pk=endpoint.pk).update(
-        answer_seconds=Coalesce(recent, answer_seconds)
-    )
 
 
 def _line(key: str, mine: Message | None = None) -> tuple[ModelEndpoint, list[Entry], int]:
@@ -480,8 +495,7 @@ def _fill(
     if not given:
         return line, []
     ids = [e.message_id for e in given]
-    until = connection.ops.adapt_datetimefield_value(_lease_end())
-    _execute(_GRANT_SQL.format(ids=", ".join(["%s"] * len(ids))), [until, *ids])
+    _lease(ids, _lease_end())
     parked = [e.message_id for e in given if e.status == Message.Status.QUEUED and e.claimed_until]
     if parked := [message_id for message_id in parked if message_id != mine]:
         Message.objects.filter(pk__in=parked, status=Message.Status.QUEUED).update(

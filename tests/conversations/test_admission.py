@@ -5,7 +5,7 @@ tests/e2e/test_admission.py."""
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
@@ -298,6 +298,21 @@ def test_an_answer_ending_reads_no_line_when_the_waiting_have_tasks_on_their_way
     assert Admission.objects.get(pk=coming.pk).lease_until is None
     assert isinstance(admit(coming), Lease)
     assert woken == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one statement")
+def test_an_answer_ending_keeps_its_time_in_the_statement_that_frees_its_slot(
+    tenant, django_assert_num_queries
+):
+    key = endpoint_key(tenant.endpoint)
+    ModelEndpoint.objects.create(key=key, served={str(tenant.pk): 1}, answer_seconds=10.0)
+    for seconds, learned in ((10.5, 10.0), (20.0, 12.0)):  # within a tenth: not written
+        lease = admit(question(tenant))
+        lease.answer_seconds = seconds
+        with django_assert_num_queries(2):
+            lease.release()
+        assert ModelEndpoint.objects.get().answer_seconds == pytest.approx(learned)
+    assert not Admission.objects.exists()
 
 
 def test_an_answer_ending_without_the_lock_still_counts_as_its_tenants_turn(tenant, fake_ollama):
