@@ -75,12 +75,16 @@ class SignOfLife:
     """For platforms without a live message (a WeCom app, DingTalk without an AI card):
     one short message once an answer has taken IM_SIGN_OF_LIFE_SECONDS, so a long answer
     is not 30 s of nothing. A context manager around the model call; leaving it waits
-    for a notice in flight, so the notice never arrives after the answer."""
+    for a notice in flight, so the notice never arrives after the answer, but not for
+    the timer's thread to end: a busy machine may take milliseconds to run it, and the
+    answer would wait for that."""
 
     def __init__(self, question: Claim, text: str):
         self.question = question
         self.text = text
         self.timer = threading.Timer(settings.IM_SIGN_OF_LIFE_SECONDS, self._send)
+        self.sending = threading.Lock()  # held while the notice is on its way
+        self.over = False
 
     def __enter__(self) -> SignOfLife:
         if settings.IM_SIGN_OF_LIFE_SECONDS > 0:
@@ -94,11 +98,13 @@ class SignOfLife:
         traceback: TracebackType | None,
     ) -> None:
         self.timer.cancel()
-        if self.timer.is_alive():
-            self.timer.join()
+        with self.sending:
+            self.over = True
 
     def _send(self) -> None:
-        send_notice(self.question.row, self.text, key=f"w{self.question.row.pk}")
+        with self.sending:
+            if not self.over:
+                send_notice(self.question.row, self.text, key=f"w{self.question.row.pk}")
 
 
 def send_notice(question: Message, text: str, *, key: str) -> None:

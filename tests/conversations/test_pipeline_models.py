@@ -163,6 +163,18 @@ def test_a_long_answer_on_a_platform_without_live_messages_gets_one_sign_of_life
     assert sent(fake_platforms) == ["Writing the answer, one moment…", fake_ollama.reply]
 
 
+def test_an_answer_ending_while_its_sign_of_life_is_on_its_way_goes_after_it(
+    ask, fake_ollama, fake_platforms, settings
+):
+    settings.IM_SIGN_OF_LIFE_SECONDS = 0.2
+    fake_ollama.reply, fake_ollama.chunk_delay = "word word word", 0.1  # done at about 0.3 s
+    fake_platforms.slow_paths["/cgi-bin/message/send"] = 0.5  # the notice: 0.2 s to 0.7 s
+    ask()
+    notice, answer = (r for r in fake_platforms.requests if r.path == "/cgi-bin/message/send")
+    assert sent(fake_platforms) == ["Writing the answer, one moment…", "word word word"]
+    assert answer.received_at >= notice.received_at + 0.5
+
+
 def test_a_quick_answer_comes_without_a_sign_of_life(ask, fake_ollama, fake_platforms, settings):
     settings.IM_SIGN_OF_LIFE_SECONDS = 2
     ask()
