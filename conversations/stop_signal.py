@@ -2,8 +2,9 @@
 answer, on whatever machine, within a second.
 
 The web process sets a key per question in the shared cache (`request`); the worker
-answering that question polls the key every POLL_SECONDS from a thread of its own while
-the model writes (`Watch`), and closes the model request when it appears
+answering that question polls the key every POLL_SECONDS while the model writes
+(`Watch`: one thread per process polls for every answer in it), and closes the model
+request when it appears
 (`common.hangup`), also during a long wait for the first token. The cache because every
 process of an installation already shares it (Redis in production; files in the
 embedded default, where the web and the worker share a machine) and a poll is one GET
@@ -18,7 +19,9 @@ waits in the queue is stopped before its model call when a worker takes it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from types import TracebackType
 
 from django.conf import settings
@@ -71,17 +74,14 @@ class Watch:
         self.question_id = question_id
         self.hangup = Hangup()
         self.how: str | None = None
-        self._done = threading.Event()
         self._warned = False
-        # This thread's cache object, used by the watching thread too: its Redis
-        # connection pool is thread-safe (the file and locmem caches are too), and a
-        # thread of its own would open a Redis connection for every answer.
+        # This thread's cache object, used by the polling thread too: its Redis
+        # connection pool is thread-safe (the file and locmem caches are too).
         self._cache = caches["default"]
 
     def __enter__(self) -> Watch:
-        if not self._stopped():
-            name = f"stop-watch-{self.question_id}"
-            threading.Thread(target=self._watch, name=name, daemon=True).start()
+        if not self.poll():
+            _poller.add(self)
         return self
 
     def __exit__(
@@ -90,16 +90,12 @@ class Watch:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        # Not joined: a poll in flight must not hold up the answer, and a hangup after
-        # the call is over closes nothing.
-        self._done.set()
+        # A poll in flight is not waited for: a hangup after the call is over closes
+        # nothing.
+        _poller.remove(self)
 
-    def _watch(self) -> None:
-        while not self._done.wait(POLL_SECONDS):
-            if self._stopped():
-                return
-
-    def _stopped(self) -> bool:
+    def poll(self) -> bool:
+        """Whether the question was stopped; its hangup is called if so."""
         try:
             how = self._cache.get(_key(self.question_id))
         except Exception:  # noqa: BLE001 - any cache backend's failure
@@ -114,3 +110,50 @@ class Watch:
         self.how = how
         self.hangup()
         return True
+
+
+class _Poller:
+    """The thread that polls, every POLL_SECONDS, for the stops of this process's
+    watches; started with the first watch. One per process, not one per answer:
+    starting a thread waits until it runs, milliseconds on a busy machine, and the
+    answer waited for it."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._watches: set[Watch] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: Watch) -> None:
+        with self._changed:
+            self._watches.add(watch)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="stop-watch", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def remove(self, watch: Watch) -> None:
+        with self._changed:
+            self._watches.discard(watch)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._watches)
+            time.sleep(POLL_SECONDS)
+            with self._changed:
+                watching = list(self._watches)
+            for watch in watching:
+                if watch.poll():
+                    self.remove(watch)
+
+
+_poller = _Poller()
+
+
+def _new_poller() -> None:
+    global _poller
+    _poller = _Poller()
+
+
+# A forked child (Celery's pool) has none of its parent's threads: a poller of its own.
+os.register_at_fork(after_in_child=_new_poller)

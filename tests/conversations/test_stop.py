@@ -283,6 +283,18 @@ class TestFeishuRecall:
         with watch:
             assert watch.hangup.requested and watch.how == stop_signal.RECALL
 
+    def test_one_thread_per_process_watches_every_answer_in_it(self, bot_for, say):
+        bot = bot_for("feishu")
+        first, second = (say(bot, text, run=False) for text in ("one", "two"))
+        with stop_signal.Watch(first.pk) as one, stop_signal.Watch(second.pk) as two:
+            watching = [t for t in threading.enumerate() if t.name.startswith("stop-watch")]
+            assert len(watching) == 1
+            stop_signal.request(second.pk, stop_signal.COMMAND)
+            deadline = time.monotonic() + 5 * stop_signal.POLL_SECONDS
+            while not two.hangup.requested and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert two.how == stop_signal.COMMAND and not one.hangup.requested
+
     def test_a_recalled_question_whose_card_shows_text_is_finished_like_a_stop(
         self, bot_for, say, fake_ollama, fake_platforms
     ):
