@@ -40,13 +40,15 @@ def main() -> None:
 
         from assistant.celery import app
         from channels_im.platforms.base import InboundMessage
+        from conversations.dispatch import by_notify
         from conversations.services import store
 
-        if connection.vendor != "postgresql":
-            sys.exit("the dispatcher runs on PostgreSQL only (set DATABASE_URL)")
+        if connection.vendor != "postgresql" or not by_notify():
+            sys.exit("the dispatcher runs on PostgreSQL with IM_DISPATCH=notify (the default)")
         bot = product.make_bot("wecom")
         worker = [product.worker_name]
-        app.control.cancel_consumer(QUEUE, destination=worker, reply=True)
+        if not app.control.cancel_consumer(QUEUE, destination=worker, reply=True):
+            sys.exit("the worker did not stop taking questions from the broker")
         try:
             stamp = time.time_ns()
             with transaction.atomic():

@@ -47,9 +47,9 @@ logger = logging.getLogger(__name__)
 _RECENT, _CLOSE = 0.2, 0.1
 # Of the questions waiting at an endpoint, each tenant's first this many are read to
 # decide the turns: more than the most slots an endpoint may have (max_concurrency is at
-# most 64), so every grant is decided as if all were read; no more, since every admission
-# reads them all.
-_PER_TENANT = 65
+# most 64) with a margin for rows among them that no longer wait (a claim run out), so
+# every grant is decided as if all were read; no more, since every admission reads them.
+_PER_TENANT = 80
 # Read at most this many questions of one endpoint (oldest first) to decide its turns.
 _MAX_ENTRIES = 2000
 _ENDPOINTS, _ADMISSIONS, _MESSAGES = (
@@ -149,18 +149,13 @@ _GIVE_UP_SQL = f"""
     RETURNING message_id
 """  # noqa: S608 - constant table names, values as parameters
 # An answer's time moves its endpoint's moving average of answer times, computed by the
-# database, so that no lock is needed; written only when more than a tenth off it
-# (estimates are rounded to 5 s anyway).
+# database, so that no lock is needed.
 _LEARN_SQL = f"""
     UPDATE {_ENDPOINTS} SET answer_seconds = COALESCE(
         answer_seconds * {1 - _RECENT} + %(seconds)s * {_RECENT}, %(seconds)s
     )
-    WHERE id = %(endpoint)s AND (
-        answer_seconds IS NULL OR ABS(%(seconds)s - answer_seconds) > {_CLOSE} * answer_seconds
-    )
+    WHERE id = %(endpoint)s
 """  # noqa: S608 - constant table names and numbers, values as parameters
-# Both in one statement, where the database can (SQLite's WITH modifies nothing).
-_LEARN_AND_GIVE_UP_SQL = f"WITH learned AS ({_LEARN_SQL} RETURNING id) {_GIVE_UP_SQL}"
 _GRANT_SQL = f"UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}})"  # noqa: S608
 
 
@@ -335,17 +330,18 @@ class Lease:
     def release(self) -> None:
         """Free the slot and grant it on if a question waits parked, under the endpoint's
         lock, which keeps whose turn is next. When none does, the slot is given up
-        without the lock (one statement, which also keeps the answer's time for
-        estimates), then the line looked at again: a question parked meanwhile is either
-        seen then, or saw the free slot itself (`park` looks under the lock after its row
-        is written). With the database away the lease runs out on its own.
+        without the lock (one statement), then the line looked at again: a question
+        parked meanwhile is either seen then, or saw the free slot itself (`park` looks
+        under the lock after its row is written). The answer's time is kept for
+        estimates. With the database away the lease runs out on its own.
         """
         if (endpoint := self.endpoint) is None:
             return
         try:
-            if _give_up(endpoint, self.message_id, self.answer_seconds) and not _someone_waits(
-                endpoint.pk
-            ):
+            now = connection.ops.adapt_datetimefield_value(timezone.now())
+            mine = {"message": self.message_id, "endpoint": endpoint.pk, "now": now}
+            if _execute(_GIVE_UP_SQL, mine) and not _someone_waits(endpoint.pk):
+                _learn(endpoint, self.answer_seconds)
                 _served_unless_alone(endpoint, self.tenant_id)
                 return
             with transaction.atomic():
@@ -353,6 +349,7 @@ class Lease:
                 _execute(_FORGET_SQL, [self.message_id])
                 entries = [e for e in entries if e.message_id != self.message_id]
                 _served(endpoint, self.tenant_id)
+                _learn(endpoint, self.answer_seconds)
                 _fill(endpoint, entries, timezone.now())
         except DatabaseError:
             logger.warning("could not free the model slot of message %s", self.message_id)
@@ -370,19 +367,6 @@ def _admitted(question: Claim, endpoint: ModelEndpoint) -> Lease:
     return Lease(endpoint, row.pk, row.tenant_id)
 
 
-def _give_up(endpoint: ModelEndpoint, message_id: int, answer_seconds: float | None) -> bool:
-    """Learn the answer's time (`_LEARN_SQL`; None: the model did not answer) and give
-    its slot up unless a question waits for it (`_GIVE_UP_SQL`); whether it was given
-    up."""
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    params = {"endpoint": endpoint.pk, "message": message_id, "now": now, "seconds": answer_seconds}
-    if answer_seconds is not None and connection.vendor == "postgresql":
-        return bool(_execute(_LEARN_AND_GIVE_UP_SQL, params))
-    if answer_seconds is not None:
-        _execute(_LEARN_SQL, params)
-    return bool(_execute(_GIVE_UP_SQL, params))
-
-
 def _someone_waits(endpoint_id: int) -> bool:
     """Whether a question at the endpoint waits for a freed slot to be handed to it: one
     without a running lease that a worker parked or is checking on. One whose first task
@@ -390,6 +374,18 @@ def _someone_waits(endpoint_id: int) -> bool:
     lines everyone up under the lock)."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     return bool(_execute(_WAITS_SQL, {"endpoint": endpoint_id, "now": now}))
+
+
+def _learn(endpoint: ModelEndpoint, answer_seconds: float | None) -> None:
+    """Move the endpoint's moving average of answer times towards an answer that took
+    `answer_seconds` (None: the model did not answer). Written only when the answer is
+    more than a tenth off the average known here (estimates are rounded to 5 s anyway)."""
+    known = endpoint.answer_seconds
+    if answer_seconds is None or (
+        known is not None and abs(answer_seconds - known) <= _CLOSE * known
+    ):
+        return
+    _execute(_LEARN_SQL, {"endpoint": endpoint.pk, "seconds": answer_seconds})
 
 
 def _lease(message_ids: list[int], until: datetime | None) -> None:

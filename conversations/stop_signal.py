@@ -126,7 +126,7 @@ class _Poller:
     def add(self, watch: Watch) -> None:
         with self._changed:
             self._watches.add(watch)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="stop-watch", daemon=True)
                 self._thread.start()
             self._changed.notify()
@@ -143,7 +143,12 @@ class _Poller:
             with self._changed:
                 watching = list(self._watches)
             for watch in watching:
-                if watch.poll():
+                try:
+                    stopped = watch.poll()
+                except Exception:  # a bug here must not end the polling of every answer
+                    logger.exception("message %s: could not look for its stop", watch.question_id)
+                    continue
+                if stopped:
                     self.remove(watch)
 
 
