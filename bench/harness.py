@@ -174,9 +174,7 @@ class Product:
         listeners = listening_sockets(self.port)
         if not listeners or not listeners <= open_sockets(self.processes[0].pid):
             raise RuntimeError(f"port {self.port} is not (only) this run's gunicorn's")
-        others = set(self._workers_on_broker()) - {self.worker_name}
-        if others:
-            raise RuntimeError(f"other Celery workers consume this broker: {sorted(others)}")
+        refuse_other_workers(set(self._workers_on_broker()) - {self.worker_name})
 
     def _drop_leftover_tasks(self) -> None:
         """Empty the product's queues on the broker before its worker starts. An earlier
@@ -187,18 +185,14 @@ class Product:
         the broker: its queues are then someone's work."""
         from assistant.celery import app
 
-        if names := [name for reply in app.control.ping(timeout=1.0) for name in reply]:
-            raise RuntimeError(f"other Celery workers consume this broker: {sorted(names)}")
+        refuse_other_workers(set(workers_on_broker()))
         app.control.purge()
 
     def _workers_on_broker(self) -> list[str]:
         """The names of the workers answering a ping on the broker, once ours does."""
-        from assistant.celery import app
-
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            names = [name for reply in app.control.ping(timeout=1.0) for name in reply]
-            if self.worker_name in names:
+            if self.worker_name in (names := workers_on_broker()):
                 return names
         raise RuntimeError("the Celery worker did not come up; see var/bench/celery.log")
 
@@ -267,6 +261,20 @@ class Product:
         if isinstance(request, dict):
             request = self.prepare(request)
         return session.send(request, timeout=30)
+
+
+def workers_on_broker() -> list[str]:
+    """The names of the Celery workers that answer a ping on the broker within a second."""
+    from assistant.celery import app
+
+    return [name for reply in app.control.ping(timeout=1.0) for name in reply]
+
+
+def refuse_other_workers(names: set[str]) -> None:
+    """Raise RuntimeError if any worker but this run's consumes the broker: it would take
+    this run's tasks against another database, and its queues are someone's work."""
+    if names:
+        raise RuntimeError(f"other Celery workers consume this broker: {sorted(names)}")
 
 
 def listening_sockets(port: int) -> set[int]:

@@ -339,8 +339,8 @@ class Lease:
             return
         try:
             now = connection.ops.adapt_datetimefield_value(timezone.now())
-            mine = {"message": self.message_id, "endpoint": endpoint.pk, "now": now}
-            if _execute(_GIVE_UP_SQL, mine) and not _someone_waits(endpoint.pk):
+            given_up = {"message": self.message_id, "endpoint": endpoint.pk, "now": now}
+            if _execute(_GIVE_UP_SQL, given_up) and not _someone_waits(endpoint.pk):
                 _learn(endpoint, self.answer_seconds)
                 _served_unless_alone(endpoint, self.tenant_id)
                 return
