@@ -196,12 +196,14 @@ _DATABASE_WORK = {
     "database rows updated": "tup_updated",
     "database rows deleted": "tup_deleted",
 }
+WAL_BYTES = "database WAL bytes (the whole server's)"
 REDIS_COMMANDS = "Redis commands (the whole server's)"
 
 
 def work_done(product: Product) -> dict[str, float]:
-    """Counters of this run's database (PostgreSQL's pg_stat_database, flushed first) and
-    of the Redis server behind the broker (INFO's total_commands_processed)."""
+    """Counters of this run's database (PostgreSQL's pg_stat_database, flushed first), of
+    its server's write-ahead log, and of the Redis server behind the broker (INFO's
+    total_commands_processed)."""
     from django.db import connection
 
     counters: dict[str, float] = {}
@@ -214,6 +216,9 @@ def work_done(product: Product) -> dict[str, float]:
                 f"SELECT {columns} FROM pg_stat_database WHERE datname = current_database()"  # noqa: S608
             )
             counters.update(zip(_DATABASE_WORK, cursor.fetchone(), strict=True))
+            # What every row, index entry and commit wrote to the log: the writes' cost.
+            cursor.execute("SELECT pg_current_wal_lsn() - '0/0'")
+            counters[WAL_BYTES] = float(cursor.fetchone()[0])
     broker = os.environ.get("CELERY_BROKER_URL", "")
     if broker.startswith("redis://"):
         import redis

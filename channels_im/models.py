@@ -24,8 +24,13 @@ if TYPE_CHECKING:
 class Bot(models.Model):
     """One bot on one platform; the platform calls us at /callbacks/<platform>/<public_id>/."""
 
+    # No index of its own: unique_bot_name_per_tenant's leads with it.
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="bots", verbose_name=_("tenant")
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="bots",
+        verbose_name=_("tenant"),
+        db_index=False,
     )
     platform = models.CharField(_("platform"), max_length=32, choices=platform_choices)
     name = models.CharField(_("name"), max_length=100)

@@ -11,11 +11,21 @@ from tenants.models import Tenant
 class Conversation(models.Model):
     """A session: one user's (or one group's) thread with a bot, until it goes quiet."""
 
+    # No index of their own: the indexes below lead with them (every write of a session,
+    # one a message, would keep two more indexes).
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="conversations", verbose_name=_("tenant")
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="conversations",
+        verbose_name=_("tenant"),
+        db_index=False,
     )
     bot = models.ForeignKey(
-        Bot, on_delete=models.CASCADE, related_name="conversations", verbose_name=_("bot")
+        Bot,
+        on_delete=models.CASCADE,
+        related_name="conversations",
+        verbose_name=_("bot"),
+        db_index=False,
     )
     chat_id = models.CharField(_("chat"), max_length=200)
     # Empty when the bot shares one context per group.
@@ -60,8 +70,15 @@ class Message(models.Model):
         QUOTA_EXCEEDED = "quota_exceeded", _("Over quota")
         IGNORED = "ignored", _("Ignored")
 
+    # Tenant and conversation have no index of their own: msg_tenant_recent_idx and
+    # msg_context_idx lead with them. A row is written about four times on its way (and
+    # most writes change an indexed column, so every index takes a new entry).
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="messages", verbose_name=_("tenant")
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("tenant"),
+        db_index=False,
     )
     bot = models.ForeignKey(
         Bot, on_delete=models.CASCADE, related_name="messages", verbose_name=_("bot")
@@ -71,6 +88,7 @@ class Message(models.Model):
         on_delete=models.CASCADE,
         related_name="messages",
         verbose_name=_("conversation"),
+        db_index=False,
     )
     reply_to = models.OneToOneField(
         "self",
@@ -188,7 +206,10 @@ class BotDay(models.Model):
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
     )
-    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+", verbose_name=_("bot"))
+    # No index of its own: unique_bot_day_status's leads with it.
+    bot = models.ForeignKey(
+        Bot, on_delete=models.CASCADE, related_name="+", verbose_name=_("bot"), db_index=False
+    )
     day = models.DateField(_("day"))
     status = models.CharField(_("status"), max_length=16, choices=Message.Status.choices)
     messages = models.PositiveIntegerField(_("messages"))
@@ -216,8 +237,9 @@ class UserDay(models.Model):
     busiest rollup.USERS_PER_DAY of each tenant and day are kept, so the table stays small
     however many people ask."""
 
+    # No index of its own: unique_user_day_sender's leads with it.
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+        Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant"), db_index=False
     )
     day = models.DateField(_("day"))
     sender = models.CharField(_("sender"), max_length=200)
@@ -249,8 +271,9 @@ class QuotaUse(models.Model):
         BOT = "bot", _("Bot")
         USER = "user", _("User")
 
+    # No index of its own: unique_quota_use_subject's leads with it.
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+        Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant"), db_index=False
     )
     scope = models.CharField(_("scope"), max_length=8, choices=Scope.choices)
     # The person's sender id for scope "user", the bot's id for "bot", "" for the tenant.

@@ -269,11 +269,13 @@ class Membership(models.Model):
         ADMIN = "admin", _("Tenant admin")
         AUDITOR = "auditor", _("Auditor (read-only)")
 
+    # No index of its own: unique_membership's leads with it.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="memberships",
         verbose_name=_("user"),
+        db_index=False,
     )
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("tenant")
@@ -319,8 +321,13 @@ class ApiKey(models.Model):
     PREFIX_LENGTH = 8
     MIN_LENGTH = 32
 
+    # No index of its own: unique_api_key_name's leads with it.
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("tenant")
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        verbose_name=_("tenant"),
+        db_index=False,
     )
     name = models.CharField(_("name"), max_length=100)
     prefix = models.CharField(_("prefix"), max_length=PREFIX_LENGTH, unique=True, editable=False)
