@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from kombu.exceptions import ChannelError  # noqa: E402
+
 from bench.harness import Product  # noqa: E402
 
 QUEUE = "inference"
@@ -74,7 +76,11 @@ def wait_for_tasks(app, count: int, since: float, timeout: float = 300.0) -> flo
     with app.connection_for_read() as broker:
         channel = broker.default_channel
         while time.monotonic() - since < timeout:
-            if channel.queue_declare(QUEUE, passive=True).message_count >= count:
+            try:
+                held = channel.queue_declare(QUEUE, passive=True).message_count
+            except ChannelError:  # Redis: no list until the first task is pushed
+                held = 0
+            if held >= count:
                 return time.monotonic()
             time.sleep(0.01)
     raise TimeoutError(f"the broker did not hold {count} tasks within {timeout:.0f} s")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -106,13 +106,14 @@ class Dispatcher(bootsteps.StartStopStep):
         listener.execute(f"LISTEN {CHANNEL}")
         _check_echo(listener)
         logger.info("this worker dispatches questions")
-        for message_id in _unclaimed_questions():
-            _enqueue(message_id)
-        self.listening.set()
-        while not self.stopping.is_set():
-            for notice in listener.notifies(timeout=_WAIT_SECONDS):
-                if notice.payload:  # not the echo of _check_echo
-                    _enqueue(int(notice.payload))
+        with _producer() as producer:
+            for message_id in _unclaimed_questions():
+                _enqueue(message_id, producer)
+            self.listening.set()
+            while not self.stopping.is_set():
+                for notice in listener.notifies(timeout=_WAIT_SECONDS):
+                    if notice.payload:  # not the echo of _check_echo
+                        _enqueue(int(notice.payload), producer)
 
 
 def _check_echo(listener: psycopg.Connection) -> None:
@@ -145,11 +146,17 @@ def _own_connection() -> Iterator[psycopg.Connection]:
 
 # Imported when used: the Celery app loads this module (for `Dispatcher`) before
 # Django's models are ready.
-def _enqueue(message_id: int) -> None:
+def _producer() -> AbstractContextManager[Any]:
+    from . import tasks
+
+    return tasks.producer()
+
+
+def _enqueue(message_id: int, producer: Any = None) -> None:
     from . import tasks
     from .models import Message
 
-    tasks.enqueue(message_id, Message.Role.USER)
+    tasks.enqueue(message_id, Message.Role.USER, producer=producer)
 
 
 def _unclaimed_questions() -> list[int]:

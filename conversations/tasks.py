@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
-from celery import Task, shared_task
+from celery import Task, current_app, shared_task
+from kombu import Producer
 
 from channels_im import identity
 from common import metrics
@@ -68,18 +70,37 @@ def purge_expired() -> int:
     return sum(run.messages for run in retention.purge_all(Actor.system("retention")))
 
 
-def enqueue(row_id: int, role: str, countdown: float = 0, queue: str | None = None) -> None:
+def enqueue(
+    row_id: int,
+    role: str,
+    countdown: float = 0,
+    queue: str | None = None,
+    producer: Producer | None = None,
+) -> None:
     """Send the task that works on this row: answering a question, delivering an answer;
-    to `queue`, or its task's own (settings.CELERY_TASK_ROUTES).
+    to `queue`, or its task's own (settings.CELERY_TASK_ROUTES); through `producer`
+    (`producer()`), or one taken from Celery's pool for this task alone.
 
     A broker outage is logged and nothing more: the row stays queued in the database and
     the sweep enqueues it once the broker is back.
     """
     task: Task = generate_reply if role == Message.Role.USER else deliver_reply
     try:
-        task.apply_async((row_id,), countdown=countdown, **({"queue": queue} if queue else {}))
+        task.apply_async(
+            (row_id,),
+            countdown=countdown,
+            producer=producer,
+            **({"queue": queue} if queue else {}),
+        )
     except Exception:
         logger.exception("could not enqueue %s row %s; the sweep will retry", role, row_id)
+
+
+def producer() -> AbstractContextManager[Producer]:
+    """A producer of Celery's pool, held for a run of `enqueue`s (the dispatcher's whole
+    time in office): taking one from the pool for each task was a tenth of a publish. It
+    reconnects on its own when the broker comes back."""
+    return current_app.producer_pool.acquire(block=True)
 
 
 def wake_granted(message_ids: list[int]) -> None:

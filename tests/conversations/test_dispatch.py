@@ -51,14 +51,21 @@ def test_a_message_over_the_rate_limit_is_never_announced(wecom_bot, monkeypatch
 
 
 @pytest.fixture
-def published(monkeypatch):
+def producers() -> list[object]:
+    """The producer each publish of the `published` fixture went through."""
+    return []
+
+
+@pytest.fixture
+def published(monkeypatch, producers):
     """The questions whose task a dispatcher published, and which dispatcher did."""
     calls: list[tuple[int, str]] = []
     lock = threading.Lock()
 
-    def record(message_id: int) -> None:
+    def record(message_id: int, producer: object = None) -> None:
         with lock:
             calls.append((message_id, threading.current_thread().name))
+            producers.append(producer)
 
     monkeypatch.setattr(dispatch, "_enqueue", record)
     return calls
@@ -100,6 +107,20 @@ def test_one_of_several_candidates_publishes_each_question_once(published, dispa
     until(lambda: len(published) >= 5)
     time.sleep(0.5)  # a second publisher, if there were one, would have spoken by now
     assert sorted(published) == sorted((q.pk, "first") for q in questions)
+
+
+def test_a_dispatcher_publishes_through_one_producer_while_elected(
+    published, producers, dispatchers
+):
+    """Taken from Celery's pool once, not for each task (a tenth of a publish)."""
+    waiting = queued_question()  # enqueued at its election
+    only = dispatchers("only")
+    until(only.listening.is_set)
+    later = [queued_question() for _ in range(3)]
+    until(lambda: len(published) >= 4)
+    assert [pk for pk, _ in published] == [waiting.pk, *(q.pk for q in later)]
+    assert len({id(producer) for producer in producers}) == 1
+    assert producers[0] is not None and hasattr(producers[0], "publish")
 
 
 def test_a_standby_takes_over_and_publishes_what_arrived_meanwhile(published, dispatchers):
