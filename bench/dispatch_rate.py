@@ -28,8 +28,6 @@ from kombu.exceptions import ChannelError  # noqa: E402
 
 from bench.harness import Product  # noqa: E402
 
-QUEUE = "inference"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -48,10 +46,7 @@ def main() -> None:
         if connection.vendor != "postgresql" or not by_notify():
             sys.exit("the dispatcher runs on PostgreSQL with IM_DISPATCH=notify (the default)")
         bot = product.make_bot("wecom")
-        worker = [product.worker_name]
-        if not app.control.cancel_consumer(QUEUE, destination=worker, reply=True):
-            sys.exit("the worker did not stop taking questions from the broker")
-        try:
+        with product.questions_held():
             stamp = time.time_ns()
             with transaction.atomic():
                 for n in range(args.n):
@@ -59,8 +54,6 @@ def main() -> None:
                     store(bot, inbound, "queued")
             committed = time.monotonic()
             published = wait_for_tasks(app, args.n, committed)
-        finally:
-            app.control.add_consumer(QUEUE, destination=worker, reply=True)
 
     rate = args.n / (published - committed)
     met = rate >= args.target
@@ -73,11 +66,14 @@ def main() -> None:
 
 def wait_for_tasks(app, count: int, since: float, timeout: float = 300.0) -> float:  # noqa: ANN001
     """When the broker's queue first held `count` tasks."""
+    from django.conf import settings
+
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
     with app.connection_for_read() as broker:
         channel = broker.default_channel
         while time.monotonic() - since < timeout:
             try:
-                held = channel.queue_declare(QUEUE, passive=True).message_count
+                held = channel.queue_declare(queue, passive=True).message_count
             except ChannelError:  # Redis: no list until the first task is pushed
                 held = 0
             if held >= count:

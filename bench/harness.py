@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -205,6 +207,22 @@ class Product:
             except requests.RequestException:
                 time.sleep(0.2)
         raise RuntimeError("gunicorn did not come up; see var/bench/gunicorn.log")
+
+    @contextmanager
+    def questions_held(self) -> Iterator[None]:
+        """Meanwhile the worker takes no question from the broker (Celery's
+        cancel_consumer on the new questions' queue); its dispatcher still publishes."""
+        from django.conf import settings
+
+        from assistant.celery import app
+
+        queue, worker = settings.CELERY_TASK_DEFAULT_QUEUE, [self.worker_name]
+        if not app.control.cancel_consumer(queue, destination=worker, reply=True):
+            raise RuntimeError("the worker did not stop taking questions from the broker")
+        try:
+            yield
+        finally:
+            app.control.add_consumer(queue, destination=worker, reply=True)
 
     def make_bot(self, platform: str, **tenant_fields: object):  # noqa: ANN201 - a Bot
         """The bench tenant's bot on `platform`; `tenant_fields` set more of the tenant's
