@@ -7,10 +7,12 @@ from celery import Celery, Task
 from celery.signals import setup_logging, task_postrun, task_prerun
 from django.db import close_old_connections
 
+from common import broker
 from conversations.dispatch import Dispatcher
 from conversations.heartbeat import Heartbeat
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+broker.install()  # redis:// and rediss:// brokers through one client a channel
 
 app = Celery("assistant")
 app.config_from_object("django.conf:settings", namespace="CELERY")

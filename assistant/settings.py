@@ -209,9 +209,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # kombu's own, sending its commands through one client (common/broker.py).
-    CELERY_BROKER_TRANSPORT = "common.broker:Transport"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With the broker down a callback must still answer quickly: give up publishing after
 # about a second; the row stays queued and the sweep enqueues it once the broker is back.

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import scratch_postgres  # noqa: E402
+from bench.harness import bench_secrets, scratch_postgres  # noqa: E402
 
 
 def main() -> None:
@@ -63,9 +63,7 @@ class Log:
 
 
 def setup() -> None:
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret")
-    os.environ.setdefault("FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+    bench_secrets()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith("postgres"):
         raise SystemExit("set DATABASE_URL to a PostgreSQL server (a scratch database is used)")

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import percentile, scratch_postgres, summary  # noqa: E402
+from bench.harness import bench_secrets, percentile, scratch_postgres, summary  # noqa: E402
 
 TARGET_MS = 300
 
@@ -54,9 +54,7 @@ def main() -> None:
 
 
 def setup() -> None:
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret")
-    os.environ.setdefault("FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+    bench_secrets()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ.setdefault("CACHE_URL", "locmem://")
     os.environ["LOG_LEVEL"] = "WARNING"

@@ -45,6 +45,14 @@ CREDENTIALS = {
 }
 
 
+def bench_secrets() -> None:
+    """The settings' secrets and module, for a benchmark's own processes (not a real
+    installation's: these are in the repository)."""
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret")
+    os.environ.setdefault("FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1)]
@@ -116,8 +124,7 @@ class Product:
     def _configure_environment(self) -> None:
         env = os.environ
         env.setdefault("VAR_DIR", str(ROOT / "var" / "bench"))
-        env.setdefault("SECRET_KEY", "bench-only-secret")
-        env.setdefault("FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=")
+        bench_secrets()
         env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
         env["LOG_LEVEL"] = "WARNING"
         if env.get("DATABASE_URL", "").startswith("postgres"):

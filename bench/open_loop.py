@@ -216,7 +216,9 @@ def work_done(product: Product) -> dict[str, float]:
                 f"SELECT {columns} FROM pg_stat_database WHERE datname = current_database()"  # noqa: S608
             )
             counters.update(zip(_DATABASE_WORK, cursor.fetchone(), strict=True))
-            # What every row, index entry and commit wrote to the log: the writes' cost.
+            # What every row, index entry and commit wrote to the log: the writes' cost. The
+            # server's, full-page images included (each run starts from a checkpoint: the
+            # scratch database's CREATE DATABASE takes one).
             cursor.execute("SELECT pg_current_wal_lsn() - '0/0'")
             counters[WAL_BYTES] = float(cursor.fetchone()[0])
     broker = os.environ.get("CELERY_BROKER_URL", "")

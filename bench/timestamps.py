@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.harness import bench_secrets  # noqa: E402
+
 QUERY = "SELECT now() + make_interval(secs => g) FROM generate_series(1, %s) g"
 
 
@@ -29,9 +31,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--target", type=float, default=4.0, help="at least this much faster")
     args = parser.parse_args()
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret")
-    os.environ.setdefault("FIELD_ENCRYPTION_KEY", "YmVuY2gtb25seS1maWVsZC1lbmNyeXB0aW9uLWtleSE=")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "assistant.settings")
+    bench_secrets()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("set DATABASE_URL to a PostgreSQL server")
     import django

@@ -3,8 +3,13 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from common.schema import drop_index
+
 
 class Migration(migrations.Migration):
+    # Each index is dropped without blocking writes (DROP INDEX CONCURRENTLY), outside a
+    # transaction; the foreign keys themselves stay as they are (common/schema.py).
+    atomic = False
 
     dependencies = [
         ('channels_im', '0006_bot_quotas'),
@@ -12,9 +17,16 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name='bot',
-            name='tenant',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='bots', to='tenants.tenant', verbose_name='tenant'),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name='bot',
+                    name='tenant',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='bots', to='tenants.tenant', verbose_name='tenant'),
+                ),
+            ],
+            database_operations=[
+                drop_index('channels_im_bot', 'tenant_id', 'channels_im_bot_tenant_id_01ce91c1'),
+            ],
         ),
     ]

@@ -3,8 +3,13 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from common.schema import drop_index
+
 
 class Migration(migrations.Migration):
+    # Each index is dropped without blocking writes (DROP INDEX CONCURRENTLY), outside a
+    # transaction; the foreign keys themselves stay as they are (common/schema.py).
+    atomic = False
 
     dependencies = [
         ('channels_im', '0007_indexes_led_by_composites'),
@@ -13,39 +18,52 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name='botday',
-            name='bot',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='channels_im.bot', verbose_name='bot'),
-        ),
-        migrations.AlterField(
-            model_name='conversation',
-            name='bot',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to='channels_im.bot', verbose_name='bot'),
-        ),
-        migrations.AlterField(
-            model_name='conversation',
-            name='tenant',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='message',
-            name='conversation',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='conversations.conversation', verbose_name='conversation'),
-        ),
-        migrations.AlterField(
-            model_name='message',
-            name='tenant',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='quotause',
-            name='tenant',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='userday',
-            name='tenant',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant', verbose_name='tenant'),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name='botday',
+                    name='bot',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='channels_im.bot', verbose_name='bot'),
+                ),
+                migrations.AlterField(
+                    model_name='conversation',
+                    name='bot',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to='channels_im.bot', verbose_name='bot'),
+                ),
+                migrations.AlterField(
+                    model_name='conversation',
+                    name='tenant',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to='tenants.tenant', verbose_name='tenant'),
+                ),
+                migrations.AlterField(
+                    model_name='message',
+                    name='conversation',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='conversations.conversation', verbose_name='conversation'),
+                ),
+                migrations.AlterField(
+                    model_name='message',
+                    name='tenant',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='tenants.tenant', verbose_name='tenant'),
+                ),
+                migrations.AlterField(
+                    model_name='quotause',
+                    name='tenant',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant', verbose_name='tenant'),
+                ),
+                migrations.AlterField(
+                    model_name='userday',
+                    name='tenant',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant', verbose_name='tenant'),
+                ),
+            ],
+            database_operations=[
+                drop_index('conversations_botday', 'bot_id', 'conversations_botday_bot_id_edcdd145'),
+                drop_index('conversations_conversation', 'bot_id', 'conversations_conversation_bot_id_3910ead5'),
+                drop_index('conversations_conversation', 'tenant_id', 'conversations_conversation_tenant_id_0c232464'),
+                drop_index('conversations_message', 'conversation_id', 'conversations_message_conversation_id_f1a2d5e9'),
+                drop_index('conversations_message', 'tenant_id', 'conversations_message_tenant_id_eb27372f'),
+                drop_index('conversations_quotause', 'tenant_id', 'conversations_quotause_tenant_id_c9b6c1d0'),
+                drop_index('conversations_userday', 'tenant_id', 'conversations_userday_tenant_id_97c66ef1'),
+            ],
         ),
     ]

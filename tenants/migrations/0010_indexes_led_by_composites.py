@@ -4,8 +4,13 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+from common.schema import drop_index
+
 
 class Migration(migrations.Migration):
+    # Each index is dropped without blocking writes (DROP INDEX CONCURRENTLY), outside a
+    # transaction; the foreign keys themselves stay as they are (common/schema.py).
+    atomic = False
 
     dependencies = [
         ('tenants', '0009_model_admission'),
@@ -13,14 +18,22 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AlterField(
-            model_name='apikey',
-            name='tenant',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='tenants.tenant', verbose_name='tenant'),
-        ),
-        migrations.AlterField(
-            model_name='membership',
-            name='user',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL, verbose_name='user'),
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.AlterField(
+                    model_name='apikey',
+                    name='tenant',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='tenants.tenant', verbose_name='tenant'),
+                ),
+                migrations.AlterField(
+                    model_name='membership',
+                    name='user',
+                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL, verbose_name='user'),
+                ),
+            ],
+            database_operations=[
+                drop_index('tenants_apikey', 'tenant_id', 'tenants_apikey_tenant_id_93769949'),
+                drop_index('tenants_membership', 'user_id', 'tenants_membership_user_id_2c860192'),
+            ],
         ),
     ]

@@ -5,12 +5,13 @@ import uuid
 
 import pytest
 from django.conf import settings
+from kombu import Connection
 from kombu.transport import redis
 
 from assistant.celery import app
 from common import broker
 
-pytestmark = pytest.mark.skipif(
+on_redis = pytest.mark.skipif(
     not settings.CELERY_BROKER_URL.startswith("redis"),
     reason="CELERY_BROKER_URL is not Redis (CI's is)",
 )
@@ -42,11 +43,27 @@ def simple(built):
         simple.close()
 
 
+@on_redis
 def test_the_product_publishes_through_this_transport():
     with app.connection_for_write() as connection:
         assert isinstance(connection.transport, broker.Transport)
 
 
+@pytest.mark.parametrize(
+    "url, tls",
+    [
+        ("redis://broker.example:6379/1", False),
+        ("rediss://broker.example:6380/1", True),  # kombu's default TLS options
+        ("rediss://broker.example:6380/1?ssl_cert_reqs=required", True),
+    ],
+)
+def test_a_redis_url_keeps_what_its_scheme_means_to_kombu(url, tls):
+    connection = Connection(url)  # connects only when used
+    assert isinstance(connection.transport, broker.Transport)
+    assert bool(connection.ssl) is tls
+
+
+@on_redis
 def test_declaring_publishing_and_acknowledging_build_one_client(simple, built):
     for n in range(5):
         simple.put({"n": n})
@@ -60,6 +77,7 @@ def test_declaring_publishing_and_acknowledging_build_one_client(simple, built):
     assert len(built) == 1
 
 
+@on_redis
 def test_a_channel_that_dropped_its_pools_gets_a_client_of_the_new_pool(simple, built):
     simple.put({"n": 1})
     simple.channel._disconnect_pools()  # what a fork does to the child's channels
