@@ -4,10 +4,9 @@ kombu's Redis channel builds a new `redis.Redis` for every command it sends outs
 polling loop (`Channel.conn_or_acquire`): every task published and every task
 acknowledged. Building them took 14 % of the dispatcher's time at 150 questions a second
 (py-spy): redis-py sets up its retry and its response callbacks each time. A client holds
-no connection of
-its own: each command still takes one from the channel's pool and gives it back, so
-one client serves the channel for as long as it lives, as the channel's own `client`
-(its polling loop's) already does.
+no connection of its own: each command still takes one from the channel's pool and gives
+it back, so one client serves the channel for as long as it lives, as the channel's own
+`client` (its polling loop's) already does.
 
 `install` makes it the transport of redis:// and rediss:// URLs in this process (the
 Celery app calls it). Written against kombu 5.7 (kombu/transport/redis.py), whose
