@@ -156,7 +156,7 @@ _LEARN_SQL = f"""
     )
     WHERE id = %(endpoint)s
 """  # noqa: S608 - constant table names and numbers, values as parameters
-_GRANT_SQL = f"UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}})"  # noqa: S608
+_LEASE_SQL = f"UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}})"  # noqa: S608
 
 
 def place(tenant: Tenant) -> tuple[str, int]:
@@ -392,7 +392,7 @@ def _lease(message_ids: list[int], until: datetime | None) -> None:
     """Set the lease of these questions' slots to end `until` (None: no slot)."""
     placeholders = ", ".join(["%s"] * len(message_ids))
     until_value = connection.ops.adapt_datetimefield_value(until)
-    _execute(_GRANT_SQL.format(ids=placeholders), [until_value, *message_ids])
+    _execute(_LEASE_SQL.format(ids=placeholders), [until_value, *message_ids])
 
 
 def _execute(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:

@@ -71,8 +71,9 @@ class Message(models.Model):
         IGNORED = "ignored", _("Ignored")
 
     # Tenant and conversation have no index of their own: msg_tenant_recent_idx and
-    # msg_context_idx lead with them. A row is written about four times on its way (and
-    # most writes change an indexed column, so every index takes a new entry).
+    # msg_context_idx lead with them. A question and its answer take about five writes
+    # (two inserts, three updates), and two of the updates change an indexed column, so
+    # every index takes a new entry (open_loop.py, pg_stat_user_tables).
     tenant = models.ForeignKey(
         Tenant,
         on_delete=models.CASCADE,

@@ -2,9 +2,9 @@
 another one already serves, and an index for each foreign key.
 
 Every write of a row adds an entry to each of its table's indexes (and on PostgreSQL an
-UPDATE that changes an indexed column adds one to every index). A message row is
-written about four times on its way, so an index whose leading columns another index
-has too costs every message, and serves no query the other does not (Django gives each
+UPDATE that changes an indexed column adds one to every index). A question and its
+answer take about five writes, so an index whose leading columns another index has too
+costs every message, and serves no query the other does not (Django gives each
 foreign key an index of its own unless told `db_index=False`).
 """
 

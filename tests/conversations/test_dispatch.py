@@ -112,7 +112,7 @@ def test_one_of_several_candidates_publishes_each_question_once(published, dispa
 def test_a_dispatcher_publishes_through_one_producer_while_elected(
     published, producers, dispatchers
 ):
-    """Taken from Celery's pool once, not for each task (a tenth of a publish)."""
+    """Taken from Celery's pool once, not for each task."""
     waiting = queued_question()  # enqueued at its election
     only = dispatchers("only")
     until(only.listening.is_set)
