@@ -1,10 +1,17 @@
 """The Celery app. Queues are split by latency: model calls never hold up deliveries."""
 
+import gc
 import logging.config
 import os
 
 from celery import Celery, Task
-from celery.signals import setup_logging, task_postrun, task_prerun
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+)
 from django.db import close_old_connections
 
 from common import broker
@@ -42,3 +49,13 @@ def _check_database_connections(sender: Task | None = None, **kwargs: object) ->
     was restarted. Not in a test's eager task, whose transaction it would close."""
     if sender is not None and not getattr(sender.request, "is_eager", False):
         close_old_connections()
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def _freeze_what_is_loaded(**kwargs: object) -> None:
+    """Once the worker's main process, or a pool child, is up: out of the garbage
+    collector's way, what lives as long as the process (assistant/asgi.py says why). A
+    full collection stopped the main process, the dispatcher's, for 73 ms in a run at
+    150 callbacks a second, and 7 ms once frozen (a probe's gc.callbacks)."""
+    gc.freeze()
