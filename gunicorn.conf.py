@@ -9,6 +9,7 @@ kept-alive connection lets a platform send its next callback without reconnectin
 
 import os
 
+from common.collector import freeze_start_up
 from common.logs import FORMAT
 
 wsgi_app = "assistant.asgi:application"
@@ -28,3 +29,12 @@ logconfig_dict = {
         for name in ("gunicorn.error", "gunicorn.access")
     },
 }
+
+
+def post_worker_init(worker: object) -> None:
+    """A web process has loaded the application: load the URLconf too (Django would at
+    the first request), then freeze what it loaded (common/collector.py)."""
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 - loading is the point
+    freeze_start_up()

@@ -12,7 +12,6 @@ so API clients never take the threads and connections callbacks need; no request
 over IM_MAX_BODY_BYTES is read.
 """
 
-import gc
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -50,9 +49,3 @@ async def route(scope: dict[str, Any], receive: Receive, send: Send) -> None:
 
 
 application = BodyLimit(route, settings.IM_MAX_BODY_BYTES)
-
-# What is loaded by now (Django, every app's modules: over 100,000 objects) lives as long
-# as the process. Left to the collector, each full collection walks it all, holding the
-# interpreter's lock for 55-65 ms (bench/gc_pause.py) while every request of the process
-# waits; frozen (gc.freeze), a full collection walks only what came after.
-gc.freeze()

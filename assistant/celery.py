@@ -1,6 +1,5 @@
 """The Celery app. Queues are split by latency: model calls never hold up deliveries."""
 
-import gc
 import logging.config
 import os
 
@@ -15,6 +14,7 @@ from celery.signals import (
 from django.db import close_old_connections
 
 from common import broker
+from common.collector import freeze_start_up
 from conversations.dispatch import Dispatcher
 from conversations.heartbeat import Heartbeat
 
@@ -52,10 +52,14 @@ def _check_database_connections(sender: Task | None = None, **kwargs: object) ->
 
 
 @worker_ready.connect
+def _freeze_the_main_process(**kwargs: object) -> None:
+    """The main process (the dispatcher's) is up: what it loaded, out of the garbage
+    collector's way (common/collector.py)."""
+    freeze_start_up()
+
+
 @worker_process_init.connect
-def _freeze_what_is_loaded(**kwargs: object) -> None:
-    """Once the worker's main process, or a pool child, is up: out of the garbage
-    collector's way, what lives as long as the process (assistant/asgi.py says why). A
-    full collection stopped the main process, the dispatcher's, for 73 ms in a run at
-    150 callbacks a second, and 7 ms once frozen (a probe's gc.callbacks)."""
-    gc.freeze()
+def _freeze_a_pool_child(**kwargs: object) -> None:
+    """A pool child is up: the same, without a collection of what it shares with its
+    parent."""
+    freeze_start_up(collect=False)

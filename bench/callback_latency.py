@@ -26,6 +26,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,14 +66,15 @@ def main() -> None:
 def run(product: Product, platform: str, n: int, concurrency: int) -> list[float]:
     builders = importlib.import_module(f"tests.callbacks.{platform}")
     bot = product.make_bot(platform)
+    warm_up = max(WARM_UP, concurrency)
     requests_ = [
         builders.message_request(bot, f"question {i}", f"bench-{platform}-{i}")
-        for i in range(n + WARM_UP)
+        for i in range(n + warm_up)
     ]
     session = requests.Session()
     # A kept-alive connection for each callback in flight (requests keeps ten: past
     # that, each callback would open a connection of its own and throw it away).
-    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=max(concurrency, 10)))
+    session.mount("http://", HTTPAdapter(pool_maxsize=max(concurrency, 10)))
 
     def timed(request: dict) -> float:
         request = product.prepare(request)
@@ -86,10 +88,10 @@ def run(product: Product, platform: str, n: int, concurrency: int) -> list[float
     with ThreadPoolExecutor(concurrency) as pool:
         # As many in flight as measured: every web process's imports, its threads and
         # their database connections, and the client's connections, made before the clock.
-        list(pool.map(timed, requests_[:WARM_UP]))
+        list(pool.map(timed, requests_[:warm_up]))
         time.sleep(1)  # let the worker take the warm-up's tasks before measuring
         cpu = product.web_cpu_seconds()
-        latencies = list(pool.map(timed, requests_[WARM_UP:]))
+        latencies = list(pool.map(timed, requests_[warm_up:]))
     cpu = product.web_cpu_seconds() - cpu
     print(f"{platform:10s} web processes' CPU per callback: {cpu / n * 1000:.2f} ms")
     return latencies

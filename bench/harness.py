@@ -4,7 +4,6 @@ separate processes, a fake Ollama and a fake platform API."""
 
 from __future__ import annotations
 
-import gc
 import math
 import os
 import signal
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from bench import cpu
+from common.collector import freeze_start_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,10 +96,10 @@ class Product:
         except BaseException:
             self.__exit__()
             raise
-        # The fakes and the clients are threads of this process: a full collection of
-        # what it loaded (Django among it) stopped them all for 40-80 ms now and then,
-        # and counted in the product's figures (bench/gc_pause.py).
-        gc.freeze()
+        # The fakes, and most benchmarks' clients, are threads of this process: a full
+        # collection of what it loaded (Django among it) stopped them all for 65-83 ms
+        # now and then, which counted in the product's figures (common/collector.py).
+        freeze_start_up()
         return self
 
     def _start_product(self) -> None:

@@ -1,6 +1,7 @@
 """What the web and worker processes load at start-up is kept out of the garbage
-collector's full collections (gc.freeze): walking it held the interpreter's lock for
-50-110 ms while every request or task of the process waited (bench/gc_pause.py)."""
+collector's full collections (common/collector.py): walking it held the interpreter's
+lock for tens of milliseconds while every request or task of the process waited
+(bench/gc_pause.py)."""
 
 import gc
 import os
@@ -15,20 +16,36 @@ import assistant.celery  # noqa: F401 - connects the worker's receivers
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# What a gunicorn worker does: load the application, then its post_worker_init hook.
+A_WEB_PROCESS = """
+import gc, runpy
+import assistant.asgi
+from django.urls.resolvers import _get_cached_resolver
+hook = runpy.run_path("gunicorn.conf.py")["post_worker_init"]
+print(gc.get_freeze_count(), _get_cached_resolver.cache_info().currsize)
+hook(None)
+print(gc.get_freeze_count(), _get_cached_resolver.cache_info().currsize)
+"""
 
-def test_the_web_application_freezes_what_it_loaded():
-    loaded = subprocess.run(
-        [sys.executable, "-c", "import gc, assistant.asgi; print(gc.get_freeze_count())"],
+
+def test_a_web_process_loads_its_urls_then_freezes_what_it_loaded():
+    started = subprocess.run(
+        [sys.executable, "-c", A_WEB_PROCESS],
         cwd=ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "assistant.settings"},
         capture_output=True,
         text=True,
-        check=True,
     )
-    assert int(loaded.stdout.split()[-1]) > 10_000
+    assert started.returncode == 0, started.stderr
+    frozen_before, urls_before, frozen_after, urls_after = map(int, started.stdout.split()[-4:])
+    assert (frozen_before, urls_before) == (0, 0)
+    assert frozen_after > 10_000
+    assert urls_after == 1  # the URLconf, loaded before the freeze
 
 
-@pytest.mark.parametrize("up", [worker_ready, worker_process_init], ids=["main", "pool child"])
+@pytest.mark.parametrize(
+    "up", [worker_ready, worker_process_init], ids=["main process", "pool child"]
+)
 def test_a_worker_process_freezes_what_it_loaded_once_up(up):
     gc.unfreeze()
     try:
