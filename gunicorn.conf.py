@@ -11,10 +11,18 @@ import os
 
 from common.collector import freeze_start_up
 from common.logs import FORMAT
+from common.webserver import seconds
 
 wsgi_app = "assistant.asgi:application"
 worker_class = "common.webserver.Worker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# How long a kept-alive connection may sit idle before the server closes it (uvicorn's
+# timeout_keep_alive): longer than the proxy or load balancer in front keeps its idle
+# ones (nginx's upstream keepalive_timeout and AWS's load balancers: 60 s). A request
+# sent on a connection as the server closes it is reset, and a proxy does not send a
+# POST again: gunicorn's default of 2 s made that race likely wherever a client kept
+# connections longer (bench/open_loop.py, at 400/s, saw one in 24,000).
+keepalive = int(seconds("WEB_KEEPALIVE", 75, 1, 3600))
 accesslog = "-"
 # The record's own timestamp (UTC, common/logs.py) says when; gunicorn's %(t)s is local time.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'

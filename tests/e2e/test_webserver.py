@@ -1,6 +1,7 @@
 """The web process as production starts it (gunicorn with gunicorn.conf.py) keeps answering
 while clients hold connections open sending their requests a byte at a time."""
 
+import re
 import socket
 import threading
 import time
@@ -105,6 +106,32 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(web):
         f"{url}/api/v1/messages/", data=iter([b"x" * 200_000, b"y" * 200_000]), timeout=5
     )
     assert chunked.status_code == 413
+
+
+def _response(sock: socket.socket) -> bytes:
+    """The head of one response read off `sock`, its body read past (Content-Length);
+    b"" if the server closed the connection instead."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if not (chunk := sock.recv(65536)):
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_a_kept_alive_connection_idle_for_seconds_still_carries_the_next_request(web):
+    url, port, log = web
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(request)
+        assert _response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(3)  # gunicorn's default keep-alive (2 s) closed it meanwhile
+        sock.sendall(request)
+        assert _response(sock).startswith(b"HTTP/1.1 200")
 
 
 @pytest.mark.parametrize(
