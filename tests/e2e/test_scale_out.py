@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,6 +185,34 @@ def polling(
     return check
 
 
+@contextmanager
+def polled_meanwhile(cluster: Cluster, questions: list[Asked]) -> Iterator[None]:
+    """Keep polling the open streams of `questions` from a thread while the block runs,
+    as WeCom's clients keep polling all along: a robot's answer may stream to its end
+    before the block does (a worker's start takes seconds on a busy machine)."""
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def poll_until_stopped() -> None:
+        while not stop.wait(0.2):
+            try:
+                for asked in questions:
+                    asked.poll(cluster)
+            except BaseException as error:  # noqa: BLE001 - raised in the test's thread
+                failed.append(error)
+                return
+
+    thread = threading.Thread(target=poll_until_stopped, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
 def assert_shown_once(platforms: FakePlatforms, asked: Asked) -> None:
     """The asker's chat shows the answer once, finished: one message (a WeCom app), one
     finished stream (a WeCom robot), one card closed with the whole answer (Feishu,
@@ -277,9 +307,10 @@ def test_two_web_and_three_worker_processes_work_as_one(
     # questions for a model that takes two at a time. Then it comes back, as a supervisor
     # restarts it.
     second = ask_at_once(cluster, list(bots.values()), start=6)
-    chatty = over_the_rate_limit(cluster, strict_bot, start=10)
-    capped = ask_at_once(cluster, [strict_bot] * 8, start=14)
-    cluster.workers.append(spawn_worker(**WORKER))
+    with polled_meanwhile(cluster, second):
+        chatty = over_the_rate_limit(cluster, strict_bot, start=10)
+        capped = ask_at_once(cluster, [strict_bot] * 8, start=14)
+        cluster.workers.append(spawn_worker(**WORKER))
     questions = [*first, *second, *capped]
     wait_for(
         polling(cluster, questions, lambda: all_done(questions, fake_ollama, capped_endpoint)),
