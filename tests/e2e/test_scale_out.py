@@ -192,12 +192,12 @@ def polled_meanwhile(cluster: Cluster, questions: list[Asked]) -> Iterator[None]
     before the block does (a worker's start takes seconds on a busy machine)."""
     stop = threading.Event()
     failed: list[BaseException] = []
+    poll_each = polling(cluster, questions, lambda: False)
 
     def poll_until_stopped() -> None:
         while not stop.wait(0.2):
             try:
-                for asked in questions:
-                    asked.poll(cluster)
+                poll_each()
             except BaseException as error:  # noqa: BLE001 - raised in the test's thread
                 failed.append(error)
                 return

@@ -119,7 +119,9 @@ def _response(sock: socket.socket) -> bytes:
     head, _, body = data.partition(b"\r\n\r\n")
     length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
     while len(body) < length:
-        body += sock.recv(65536)
+        if not (chunk := sock.recv(65536)):
+            return b""  # closed mid-body
+        body += chunk
     return head
 
 
