@@ -14,7 +14,8 @@ until its wake-up (`park`) and waits in the database, holding no worker. The ans
 frees a slot grants it to the next in line (turns.line_up) and has its task sent (the
 `question_granted` signal: tasks.py, the one module that talks to the broker, sends it).
 Every decision is made under a lock on the endpoint's row (SELECT … FOR UPDATE on
-PostgreSQL; SQLite has one write lock), so the cap holds across worker processes.
+PostgreSQL; SQLite has one write lock), so the cap holds across worker processes. Its
+commits do not wait for the disk (`_LOCK_SQL`): they are bookkeeping.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from common import metrics
-from common.postgresql import prepared_cursor
+from common.postgresql import prepared_cursor, relaxed_commit
 from tenants.models import Tenant
 
 from .claims import Claim, RetryLater, ms_between
@@ -123,7 +125,10 @@ _LINE_PG_SQL = f"""
     WHERE e.id = %(endpoint)s
     ORDER BY a.message_id
 """  # noqa: S608 - constant table names and numbers, values as parameters
-_LOCK_SQL = f"SELECT id FROM {_ENDPOINTS} WHERE key = %s{{lock}}"  # noqa: S608
+# {relaxed} in these statements: relaxed_commit() (common/postgresql). What admission
+# writes, a crash of the database may lose: a slot's lease runs out on its own, and a
+# question parked there waits for its claim to run out, as if its worker had died.
+_LOCK_SQL = f"SELECT id, {{relaxed}} FROM {_ENDPOINTS} WHERE key = %s{{lock}}"  # noqa: S608
 # A new question's place in line, at an endpoint that exists already; a place a worker
 # gave it first is kept (the sweep may hand a question to a worker before its intake ends).
 _ENTER_SQL = f"""
@@ -146,7 +151,7 @@ _WAITS_SQL = f"""
 # The slot given up in the same statement, unless such a question waits.
 _GIVE_UP_SQL = f"""
     DELETE FROM {_ADMISSIONS} WHERE message_id = %(message)s AND NOT EXISTS ({_WAITS_SQL})
-    RETURNING message_id
+    RETURNING message_id, {{relaxed}}
 """  # noqa: S608 - constant table names, values as parameters
 # An answer's time moves its endpoint's moving average of answer times, computed by the
 # database, so that no lock is needed.
@@ -155,8 +160,11 @@ _LEARN_SQL = f"""
         answer_seconds * {1 - _RECENT} + %(seconds)s * {_RECENT}, %(seconds)s
     )
     WHERE id = %(endpoint)s
+    RETURNING {{relaxed}}
 """  # noqa: S608 - constant table names and numbers, values as parameters
-_LEASE_SQL = f"UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}})"  # noqa: S608
+_LEASE_SQL = f"""
+    UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}}) RETURNING {{relaxed}}
+"""  # noqa: S608
 
 
 def place(tenant: Tenant) -> tuple[str, int]:
@@ -187,8 +195,9 @@ def admit(question: Claim, endpoint: str) -> Lease | Waiting:
     row = question.row
     now = timezone.now()
     key = endpoint_key(endpoint)
+    relaxed = relaxed_commit()
     with transaction.atomic():
-        locked, entries, unread = _line(key, row)
+        locked, entries, unread = _line(key, row, relaxed)
         mine = next((e for e in entries if e.message_id == row.pk), None)
         if mine is not None and mine.holds(now):  # granted while it waited
             _lease([row.pk], _lease_end())
@@ -249,8 +258,9 @@ def park(question: Claim, endpoint: str, waiting: Waiting, until: datetime | Non
     slot_ends = waiting.slot_ends if waiting.ahead < waiting.cap else None
     wake = min(t for t in (until, slot_ends, budget_end) if t is not None)
     key = endpoint_key(endpoint)
+    relaxed = relaxed_commit()
     with transaction.atomic():
-        locked, entries, _ = _line(key, row)
+        locked, entries, _ = _line(key, row, relaxed)
         mine = next((e for e in entries if e.message_id == row.pk), None)
         if mine is not None and mine.holds(now):
             return _admitted(question, locked)
@@ -340,12 +350,15 @@ class Lease:
         try:
             now = connection.ops.adapt_datetimefield_value(timezone.now())
             given_up = {"message": self.message_id, "endpoint": endpoint.pk, "now": now}
-            if _execute(_GIVE_UP_SQL, given_up) and not _someone_waits(endpoint.pk):
+            relaxed = relaxed_commit()
+            if _execute(_GIVE_UP_SQL.format(relaxed=relaxed), given_up) and not _someone_waits(
+                endpoint.pk
+            ):
                 _learn(endpoint, self.answer_seconds)
                 _served_unless_alone(endpoint, self.tenant_id)
                 return
             with transaction.atomic():
-                endpoint, entries, _ = _line(endpoint.key)
+                endpoint, entries, _ = _line(endpoint.key, relaxed=relaxed)
                 _execute(_FORGET_SQL, [self.message_id])
                 entries = [e for e in entries if e.message_id != self.message_id]
                 _served(endpoint, self.tenant_id)
@@ -385,14 +398,16 @@ def _learn(endpoint: ModelEndpoint, answer_seconds: float | None) -> None:
         known is not None and abs(answer_seconds - known) <= _CLOSE * known
     ):
         return
-    _execute(_LEARN_SQL, {"endpoint": endpoint.pk, "seconds": answer_seconds})
+    learn = _LEARN_SQL.format(relaxed=relaxed_commit())
+    _execute(learn, {"endpoint": endpoint.pk, "seconds": answer_seconds})
 
 
 def _lease(message_ids: list[int], until: datetime | None) -> None:
     """Set the lease of these questions' slots to end `until` (None: no slot)."""
     placeholders = ", ".join(["%s"] * len(message_ids))
     until_value = connection.ops.adapt_datetimefield_value(until)
-    _execute(_LEASE_SQL.format(ids=placeholders), [until_value, *message_ids])
+    lease = _LEASE_SQL.format(ids=placeholders, relaxed=relaxed_commit())
+    _execute(lease, [until_value, *message_ids])
 
 
 def _execute(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -407,9 +422,10 @@ def _served_unless_alone(endpoint: ModelEndpoint, tenant_id: int) -> None:
     ties still need whose answer ended last, for the questions whose tasks are on their
     way. Nothing to write where the tenant is the endpoint's only one."""
     if len(endpoint.served) > 1 or str(tenant_id) not in endpoint.served:
+        relaxed = RawSQL(relaxed_commit(), ())  # noqa: S611 - a constant expression
         with transaction.atomic():
             locked = ModelEndpoint.objects.select_for_update().only("served")
-            _served(locked.get(pk=endpoint.pk), tenant_id)
+            _served(locked.annotate(relaxed=relaxed).get(pk=endpoint.pk), tenant_id)
 
 
 def _served(endpoint: ModelEndpoint, tenant_id: int) -> None:
@@ -421,10 +437,15 @@ def _served(endpoint: ModelEndpoint, tenant_id: int) -> None:
         ModelEndpoint.objects.filter(pk=endpoint.pk).update(served=endpoint.served)
 
 
-def _line(key: str, mine: Message | None = None) -> tuple[ModelEndpoint, list[Entry], int]:
+def _line(
+    key: str, mine: Message | None = None, relaxed: str = "NULL"
+) -> tuple[ModelEndpoint, list[Entry], int]:
     """The endpoint's row, locked until the transaction ends (created on first use); the
     questions at it that decide its turns (_LINE_SQL), with question `mine` if in line,
     oldest first; and how many of its tenant's, left unread, came before `mine`.
+    `relaxed`: relaxed_commit(), asked before the transaction began, so that a
+    transaction of the caller's own commits without waiting for the disk: what is
+    decided here, a crash may lose (the slots' leases run out on their own).
 
     The lock is taken by a statement of its own, before the line is read: a statement
     that waited for a lock still reads the other tables as they were when it began
@@ -432,10 +453,11 @@ def _line(key: str, mine: Message | None = None) -> tuple[ModelEndpoint, list[En
     """
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with prepared_cursor() as cursor:
-        cursor.execute(_LOCK_SQL.format(lock=lock), [key])
+        lock_sql = _LOCK_SQL.format(lock=lock, relaxed=relaxed)
+        cursor.execute(lock_sql, [key])
         if (locked := cursor.fetchone()) is None:
             ModelEndpoint.objects.bulk_create([ModelEndpoint(key=key)], ignore_conflicts=True)
-            cursor.execute(_LOCK_SQL.format(lock=lock), [key])
+            cursor.execute(lock_sql, [key])
             locked = cursor.fetchone()
         me = {"mine": mine.pk, "tenant": mine.tenant_id} if mine else {"mine": 0, "tenant": 0}
         line = _LINE_PG_SQL if connection.vendor == "postgresql" else _LINE_SQL

@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_im.models import Bot
+from common.postgresql import relaxed_commit
 from tenants.models import Tenant
 
 from .models import Message, QuotaUse
@@ -158,11 +159,13 @@ _COUNTED = """
 # Count one question on subjects' rows ({rows}: one _ROW each).
 _COUNT_SQL = f"INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES {{rows}} {_COUNTED}"  # noqa: S608
 # `_COUNT_SQL` with no limits, counting only a question not counted before (its id the
-# first parameter): PostgreSQL marks and counts it in one statement.
+# first parameter): PostgreSQL marks and counts it in one statement. {relaxed}: a count
+# (common/postgresql.relaxed_commit) that a crash of the database may lose; the question is
+# counted at its next claim then.
 _COUNT_ONCE_SQL = f"""
     WITH first AS (
         UPDATE {Message._meta.db_table} SET quota_counted = TRUE
-        WHERE id = %s AND NOT quota_counted RETURNING id
+        WHERE id = %s AND NOT quota_counted RETURNING id, {{relaxed}}
     )
     INSERT INTO {TABLE} AS q ({COLUMNS}) SELECT v.* FROM (VALUES {{rows}}) v, first
     {_COUNTED.format(where="")}
@@ -222,7 +225,8 @@ def _count(question: Message, rows: list[list[Any]]) -> None:
     params = [value for row in rows for value in row]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(_COUNT_ONCE_SQL.format(rows=values), [question.pk, *params])
+            count = _COUNT_ONCE_SQL.format(rows=values, relaxed=relaxed_commit())
+            cursor.execute(count, [question.pk, *params])
             return
         with transaction.atomic():
             if _first_count(question):
@@ -262,6 +266,7 @@ def _first_notice(question: Message, refusal: Refusal, period: Period) -> bool:
 
 
 # Add an answer's tokens to its subjects' month (a row on an earlier month starts over).
+# {relaxed}: as `_COUNT_ONCE_SQL`'s; an answer's tokens lost to a crash are not counted.
 _SPEND_SQL = f"""
     INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES {{rows}}
     ON CONFLICT (tenant_id, scope, subject) DO UPDATE SET
@@ -270,6 +275,7 @@ _SPEND_SQL = f"""
         estimated_tokens = CASE WHEN q.month = excluded.month THEN q.estimated_tokens ELSE 0 END
             + excluded.estimated_tokens,
         month = excluded.month
+    RETURNING {{relaxed}}
 """  # noqa: S608
 
 
@@ -289,7 +295,8 @@ def spend(question: Message, now: datetime | None = None) -> None:
     ]
     placeholders = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
     with connection.cursor() as cursor:
-        cursor.execute(_SPEND_SQL.format(rows=placeholders), [v for row in rows for v in row])
+        spent = _SPEND_SQL.format(rows=placeholders, relaxed=relaxed_commit())
+        cursor.execute(spent, [v for row in rows for v in row])
 
 
 @dataclass(frozen=True)

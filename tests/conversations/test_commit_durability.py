@@ -1,0 +1,99 @@
+"""Which writes wait for the disk at commit (PostgreSQL's synchronous_commit): a question,
+its claim, its answer and its outcome do; the bookkeeping of model slots and quotas does
+not (common/postgresql.relaxed_commit)."""
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from django.db import connection, transaction
+
+from channels_im.platforms.base import InboundMessage
+from conversations import quotas
+from conversations.models import Message
+from conversations.services import receive
+
+pytestmark = [
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's setting"),
+    pytest.mark.django_db(transaction=True),
+]
+
+# What a worker writes for the model slots and the quotas.
+BOOKKEEPING = re.compile(
+    r"^\s*(WITH first AS \(\s*UPDATE|INSERT INTO|UPDATE|DELETE FROM)\s+\"?"
+    r"conversations_(admission|quotause|modelendpoint|message SET quota_counted)\b"
+)
+# A question's row and its answer's: stored, claimed, answered.
+LASTING = re.compile(
+    r"^\s*(INSERT INTO|UPDATE)\s+\"?conversations_message\"?\s+(\(|SET \"?(status|queue_wait_ms)\b)"
+)
+CLAIM = re.compile(r"^\s*UPDATE conversations_message\s+SET status = %s, claimed_until = %s")
+
+
+@contextmanager
+def commits_seen() -> Iterator[list[tuple[str, str]]]:
+    """Each statement Django runs meanwhile, with the synchronous_commit in force once it
+    ran: the one its transaction commits with, unless a later statement of the same
+    transaction changes it. A statement Django runs on its own (autocommit) is given an
+    explicit transaction, as PostgreSQL would give it an implicit one, so that the
+    setting can be read before the commit."""
+    seen: list[tuple[str, str]] = []
+
+    def observe(execute, sql, params, many, context):
+        raw = context["connection"].connection
+        own = raw.autocommit
+        if own:
+            raw.execute("BEGIN")
+        try:
+            result = execute(sql, params, many, context)
+        except Exception:
+            if own:
+                raw.execute("ROLLBACK")
+            raise
+        seen.append((sql, raw.execute("SHOW synchronous_commit").fetchone()[0]))
+        if own:
+            raw.execute("COMMIT")
+        return result
+
+    with connection.execute_wrapper(observe):
+        yield seen
+
+
+def writes(seen, kind):
+    return [setting for sql, setting in seen if kind.match(sql)]
+
+
+def test_a_question_its_claim_and_answer_last_while_slots_and_counts_do_not_wait(
+    wecom_bot, fake_platforms, eager_celery
+):
+    with commits_seen() as seen:
+        question = receive(wecom_bot, InboundMessage("m1", "zhangsan", "zhangsan", "hello"))
+
+    question.refresh_from_db()
+    assert question.status == Message.Status.ANSWERED, question.error
+    claim = next(n for n, (sql, _) in enumerate(seen) if CLAIM.match(sql))
+    intake, worker = seen[:claim], seen[claim:]
+    assert {setting for _, setting in intake} == {"on"}, intake
+    # Claimed, its answer stored, answered.
+    lasting = writes(worker, LASTING)
+    assert len(lasting) >= 3 and set(lasting) == {"on"}, worker
+    # Counted, a slot taken, its lease written, given up.
+    bookkeeping = writes(worker, BOOKKEEPING)
+    assert len(bookkeeping) >= 3 and set(bookkeeping) == {"off"}, worker
+
+
+def test_bookkeeping_in_a_callers_transaction_commits_as_the_callers_would(
+    wecom_bot, fake_platforms, eager_celery
+):
+    question = receive(wecom_bot, InboundMessage("m1", "zhangsan", "zhangsan", "hello"))
+    question.refresh_from_db()
+    question.completion_tokens = 7
+
+    with commits_seen() as seen, transaction.atomic():
+        quotas.spend(question)
+    assert writes(seen, BOOKKEEPING) == ["on"], seen
+
+    with commits_seen() as seen:
+        quotas.spend(question)
+    assert writes(seen, BOOKKEEPING) == ["off"], seen
