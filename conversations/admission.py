@@ -14,8 +14,9 @@ until its wake-up (`park`) and waits in the database, holding no worker. The ans
 frees a slot grants it to the next in line (turns.line_up) and has its task sent (the
 `question_granted` signal: tasks.py, the one module that talks to the broker, sends it).
 Every decision is made under a lock on the endpoint's row (SELECT … FOR UPDATE on
-PostgreSQL; SQLite has one write lock), so the cap holds across worker processes. Its
-commits do not wait for the disk (`_LOCK_SQL`): they are bookkeeping.
+PostgreSQL; SQLite has one write lock), so the cap holds across worker processes. Taking
+a slot, renewing and giving it up commit without waiting for the disk (`_LOCK_SQL`);
+parking a question and waking one write its row, and wait.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from common import metrics
-from common.postgresql import prepared_cursor, relaxed_commit
+from common.postgresql import commit_lasting, prepared_cursor, relaxed_commit
 from tenants.models import Tenant
 
 from .claims import Claim, RetryLater, ms_between
@@ -125,9 +126,8 @@ _LINE_PG_SQL = f"""
     WHERE e.id = %(endpoint)s
     ORDER BY a.message_id
 """  # noqa: S608 - constant table names and numbers, values as parameters
-# {relaxed} in these statements: relaxed_commit() (common/postgresql). What admission
-# writes, a crash of the database may lose: a slot's lease runs out on its own, and a
-# question parked there waits for its claim to run out, as if its worker had died.
+# {relaxed} in these statements: relaxed_commit() (common/postgresql). A slot taken,
+# renewed or given up, a crash of the database may lose: its lease runs out on its own.
 _LOCK_SQL = f"SELECT id, {{relaxed}} FROM {_ENDPOINTS} WHERE key = %s{{lock}}"  # noqa: S608
 # A new question's place in line, at an endpoint that exists already; a place a worker
 # gave it first is kept (the sweep may hand a question to a worker before its intake ends).
@@ -258,9 +258,10 @@ def park(question: Claim, endpoint: str, waiting: Waiting, until: datetime | Non
     slot_ends = waiting.slot_ends if waiting.ahead < waiting.cap else None
     wake = min(t for t in (until, slot_ends, budget_end) if t is not None)
     key = endpoint_key(endpoint)
-    relaxed = relaxed_commit()
+    # Not relaxed: a wake-up lost to a crash would hold the question until its claim ran
+    # out, past its answer budget.
     with transaction.atomic():
-        locked, entries, _ = _line(key, row, relaxed)
+        locked, entries, _ = _line(key, row)
         mine = next((e for e in entries if e.message_id == row.pk), None)
         if mine is not None and mine.holds(now):
             return _admitted(question, locked)
@@ -351,9 +352,8 @@ class Lease:
             now = connection.ops.adapt_datetimefield_value(timezone.now())
             given_up = {"message": self.message_id, "endpoint": endpoint.pk, "now": now}
             relaxed = relaxed_commit()
-            if _execute(_GIVE_UP_SQL.format(relaxed=relaxed), given_up) and not _someone_waits(
-                endpoint.pk
-            ):
+            give_up = _GIVE_UP_SQL.format(relaxed=relaxed)
+            if _execute(give_up, given_up) and not _someone_waits(endpoint.pk):
                 _learn(endpoint, self.answer_seconds)
                 _served_unless_alone(endpoint, self.tenant_id)
                 return
@@ -516,6 +516,7 @@ def _fill(
     _lease(ids, _lease_end())
     parked = [e.message_id for e in given if e.status == Message.Status.QUEUED and e.claimed_until]
     if parked := [message_id for message_id in parked if message_id != mine]:
+        commit_lasting()  # a wake-up lost to a crash would leave them parked
         Message.objects.filter(pk__in=parked, status=Message.Status.QUEUED).update(
             claimed_until=None  # due now
         )

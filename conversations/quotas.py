@@ -160,8 +160,8 @@ _COUNTED = """
 _COUNT_SQL = f"INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES {{rows}} {_COUNTED}"  # noqa: S608
 # `_COUNT_SQL` with no limits, counting only a question not counted before (its id the
 # first parameter): PostgreSQL marks and counts it in one statement. {relaxed}: a count
-# (common/postgresql.relaxed_commit) that a crash of the database may lose; the question is
-# counted at its next claim then.
+# that a crash of the database may lose (common/postgresql.relaxed_commit), leaving the
+# question uncounted (with everything after it, its answer recorded by a later claim).
 _COUNT_ONCE_SQL = f"""
     WITH first AS (
         UPDATE {Message._meta.db_table} SET quota_counted = TRUE
@@ -266,7 +266,7 @@ def _first_notice(question: Message, refusal: Refusal, period: Period) -> bool:
 
 
 # Add an answer's tokens to its subjects' month (a row on an earlier month starts over).
-# {relaxed}: as `_COUNT_ONCE_SQL`'s; an answer's tokens lost to a crash are not counted.
+# {relaxed}: as `_COUNT_ONCE_SQL`'s; tokens lost to a crash go uncounted.
 _SPEND_SQL = f"""
     INSERT INTO {TABLE} AS q ({COLUMNS}) VALUES {{rows}}
     ON CONFLICT (tenant_id, scope, subject) DO UPDATE SET

@@ -22,16 +22,28 @@ def prepared_cursor() -> Any:
 
 def relaxed_commit() -> str:
     """A SQL expression for the select list or RETURNING of a statement that writes
-    bookkeeping only: a crash may lose it, as the product recovers what a worker dying
-    there would leave (a model slot's lease, a quota's count). Evaluated, it lets the
-    statement's transaction commit without waiting for the disk, about a millisecond
-    less for each (PostgreSQL: "Asynchronous Commit", section 30.4 of its manual).
+    bookkeeping only, which a crash of the database (or a failover to a standby) may lose
+    because the product gets over its loss: a model slot's lease runs out on its own, a
+    count is one short. Evaluated, it lets the statement's transaction commit without
+    waiting for the disk, about a millisecond less for each on a VM's disk (PostgreSQL's
+    manual, "Asynchronous Commit": wal-async-commit.html).
 
     "NULL" (nothing) on SQLite, and inside a transaction a caller opened: one that also
     writes what must last (an answer, its question's outcome) commits as it would have.
-    Call it before opening a transaction of one's own.
+    Call it before opening a transaction of one's own; `commit_lasting` takes it back.
     """
     from django.db import connection
 
     own = connection.vendor == "postgresql" and not connection.in_atomic_block
     return _RELAXED if own else "NULL"
+
+
+def commit_lasting() -> None:
+    """In a transaction that `relaxed_commit` relaxed, wait for the disk at commit after
+    all (the server's synchronous_commit): it came to write what must outlast a crash,
+    such as a question's row. One statement on PostgreSQL; nothing elsewhere."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO DEFAULT")
