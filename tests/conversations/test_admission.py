@@ -144,14 +144,6 @@ def admit(message, endpoint=None):
     return admission.admit(claim(message), endpoint or message.tenant.endpoint)
 
 
-@pytest.fixture
-def woken(monkeypatch):
-    """The ids of waiting questions granted a slot, instead of sending their tasks."""
-    ids: list[int] = []
-    monkeypatch.setattr(tasks, "wake_granted", ids.extend)
-    return ids
-
-
 def test_it_grants_as_many_slots_as_the_cap_and_lines_up_the_rest(tenant):
     first, second, third, fourth = (question(tenant) for _ in range(4))
     assert isinstance(admit(first), Lease) and isinstance(admit(second), Lease)

@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
-from conversations import admission, quotas, tasks
+from conversations import admission, quotas
 from conversations.claims import Claim, RetryLater
 from conversations.models import Message
 from conversations.services import receive
@@ -109,14 +109,6 @@ def test_bookkeeping_in_a_callers_transaction_commits_as_the_callers_would(
     with commits_seen() as seen:
         quotas.spend(question)
     assert writes(seen, BOOKKEEPING) == ["off"], seen
-
-
-@pytest.fixture
-def woken(monkeypatch):
-    """The ids of parked questions granted a slot, instead of sending their tasks."""
-    ids: list[int] = []
-    monkeypatch.setattr(tasks, "wake_granted", ids.extend)
-    return ids
 
 
 def test_a_question_parked_in_line_and_woken_when_a_slot_frees_lasts(woken):
