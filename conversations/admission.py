@@ -15,8 +15,8 @@ frees a slot grants it to the next in line (turns.line_up) and has its task sent
 `question_granted` signal: tasks.py, the one module that talks to the broker, sends it).
 Every decision is made under a lock on the endpoint's row (SELECT … FOR UPDATE on
 PostgreSQL; SQLite has one write lock), so the cap holds across worker processes. Taking
-a slot, renewing and giving it up commit without waiting for the disk (`_LOCK_SQL`);
-parking a question and waking one write its row, and wait.
+a slot, renewing and giving it up commit without waiting for the disk (the `{relaxed}`
+of the statements below); parking a question and waking one write its row, and wait.
 """
 
 from __future__ import annotations
@@ -126,8 +126,9 @@ _LINE_PG_SQL = f"""
     WHERE e.id = %(endpoint)s
     ORDER BY a.message_id
 """  # noqa: S608 - constant table names and numbers, values as parameters
-# {relaxed} in these statements: relaxed_commit() (common/postgresql). A slot taken,
-# renewed or given up, a crash of the database may lose: its lease runs out on its own.
+# {relaxed} in these statements: relaxed_commit() (common/postgresql). A crash of the
+# database may lose a slot given up (held until its lease runs out), or taken or renewed
+# (granted again meanwhile: the endpoint runs one answer over its cap for a while).
 _LOCK_SQL = f"SELECT id, {{relaxed}} FROM {_ENDPOINTS} WHERE key = %s{{lock}}"  # noqa: S608
 # A new question's place in line, at an endpoint that exists already; a place a worker
 # gave it first is kept (the sweep may hand a question to a worker before its intake ends).
@@ -444,8 +445,8 @@ def _line(
     questions at it that decide its turns (_LINE_SQL), with question `mine` if in line,
     oldest first; and how many of its tenant's, left unread, came before `mine`.
     `relaxed`: relaxed_commit(), asked before the transaction began, so that a
-    transaction of the caller's own commits without waiting for the disk: what is
-    decided here, a crash may lose (the slots' leases run out on their own).
+    transaction of the caller's own commits without waiting for the disk (unless
+    `_fill` wakes a parked question in it: see `_LOCK_SQL`'s comment).
 
     The lock is taken by a statement of its own, before the line is read: a statement
     that waited for a lock still reads the other tables as they were when it began

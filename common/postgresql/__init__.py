@@ -23,10 +23,11 @@ def prepared_cursor() -> Any:
 def relaxed_commit() -> str:
     """A SQL expression for the select list or RETURNING of a statement that writes
     bookkeeping only, which a crash of the database (or a failover to a standby) may lose
-    because the product gets over its loss: a model slot's lease runs out on its own, a
-    count is one short. Evaluated, it lets the statement's transaction commit without
-    waiting for the disk, about a millisecond less for each on a VM's disk (PostgreSQL's
-    manual, "Asynchronous Commit": wal-async-commit.html).
+    because the product gets over its loss: a model slot is held until its lease runs
+    out, or granted twice for a while; a count is one short. Evaluated, it lets the
+    statement's transaction commit without waiting for the disk, about a millisecond
+    less for each on a VM's disk (PostgreSQL's manual, "Asynchronous Commit":
+    wal-async-commit.html).
 
     "NULL" (nothing) on SQLite, and inside a transaction a caller opened: one that also
     writes what must last (an answer, its question's outcome) commits as it would have.
@@ -40,8 +41,9 @@ def relaxed_commit() -> str:
 
 def commit_lasting() -> None:
     """In a transaction that `relaxed_commit` relaxed, wait for the disk at commit after
-    all (the server's synchronous_commit): it came to write what must outlast a crash,
-    such as a question's row. One statement on PostgreSQL; nothing elsewhere."""
+    all (the configured synchronous_commit, as the session began with it): it came to
+    write what must outlast a crash, such as a question's row. One statement on
+    PostgreSQL; nothing elsewhere."""
     from django.db import connection
 
     if connection.vendor == "postgresql":

@@ -18,7 +18,7 @@ from django.utils import timezone
 from channels_im.platforms.base import InboundMessage
 from conversations import admission, quotas
 from conversations.claims import Claim, RetryLater
-from conversations.models import Message
+from conversations.models import Admission, Message
 from conversations.services import receive
 from tests.factories import BotFactory, MessageFactory, TenantFactory
 
@@ -48,7 +48,8 @@ def commits_seen() -> Iterator[list[tuple[str, str]]]:
     ran: the one its transaction commits with, unless a later statement of the same
     transaction changes it. A statement Django runs on its own (autocommit) is given an
     explicit transaction, as PostgreSQL would give it an implicit one, so that the
-    setting can be read before the commit."""
+    setting can be read before the commit: set_config's transaction-local value lasts
+    until the end of either kind (PostgreSQL's manual, "set_config")."""
     seen: list[tuple[str, str]] = []
 
     def observe(execute, sql, params, many, context):
@@ -104,33 +105,57 @@ def test_bookkeeping_in_a_callers_transaction_commits_as_the_callers_would(
 
     with commits_seen() as seen, transaction.atomic():
         quotas.spend(question)
-    assert writes(seen, BOOKKEEPING) != ["off"], seen
+    spent = writes(seen, BOOKKEEPING)
+    assert spent and "off" not in spent, seen
 
     with commits_seen() as seen:
         quotas.spend(question)
     assert writes(seen, BOOKKEEPING) == ["off"], seen
 
 
-def test_a_question_parked_in_line_and_woken_when_a_slot_frees_lasts(woken):
-    tenant = TenantFactory(max_concurrency=1)
+def claimed(tenant):
+    bot = BotFactory(tenant=tenant)
+    row = MessageFactory(conversation__bot=bot, status=Message.Status.QUEUED, attempts=0)
+    return Claim.take(row.pk, Message.Role.USER)
 
-    def claimed():
-        bot = BotFactory(tenant=tenant)
-        row = MessageFactory(conversation__bot=bot, status=Message.Status.QUEUED, attempts=0)
-        return Claim.take(row.pk, Message.Role.USER)
 
-    held = admission.admit(claimed(), tenant.endpoint)
-    waiting_claim = claimed()
+def parked_behind(tenant):
+    """A slot held at a one-slot endpoint, and a question parked behind it: (the slot's
+    Lease, what park ran)."""
+    held = admission.admit(claimed(tenant), tenant.endpoint)
+    waiting_claim = claimed(tenant)
     waiting = admission.admit(waiting_claim, tenant.endpoint)
     wake = timezone.now() + timedelta(minutes=1)
     with commits_seen() as parked, pytest.raises(RetryLater):
         admission.park(waiting_claim, tenant.endpoint, waiting, wake)
+    return held, waiting_claim.row, parked
+
+
+def lasting_question_rows(seen):
+    """The question's row is written, in a transaction that waits for the disk."""
+    question_rows = writes(seen, QUESTION_ROW)
+    assert question_rows and "off" not in question_rows, seen
+    assert seen[-1][1] != "off", seen
+
+
+def test_a_question_parked_in_line_and_woken_when_a_slot_frees_lasts(woken):
+    held, parked_row, parked = parked_behind(TenantFactory(max_concurrency=1))
     with commits_seen() as released:
         held.release()
 
-    assert woken == [waiting_claim.row.pk]
+    assert woken == [parked_row.pk]
     for seen in (parked, released):
-        question_rows = writes(seen, QUESTION_ROW)
-        # Its row written (parked, then due now), in a transaction that waits at commit.
-        assert question_rows and "off" not in question_rows, seen
-        assert seen[-1][1] != "off", seen
+        lasting_question_rows(seen)  # parked, then due now
+
+
+def test_a_parked_question_woken_by_a_newer_ones_admission_lasts(woken):
+    """The slot's lease ran out (its worker died): the next to ask for a slot grants it to
+    the question parked first, in its own otherwise relaxed transaction."""
+    tenant = TenantFactory(max_concurrency=1)
+    held, parked_row, _ = parked_behind(tenant)
+    Admission.objects.filter(pk=held.message_id).update(lease_until=timezone.now())
+    with commits_seen() as seen:
+        newer = admission.admit(claimed(tenant), tenant.endpoint)
+
+    assert woken == [parked_row.pk] and not isinstance(newer, admission.Lease)
+    lasting_question_rows(seen)
