@@ -15,7 +15,8 @@ from conversations.claims import Claim, RetryLater
 from conversations.models import Admission, Message, ModelEndpoint
 from conversations.services import receive
 from conversations.turns import Entry, endpoint_key, line_up
-from tests.factories import BotFactory, MessageFactory, TenantFactory
+from tests.conversations.lines import claim, question
+from tests.factories import MessageFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -127,17 +128,6 @@ def one_slot(tenant):
     tenant.max_concurrency = 1
     tenant.save()
     return tenant
-
-
-def question(tenant, **fields):
-    bot = BotFactory(tenant=tenant)
-    return MessageFactory(conversation__bot=bot, status=QUEUED, **fields)
-
-
-def claim(message):
-    taken = Claim.take(message.pk, Message.Role.USER)
-    assert taken is not None
-    return taken
 
 
 def admit(message, endpoint=None):

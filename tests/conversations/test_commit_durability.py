@@ -17,10 +17,11 @@ from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
 from conversations import admission, quotas
-from conversations.claims import Claim, RetryLater
+from conversations.claims import RetryLater
 from conversations.models import Admission, Message
 from conversations.services import receive
-from tests.factories import BotFactory, MessageFactory, TenantFactory
+from tests.conversations.lines import claim, question
+from tests.factories import TenantFactory
 
 pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's setting"),
@@ -113,17 +114,11 @@ def test_bookkeeping_in_a_callers_transaction_commits_as_the_callers_would(
     assert writes(seen, BOOKKEEPING) == ["off"], seen
 
 
-def claimed(tenant):
-    bot = BotFactory(tenant=tenant)
-    row = MessageFactory(conversation__bot=bot, status=Message.Status.QUEUED, attempts=0)
-    return Claim.take(row.pk, Message.Role.USER)
-
-
 def parked_behind(tenant):
     """A slot held at a one-slot endpoint, and a question parked behind it: (the slot's
     Lease, what park ran)."""
-    held = admission.admit(claimed(tenant), tenant.endpoint)
-    waiting_claim = claimed(tenant)
+    held = admission.admit(claim(question(tenant)), tenant.endpoint)
+    waiting_claim = claim(question(tenant, attempts=0))
     waiting = admission.admit(waiting_claim, tenant.endpoint)
     wake = timezone.now() + timedelta(minutes=1)
     with commits_seen() as parked, pytest.raises(RetryLater):
@@ -155,7 +150,7 @@ def test_a_parked_question_woken_by_a_newer_ones_admission_lasts(woken):
     held, parked_row, _ = parked_behind(tenant)
     Admission.objects.filter(pk=held.message_id).update(lease_until=timezone.now())
     with commits_seen() as seen:
-        newer = admission.admit(claimed(tenant), tenant.endpoint)
+        newer = admission.admit(claim(question(tenant)), tenant.endpoint)
 
     assert woken == [parked_row.pk] and not isinstance(newer, admission.Lease)
     lasting_question_rows(seen)
