@@ -20,27 +20,32 @@ from django.db import connection
 from common.postgresql import prepared_cursor
 
 from .models import Admission, Conversation, Message, ModelEndpoint
-from .sessions import TOUCH_SQL
+from .sessions import FIND_SQL, TOUCH_EVERY, TOUCH_SQL
 
 _CONVERSATIONS = Conversation._meta.db_table
 _MESSAGES = Message._meta.db_table
 _ADMISSIONS = Admission._meta.db_table
 _ENDPOINTS = ModelEndpoint._meta.db_table
 
-# Parameters: TOUCH_SQL's, then the session's (tenant, bot, chat, user, now), then the
-# message's (tenant, bot, content, sender, external id, status, reply context, now), then
-# its place in line (tenant, cap, endpoint key: NULL for none). A copy that hits the unique (bot,
-# external_id) stores nothing and returns no id; an endpoint without a row yet takes no
-# one in line (the caller makes the row).
+# Parameters: FIND_SQL's, TOUCH_SQL's, now - TOUCH_EVERY again, then the session's
+# (tenant, bot, chat, user, now), then the message's (tenant, bot, content, sender,
+# external id, status, reply context, now), then its place in line (tenant, cap, endpoint
+# key: NULL for none). A copy that hits the unique (bot, external_id) stores nothing and
+# returns no id; an endpoint without a row yet takes no one in line (the caller makes the
+# row). A session found active within TOUCH_EVERY is continued without a write.
 _STORE_SQL = f"""
-    WITH touched AS ({TOUCH_SQL}),
+    WITH found AS ({FIND_SQL}),
+    touched AS ({TOUCH_SQL.format(found="found")}),
+    continued AS (
+        SELECT id FROM touched UNION ALL SELECT id FROM found WHERE last_activity_at >= %s
+    ),
     opened AS (
         INSERT INTO {_CONVERSATIONS} (tenant_id, bot_id, chat_id, user_id, started_at,
             last_activity_at)
-        SELECT %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT FROM touched)
+        SELECT %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT FROM continued)
         RETURNING id
     ),
-    session AS (SELECT id, FALSE AS opened FROM touched UNION ALL SELECT id, TRUE FROM opened),
+    session AS (SELECT id, FALSE AS opened FROM continued UNION ALL SELECT id, TRUE FROM opened),
     stored AS (
         INSERT INTO {_MESSAGES} (tenant_id, bot_id, conversation_id, role, content, sender,
             external_id, status, reply_context, created_at, error, model, endpoint,
@@ -89,8 +94,9 @@ def store(
         message.reply_context, connection
     )
     tenant, bot = message.tenant_id, message.bot_id
+    recent = at(message.created_at - TOUCH_EVERY)
     params = [
-        *(now, bot, chat, user_id, at(fresh_after)),
+        *(bot, chat, user_id, at(fresh_after), now, recent, recent),
         *(tenant, bot, chat, user_id, now, now),
         *(tenant, bot, message.content, message.sender, message.external_id, message.status),
         *(context, now),

@@ -1,12 +1,15 @@
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection, connections
 from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
 from conversations.models import Conversation, Message
 from conversations.services import receive, store
+from conversations.sessions import TOUCH_EVERY
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +47,36 @@ def test_a_message_opens_a_session_the_next_one_continues_and_freshens(wecom_bot
     assert Conversation.objects.count() == 1
     touched = Conversation.objects.get(pk=first).last_activity_at
     assert timezone.now() - touched < timedelta(seconds=5)
+
+
+def test_a_session_active_within_touch_every_is_continued_without_a_write(wecom_bot):
+    first = session_for(wecom_bot, inbound())
+    recent = timezone.now() - timedelta(milliseconds=100)
+    assert recent > timezone.now() - TOUCH_EVERY
+    Conversation.objects.filter(pk=first).update(last_activity_at=recent)
+    assert session_for(wecom_bot, inbound()) == first
+    assert Conversation.objects.get(pk=first).last_activity_at == recent
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's row locks")
+@pytest.mark.django_db(transaction=True)
+def test_a_message_does_not_queue_behind_another_of_its_session(wecom_bot):
+    # Another message of the session holds its row (written, not committed yet: its
+    # commit waits for the disk). Twenty people in a shared group session used to queue
+    # so, one commit after another.
+    first = session_for(wecom_bot, inbound())
+    params = connections["default"].get_connection_params()
+    with psycopg.connect(**params) as other, connection.cursor() as cursor:
+        other.execute(
+            "UPDATE conversations_conversation SET last_activity_at = now() WHERE id = %s",
+            [first],
+        )
+        cursor.execute("SET lock_timeout = '2s'")
+        try:
+            assert session_for(wecom_bot, inbound()) == first
+        finally:
+            cursor.execute("RESET lock_timeout")
+            other.rollback()
 
 
 def test_silence_past_the_tenants_timeout_opens_a_new_session(wecom_bot):
