@@ -131,10 +131,14 @@ _LINE_PG_SQL = f"""
 # (granted again meanwhile: the endpoint runs one answer over its cap for a while).
 _LOCK_SQL = f"SELECT id, {{relaxed}} FROM {_ENDPOINTS} WHERE key = %s{{lock}}"  # noqa: S608
 # A new question's place in line, at an endpoint that exists already; a place a worker
-# gave it first is kept (the sweep may hand a question to a worker before its intake ends).
+# gave it first is kept (the sweep may hand a question to a worker before its intake ends,
+# and does at an endpoint's first question: the intake lines it up after its commit). The
+# endpoint's row is locked first ({lock}), as a worker's admission locks it before it
+# lines a question up: the other way round, this statement's claim on the question's
+# place and the worker's lock waited for each other, a deadlock.
 _ENTER_SQL = f"""
     INSERT INTO {_ADMISSIONS} (message_id, endpoint_id, tenant_id, cap)
-    SELECT %s, id, %s, %s FROM {_ENDPOINTS} WHERE key = %s
+    SELECT %s, id, %s, %s FROM {_ENDPOINTS} WHERE key = %s{{lock}}
     ON CONFLICT (message_id) DO NOTHING
 """  # noqa: S608 - constant table names, values as parameters
 # The hot path's other statements, as plain SQL: the ORM's delete alone takes a
@@ -180,11 +184,13 @@ def enter(question: Message, tenant: Tenant) -> None:
     PostgreSQL the intake's own statement does this, at an endpoint that has a row.)"""
     key, cap = place(tenant)
     params: list[int | str] = [question.pk, question.tenant_id, cap, key]
+    lock = " FOR KEY SHARE" if connection.features.has_select_for_update else ""
+    enter_sql = _ENTER_SQL.format(lock=lock)
     with connection.cursor() as cursor:
-        cursor.execute(_ENTER_SQL, params)
+        cursor.execute(enter_sql, params)
         if cursor.rowcount == 0:  # the endpoint's first question, or in line already
             ModelEndpoint.objects.get_or_create(key=key)
-            cursor.execute(_ENTER_SQL, params)
+            cursor.execute(enter_sql, params)
 
 
 def admit(question: Claim, endpoint: str) -> Lease | Waiting:

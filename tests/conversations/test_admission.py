@@ -2,10 +2,13 @@
 out, and a waiting question that holds no worker. Across real worker processes:
 tests/e2e/test_admission.py."""
 
+import threading
+import time
 from datetime import timedelta
 
+import psycopg
 import pytest
-from django.db import transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from channels_im.platforms.base import InboundMessage
@@ -498,3 +501,54 @@ def test_a_question_that_waited_past_its_budget_gets_the_apology_and_leaves_the_
     assert fake_platforms.wecom_texts()[0].startswith("Sorry")
     assert not Admission.objects.filter(pk=waiting.pk).exists()
     assert fake_ollama.requests == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's row locks")
+@pytest.mark.django_db(transaction=True)
+def test_an_intake_lining_up_behind_a_worker_lining_up_the_same_question_waits(tenant):
+    # An endpoint's first question is lined up by its intake after it commits, so a
+    # worker (the sweep's task) may be lining it up at the same moment, under the
+    # endpoint's lock. The intake must wait for that worker, not deadlock with it.
+    stored = question(tenant)
+    key, cap = admission.place(tenant)
+    endpoint = ModelEndpoint.objects.create(key=key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [intake_pid] = cursor.fetchone()
+    params = connections["default"].get_connection_params()
+    failures = []
+
+    def worker() -> None:
+        with psycopg.connect(**params) as other:
+            other.execute(
+                "SELECT id FROM conversations_modelendpoint WHERE id = %s FOR UPDATE", [endpoint.pk]
+            )
+            ready.set()
+            for _ in range(100):  # until the intake waits for a lock
+                row = other.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [intake_pid]
+                ).fetchone()
+                if row and row[0] == "Lock":
+                    break
+                time.sleep(0.05)
+            try:
+                other.execute(
+                    "INSERT INTO conversations_admission (message_id, endpoint_id, tenant_id, cap)"
+                    " VALUES (%s, %s, %s, %s)",
+                    [stored.pk, endpoint.pk, tenant.pk, cap],
+                )
+                other.commit()
+            except psycopg.Error as exc:
+                failures.append(exc)
+
+    ready = threading.Event()
+    thread = threading.Thread(target=worker)
+    thread.start()
+    ready.wait(5)
+    try:
+        admission.enter(stored, tenant)
+    except DatabaseError as exc:
+        failures.append(exc)
+    thread.join(10)
+    assert failures == []
+    assert list(Admission.objects.values_list("message_id", flat=True)) == [stored.pk]
