@@ -23,10 +23,10 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # POST again: gunicorn's default of 2 s made that race likely wherever a client kept
 # connections longer (bench/open_loop.py, at 400/s, saw one in 24,000).
 keepalive = int(seconds("WEB_KEEPALIVE", 75, 1, 3600))
-accesslog = "-"
-# The record's own timestamp (UTC, common/logs.py) says when; gunicorn's %(t)s is local time.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
-# gunicorn's own records and the access log in the one format of every process.
+# gunicorn's own records and the access log in the one format of every process. The
+# access log is uvicorn's line per request, written through the handlers configured here
+# for "gunicorn.access" (uvicorn_worker hands them over): gunicorn's `accesslog` and
+# `access_log_format` do not apply to it.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
