@@ -20,24 +20,47 @@ from django.db import connection
 from common.postgresql import prepared_cursor
 
 from .models import Admission, Conversation, Message, ModelEndpoint
-from .sessions import FIND_SQL, TOUCH_EVERY, TOUCH_SQL
+from .sessions import FIND_SQL, TOUCH_EVERY
 
 _CONVERSATIONS = Conversation._meta.db_table
 _MESSAGES = Message._meta.db_table
 _ADMISSIONS = Admission._meta.db_table
 _ENDPOINTS = ModelEndpoint._meta.db_table
 
-# Parameters: FIND_SQL's, TOUCH_SQL's, now - TOUCH_EVERY again, then the session's
-# (tenant, bot, chat, user, now), then the message's (tenant, bot, content, sender,
-# external id, status, reply context, now), then its place in line (tenant, cap, endpoint
-# key: NULL for none). A copy that hits the unique (bot, external_id) stores nothing and
-# returns no id; an endpoint without a row yet takes no one in line (the caller makes the
-# row). A session found active within TOUCH_EVERY is continued without a write.
+# Parameters: FIND_SQL's, then now - TOUCH_EVERY ("recent") twice, now, recent twice, then
+# the session's (tenant, bot, chat, user, now), then the message's (tenant, bot, content,
+# sender, external id, status, reply context, now), then its place in line (tenant, cap,
+# endpoint key: NULL for none). A copy that hits the unique (bot, external_id) stores
+# nothing and returns no id; an endpoint without a row yet takes no one in line (the
+# caller makes the row).
+#
+# The session's activity is written at most once every TOUCH_EVERY (sessions.py), and no
+# message waits for another's write: `due` locks the found session's row only if it is
+# older than that, and reads it as it is now, not as the statement's snapshot has it
+# (PostgreSQL re-reads a row it locks): closed meanwhile, a new session opens; written
+# meanwhile, it is continued unwritten. A row someone else holds is skipped and continued
+# as found: another message's write, or a /reset's close not yet committed (a message
+# sent during that commit joins the session it closes, as one sent between the /reset
+# and its close always could).
 _STORE_SQL = f"""
     WITH found AS ({FIND_SQL}),
-    touched AS ({TOUCH_SQL.format(found="found")}),
+    due AS (
+        SELECT c.id, c.closed_at IS NULL AS open, c.last_activity_at < %s AS stale
+        FROM {_CONVERSATIONS} c JOIN found ON c.id = found.id
+        WHERE found.last_activity_at < %s
+        FOR NO KEY UPDATE OF c SKIP LOCKED
+    ),
+    touched AS (
+        UPDATE {_CONVERSATIONS} SET last_activity_at = %s
+        WHERE id = (SELECT id FROM due WHERE open AND stale)
+        RETURNING id
+    ),
     continued AS (
-        SELECT id FROM touched UNION ALL SELECT id FROM found WHERE last_activity_at >= %s
+        SELECT id FROM touched
+        UNION ALL SELECT id FROM due WHERE open AND NOT stale
+        UNION ALL SELECT id FROM found WHERE last_activity_at >= %s
+        UNION ALL SELECT id FROM found
+            WHERE last_activity_at < %s AND NOT EXISTS (SELECT FROM due)
     ),
     opened AS (
         INSERT INTO {_CONVERSATIONS} (tenant_id, bot_id, chat_id, user_id, started_at,
@@ -96,7 +119,7 @@ def store(
     tenant, bot = message.tenant_id, message.bot_id
     recent = at(message.created_at - TOUCH_EVERY)
     params = [
-        *(bot, chat, user_id, at(fresh_after), now, recent, recent),
+        *(bot, chat, user_id, at(fresh_after), recent, recent, now, recent, recent),
         *(tenant, bot, chat, user_id, now, now),
         *(tenant, bot, message.content, message.sender, message.external_id, message.status),
         *(context, now),

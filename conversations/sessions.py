@@ -29,11 +29,13 @@ FIND_SQL = f"""
 # the row until its message commits, the commit's flush to disk included, so a burst in
 # one session (a group whose bot shares one, 20 people at once) queued on that lock,
 # message after message. Against session timeouts of minutes, a second is no difference.
+# (On PostgreSQL the intake's statement also skips a row another message holds:
+# intake_sql.py.)
 TOUCH_EVERY = timedelta(seconds=1)
-# Mark the found session's activity, if older than TOUCH_EVERY ({found}: a FIND_SQL row).
-# The outer `closed_at IS NULL` is checked again on the row's newest version, so a /reset
-# committed meanwhile makes this return nothing and a new session open. Parameters: now,
-# {found}'s own if it is a subquery, now - TOUCH_EVERY.
+# `session_for`'s mark of the found session's activity, if older than TOUCH_EVERY
+# ({found}: a FIND_SQL row). The outer `closed_at IS NULL` is checked again on the row's
+# newest version, so a /reset committed meanwhile makes this return nothing and a new
+# session open. Parameters: now, {found}'s own if it is a subquery, now - TOUCH_EVERY.
 TOUCH_SQL = f"""
     UPDATE {_TABLE} SET last_activity_at = %s
     WHERE closed_at IS NULL AND id = (SELECT id FROM {{found}} WHERE last_activity_at < %s)
