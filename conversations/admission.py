@@ -13,8 +13,9 @@ frees itself once the lease runs out; not granted, the question goes back to the
 until its wake-up (`park`) and waits in the database, holding no worker. The answer that
 frees a slot grants it to the next in line (turns.line_up) and has its task sent (the
 `question_granted` signal: tasks.py, the one module that talks to the broker, sends it).
-Every decision is made under a lock on the endpoint's row (SELECT … FOR UPDATE on
-PostgreSQL; SQLite has one write lock), so the cap holds across worker processes. Taking
+Every decision is made under a lock on the endpoint's row (SELECT … FOR NO KEY UPDATE on
+PostgreSQL, which leaves alone the intakes' foreign key checks on that row; SQLite has one
+write lock), so the cap holds across worker processes. Taking
 a slot, renewing and giving it up commit without waiting for the disk (the `{relaxed}`
 of the statements below); parking a question and waking one write its row, and wait.
 """
@@ -131,11 +132,11 @@ _LINE_PG_SQL = f"""
 # (granted again meanwhile: the endpoint runs one answer over its cap for a while).
 _LOCK_SQL = f"SELECT id, {{relaxed}} FROM {_ENDPOINTS} WHERE key = %s{{lock}}"  # noqa: S608
 # A new question's place in line, at an endpoint that exists already; a place a worker
-# gave it first is kept (the sweep may hand a question to a worker before its intake ends,
-# and does at an endpoint's first question: the intake lines it up after its commit). The
-# endpoint's row is locked first ({lock}), as a worker's admission locks it before it
-# lines a question up: the other way round, this statement's claim on the question's
-# place and the worker's lock waited for each other, a deadlock.
+# gave it first is kept (at an endpoint's first question the intake lines it up after its
+# commit, when the dispatcher has sent its task already; the sweep may too). The
+# endpoint's row is locked first ({lock}: FOR SHARE, which waits for an admission under
+# way, as a worker locks that row before it reads the line): else this statement could
+# take the question's place between that worker's reading of the line and its insert.
 _ENTER_SQL = f"""
     INSERT INTO {_ADMISSIONS} (message_id, endpoint_id, tenant_id, cap)
     SELECT %s, id, %s, %s FROM {_ENDPOINTS} WHERE key = %s{{lock}}
@@ -184,7 +185,7 @@ def enter(question: Message, tenant: Tenant) -> None:
     PostgreSQL the intake's own statement does this, at an endpoint that has a row.)"""
     key, cap = place(tenant)
     params: list[int | str] = [question.pk, question.tenant_id, cap, key]
-    lock = " FOR KEY SHARE" if connection.features.has_select_for_update else ""
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
     enter_sql = _ENTER_SQL.format(lock=lock)
     with connection.cursor() as cursor:
         cursor.execute(enter_sql, params)
@@ -431,7 +432,7 @@ def _served_unless_alone(endpoint: ModelEndpoint, tenant_id: int) -> None:
     if len(endpoint.served) > 1 or str(tenant_id) not in endpoint.served:
         relaxed = RawSQL(relaxed_commit(), ())  # noqa: S611 - a constant expression
         with transaction.atomic():
-            locked = ModelEndpoint.objects.select_for_update().only("served")
+            locked = ModelEndpoint.objects.select_for_update(no_key=True).only("served")
             _served(locked.annotate(relaxed=relaxed).get(pk=endpoint.pk), tenant_id)
 
 
@@ -457,8 +458,11 @@ def _line(
     The lock is taken by a statement of its own, before the line is read: a statement
     that waited for a lock still reads the other tables as they were when it began
     (PostgreSQL's READ COMMITTED), and would miss the grants the lock's holder just made.
+    It is FOR NO KEY UPDATE, which excludes every other admission but not an intake
+    checking, for its question's place in line, that the endpoint's row exists (a foreign
+    key's FOR KEY SHARE): a callback never waits for a worker deciding turns.
     """
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    lock = " FOR NO KEY UPDATE" if connection.vendor == "postgresql" else ""
     with prepared_cursor() as cursor:
         lock_sql = _LOCK_SQL.format(lock=lock, relaxed=relaxed)
         cursor.execute(lock_sql, [key])

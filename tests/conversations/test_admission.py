@@ -507,8 +507,9 @@ def test_a_question_that_waited_past_its_budget_gets_the_apology_and_leaves_the_
 @pytest.mark.django_db(transaction=True)
 def test_an_intake_lining_up_behind_a_worker_lining_up_the_same_question_waits(tenant):
     # An endpoint's first question is lined up by its intake after it commits, so a
-    # worker (the sweep's task) may be lining it up at the same moment, under the
-    # endpoint's lock. The intake must wait for that worker, not deadlock with it.
+    # worker (the task the dispatcher sent at that commit) may be lining it up at the same
+    # moment, under the endpoint's lock. The intake must wait for that worker, not
+    # deadlock with it, and keep the place the worker gave the question.
     stored = question(tenant)
     key, cap = admission.place(tenant)
     endpoint = ModelEndpoint.objects.create(key=key)
@@ -517,11 +518,14 @@ def test_an_intake_lining_up_behind_a_worker_lining_up_the_same_question_waits(t
         [intake_pid] = cursor.fetchone()
     params = connections["default"].get_connection_params()
     failures = []
+    waited = []
 
     def worker() -> None:
         with psycopg.connect(**params) as other:
             other.execute(
-                "SELECT id FROM conversations_modelendpoint WHERE id = %s FOR UPDATE", [endpoint.pk]
+                # As admission._line locks it.
+                "SELECT id FROM conversations_modelendpoint WHERE id = %s FOR NO KEY UPDATE",
+                [endpoint.pk],
             )
             ready.set()
             for _ in range(100):  # until the intake waits for a lock
@@ -529,13 +533,14 @@ def test_an_intake_lining_up_behind_a_worker_lining_up_the_same_question_waits(t
                     "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [intake_pid]
                 ).fetchone()
                 if row and row[0] == "Lock":
+                    waited.append(True)
                     break
                 time.sleep(0.05)
             try:
                 other.execute(
                     "INSERT INTO conversations_admission (message_id, endpoint_id, tenant_id, cap)"
                     " VALUES (%s, %s, %s, %s)",
-                    [stored.pk, endpoint.pk, tenant.pk, cap],
+                    [stored.pk, endpoint.pk, tenant.pk, cap + 1],  # told apart from enter's
                 )
                 other.commit()
             except psycopg.Error as exc:
@@ -544,11 +549,48 @@ def test_an_intake_lining_up_behind_a_worker_lining_up_the_same_question_waits(t
     ready = threading.Event()
     thread = threading.Thread(target=worker)
     thread.start()
-    ready.wait(5)
+    assert ready.wait(5), "the worker did not lock the endpoint"
     try:
         admission.enter(stored, tenant)
     except DatabaseError as exc:
         failures.append(exc)
     thread.join(10)
     assert failures == []
-    assert list(Admission.objects.values_list("message_id", flat=True)) == [stored.pk]
+    assert waited == [True]
+    assert list(Admission.objects.values_list("message_id", "cap")) == [(stored.pk, cap + 1)]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's row locks")
+@pytest.mark.django_db(transaction=True)
+def test_a_callback_does_not_wait_for_a_worker_deciding_turns(wecom_bot):
+    # The intake lines its question up in the statement that stores it; the foreign key
+    # check of its place in line reads the endpoint's row, which a worker deciding whose
+    # turn it is holds for the whole admission.
+    receive_question(wecom_bot, "the endpoint's first")  # its row made
+    key = admission.place(wecom_bot.tenant)[0]
+    holding, done, failures = threading.Event(), threading.Event(), []
+
+    def worker() -> None:
+        try:
+            with transaction.atomic():
+                admission._line(key)
+                holding.set()
+                done.wait(10)
+        except DatabaseError as exc:
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert holding.wait(5), failures
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '2s'")
+        try:
+            stored = receive_question(wecom_bot, "while a worker decides")
+        finally:
+            cursor.execute("RESET lock_timeout")
+            done.set()
+            thread.join(10)
+    assert failures == []
+    assert Admission.objects.filter(pk=stored.pk, lease_until=None).exists()
