@@ -458,9 +458,10 @@ def _line(
     The lock is taken by a statement of its own, before the line is read: a statement
     that waited for a lock still reads the other tables as they were when it began
     (PostgreSQL's READ COMMITTED), and would miss the grants the lock's holder just made.
-    It is FOR NO KEY UPDATE, which excludes every other admission but not an intake
-    checking, for its question's place in line, that the endpoint's row exists (a foreign
-    key's FOR KEY SHARE): a callback never waits for a worker deciding turns.
+    It is FOR NO KEY UPDATE, which excludes every other admission (and `enter`) but not an
+    intake checking, for its question's place in line, that the endpoint's row exists (a
+    foreign key's FOR KEY SHARE): a callback's statement never waits for a worker deciding
+    turns.
     """
     lock = " FOR NO KEY UPDATE" if connection.vendor == "postgresql" else ""
     with prepared_cursor() as cursor:

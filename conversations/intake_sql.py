@@ -41,7 +41,9 @@ _ENDPOINTS = ModelEndpoint._meta.db_table
 # meanwhile, it is continued unwritten. A row someone else holds is skipped and continued
 # as found: another message's write, or a /reset's close not yet committed (a message
 # sent during that commit joins the session it closes, as one sent between the /reset
-# and its close always could).
+# and its close always could). Should the holder roll back (a refused value), those that
+# skipped its row leave the activity as it was, which a later message refreshes unless the
+# session's timeout has run out on it first.
 _STORE_SQL = f"""
     WITH found AS ({FIND_SQL}),
     due AS (

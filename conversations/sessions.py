@@ -33,9 +33,9 @@ FIND_SQL = f"""
 # intake_sql.py.)
 TOUCH_EVERY = timedelta(seconds=1)
 # `session_for`'s mark of the found session's activity, if older than TOUCH_EVERY
-# ({found}: a FIND_SQL row). The outer `closed_at IS NULL` is checked again on the row's
-# newest version, so a /reset committed meanwhile makes this return nothing and a new
-# session open. Parameters: now, {found}'s own if it is a subquery, now - TOUCH_EVERY.
+# ({found}: a FIND_SQL row), on databases other than PostgreSQL; the UPDATE's own
+# `closed_at IS NULL` keeps it off a session a /reset closed. Parameters: now, {found}'s
+# own if it is a subquery, now - TOUCH_EVERY.
 TOUCH_SQL = f"""
     UPDATE {_TABLE} SET last_activity_at = %s
     WHERE closed_at IS NULL AND id = (SELECT id FROM {{found}} WHERE last_activity_at < %s)
