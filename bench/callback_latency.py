@@ -90,10 +90,13 @@ def run(product: Product, platform: str, n: int, concurrency: int) -> list[float
         # their database connections, and the client's connections, made before the clock.
         list(pool.map(timed, requests_[:warm_up]))
         time.sleep(1)  # let the worker take the warm-up's tasks before measuring
-        cpu = product.web_cpu_seconds()
+        web, worker = product.web_cpu_seconds(), product.worker_cpu_seconds()
         latencies = list(pool.map(timed, requests_[warm_up:]))
-    cpu = product.web_cpu_seconds() - cpu
-    print(f"{platform:10s} web processes' CPU per callback: {cpu / n * 1000:.2f} ms")
+    web = product.web_cpu_seconds() - web
+    worker = product.worker_cpu_seconds() - worker
+    print(f"{platform:10s} web processes' CPU per callback: {web / n * 1000:.2f} ms")
+    # Meanwhile: the questions' dispatch, and what the worker did with them so far.
+    print(f"{platform:10s} worker processes' CPU per callback: {worker / n * 1000:.2f} ms")
     return latencies
 
 

@@ -176,6 +176,11 @@ class Product:
         master and its workers, read from /proc (Linux)."""
         return cpu.tree_seconds(cpu.processes(), self.processes[0].pid)
 
+    def worker_cpu_seconds(self) -> float:
+        """`web_cpu_seconds` of the Celery worker: its main process (the dispatcher among
+        its threads) and its pool's children."""
+        return cpu.tree_seconds(cpu.processes(), self.processes[1].pid)
+
     def check_ours(self) -> None:
         """Raise RuntimeError unless what answers is what this harness started: its
         processes still run, the socket listening on its port is its gunicorn's (not a
