@@ -31,7 +31,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, F
+from django.db.models import Exists
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -171,6 +171,19 @@ _LEARN_SQL = f"""
 _LEASE_SQL = f"""
     UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}}) RETURNING {{relaxed}}
 """  # noqa: S608
+# When its asker was last told where a question stands; {relaxed}: lost to a crash of
+# the database, they may be told again (under the same idempotency key, where the
+# platform has one).
+_NOTIFIED_SQL = f"""
+    UPDATE {_ADMISSIONS} SET notified_at = %s WHERE message_id = %s RETURNING {{relaxed}}
+"""  # noqa: S608
+# A question back in the queue until its wake-up (`park`), its try not counted. Its queue
+# wait is written, so that the wake-up's claim does not count it again.
+_PARK_SQL = f"""
+    UPDATE {_MESSAGES} SET status = '{Message.Status.QUEUED}', claimed_until = %s,
+        attempts = attempts - 1, queue_wait_ms = %s
+    WHERE id = %s
+"""  # noqa: S608 - constant table names and values, values as parameters
 
 
 def place(tenant: Tenant) -> tuple[str, int]:
@@ -275,19 +288,15 @@ def park(question: Claim, endpoint: str, waiting: Waiting, until: datetime | Non
             return _admitted(question, locked)
         if row.pk in _fill(locked, entries, now, mine=row.pk)[1]:
             return _admitted(question, locked)
-        Message.objects.filter(pk=row.pk).update(
-            status=Message.Status.QUEUED,
-            claimed_until=wake,
-            attempts=F("attempts") - 1,
-            # Kept, so the wake-up's claim does not count the queue wait again.
-            queue_wait_ms=row.queue_wait_ms,
-        )
+        at = connection.ops.adapt_datetimefield_value
+        _execute(_PARK_SQL, [at(wake), row.queue_wait_ms, row.pk])
     raise RetryLater(row.pk, row.role, max((wake - now).total_seconds(), 0))
 
 
 def notified(message_id: int, at: datetime) -> None:
     """Its asker was just told where the question stands."""
-    Admission.objects.filter(pk=message_id).update(notified_at=at)
+    notified_at = connection.ops.adapt_datetimefield_value(at)
+    _execute(_NOTIFIED_SQL.format(relaxed=relaxed_commit()), [notified_at, message_id])
 
 
 def due_now(message_id: int) -> None:
