@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 from django.conf import settings
@@ -109,7 +110,9 @@ def claimable(now: datetime) -> Q:
 # database re-checks the WHERE on the row's newest version after a racing claimer's
 # UPDATE, so the second of two claimers takes nothing. Raw SQL: it runs for every
 # message, and takes half the time of the ORM's UPDATE and read (PostgreSQL and
-# SQLite >= 3.35 both have RETURNING).
+# SQLite >= 3.35 both have RETURNING). It returns the model's columns in its fields'
+# order, which `_message` makes an instance of.
+_FIELDS = Message._meta.concrete_fields
 _CLAIM_SQL = f"""
     UPDATE {Message._meta.db_table}
     SET status = %s, claimed_until = %s, attempts = attempts + 1
@@ -117,8 +120,8 @@ _CLAIM_SQL = f"""
         (status = %s AND (claimed_until IS NULL OR claimed_until <= %s))
         OR (status = %s AND claimed_until <= %s)
     )
-    RETURNING *
-"""  # noqa: S608 - a constant table name, values as parameters
+    RETURNING {", ".join(field.column for field in _FIELDS)}
+"""  # noqa: S608 - constant names, values as parameters
 
 
 class Claim:
@@ -140,10 +143,12 @@ class Claim:
         answering, queued = Message.Status.ANSWERING, Message.Status.QUEUED
         params = [answering, at(claimed_until()), message_id, role]
         params += [queued, at(now), answering, at(now)]
-        taken = list(Message.objects.raw(_CLAIM_SQL, params))
-        if not taken:
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, params)
+            values = cursor.fetchone()
+        if values is None:
             return None
-        [row] = taken
+        row = _message(values)
         row.bot = bot_by_id(row.bot_id)
         row.tenant = row.bot.tenant
         if row.queue_wait_ms is None:
@@ -254,6 +259,31 @@ class Claim:
         """This question's outcome when its answer failed for good: the person saw nothing."""
         error = f"{answer.policy.label}: {answer.row.error}"
         self.record(status=Message.Status.FAILED, claimed_until=None, error=error, **fields)
+
+
+def _message(values: tuple[Any, ...]) -> Message:
+    """The Message of a row's values in `_FIELDS`' order, each converted as the ORM's
+    queries convert it. Django's raw queries do the same in twice the CPU (290 against
+    145 µs a claimed row, of which 110 µs the query itself): they work out the columns'
+    fields and converters anew for every query."""
+    converted = list(values)
+    for index, converters in _converters(connection.vendor):
+        for convert in converters:
+            converted[index] = convert(converted[index], _FIELDS[index].cached_col, connection)
+    return Message.from_db(connection.alias, [field.attname for field in _FIELDS], converted)
+
+
+@cache
+def _converters(vendor: str) -> list[tuple[int, list[Callable[..., Any]]]]:
+    """Each field's converters (the database backend's, then the field's own) on this
+    `vendor`'s database, for the fields that have any: as SQLCompiler.get_converters."""
+    found = []
+    for index, field in enumerate(_FIELDS):
+        column = field.cached_col
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if converters:
+            found.append((index, converters))
+    return found
 
 
 # The statuses a claim leaves a row in for good (the intake's own are counted there).
