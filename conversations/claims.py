@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, cached_property
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -120,7 +120,7 @@ _CLAIM_SQL = f"""
         (status = %s AND (claimed_until IS NULL OR claimed_until <= %s))
         OR (status = %s AND claimed_until <= %s)
     )
-    RETURNING {", ".join(field.column for field in _FIELDS)}
+    RETURNING {", ".join(cast(str, field.column) for field in _FIELDS)}
 """  # noqa: S608 - constant names, values as parameters
 
 
