@@ -172,8 +172,8 @@ _LEASE_SQL = f"""
     UPDATE {_ADMISSIONS} SET lease_until = %s WHERE message_id IN ({{ids}}) RETURNING {{relaxed}}
 """  # noqa: S608
 # When its asker was last told where a question stands; {relaxed}: lost to a crash of
-# the database, they may be told again (under the same idempotency key, where the
-# platform has one).
+# the database before this connection's next durable commit (the question's park, right
+# after), they may be told again.
 _NOTIFIED_SQL = f"""
     UPDATE {_ADMISSIONS} SET notified_at = %s WHERE message_id = %s RETURNING {{relaxed}}
 """  # noqa: S608

@@ -1,6 +1,7 @@
 """Which writes wait for the disk at commit (PostgreSQL's synchronous_commit): a question,
 its claim, its answer, its outcome, and a question parked or woken in its model's line do;
-the bookkeeping of model slots and quota counts does not (common/postgresql.relaxed_commit).
+the bookkeeping of model slots, quota counts and a queue notice's time does not
+(common/postgresql.relaxed_commit).
 
 What is read is the setting a transaction would commit with, not how it committed: a crash
 cannot be staged here. "off" is relaxed; anything else is the server's own setting.
@@ -112,6 +113,21 @@ def test_bookkeeping_in_a_callers_transaction_commits_as_the_callers_would(
     with commits_seen() as seen:
         quotas.spend(question)
     assert writes(seen, BOOKKEEPING) == ["off"], seen
+
+
+def test_a_queue_notices_time_commits_as_the_callers_would(wecom_bot):
+    waiting = receive(wecom_bot, InboundMessage("m1", "zhangsan", "zhangsan", "hello"))
+    told = timezone.now()
+
+    with commits_seen() as seen:
+        admission.notified(waiting.pk, told)
+    assert writes(seen, BOOKKEEPING) == ["off"], seen
+
+    with commits_seen() as seen, transaction.atomic():
+        admission.notified(waiting.pk, told + timedelta(seconds=1))
+    noted = writes(seen, BOOKKEEPING)
+    assert noted and "off" not in noted, seen
+    assert Admission.objects.get(pk=waiting.pk).notified_at == told + timedelta(seconds=1)
 
 
 def parked_behind(tenant):
