@@ -27,7 +27,7 @@ _MESSAGES = Message._meta.db_table
 _ADMISSIONS = Admission._meta.db_table
 _ENDPOINTS = ModelEndpoint._meta.db_table
 
-# Parameters: FIND_SQL's, then now - TOUCH_EVERY ("recent") twice, now, recent twice, then
+# Parameters: FIND_SQL's, then now - TOUCH_EVERY ("recent") twice, now, then
 # the session's (tenant, bot, chat, user, now), then the message's (tenant, bot, content,
 # sender, external id, status, reply context, now), then its place in line (tenant, cap,
 # endpoint key: NULL for none). A copy that hits the unique (bot, external_id) stores
@@ -38,10 +38,11 @@ _ENDPOINTS = ModelEndpoint._meta.db_table
 # message waits for another's write: `due` locks the found session's row only if it is
 # older than that, and reads it as it is now, not as the statement's snapshot has it
 # (PostgreSQL re-reads a row it locks): closed meanwhile, a new session opens; written
-# meanwhile, it is continued unwritten. A row someone else holds is skipped and continued
-# as found: another message's write, or a /reset's close not yet committed (a message
-# sent during that commit joins the session it closes, as one sent between the /reset
-# and its close always could). Should the holder roll back (a refused value), those that
+# meanwhile, it is continued unwritten. A session found active within TOUCH_EVERY, or
+# whose row someone else holds (skipped: another message's write, or a /reset's close not
+# yet committed, so a message sent during that commit joins the session it closes, as
+# one sent between the /reset and its close always could), has no `due` row and is
+# continued as found. Should the holder roll back (a refused value), those that
 # skipped its row leave the activity as it was, which a later message refreshes unless the
 # session's timeout has run out on it first.
 _STORE_SQL = f"""
@@ -60,9 +61,7 @@ _STORE_SQL = f"""
     continued AS (
         SELECT id FROM touched
         UNION ALL SELECT id FROM due WHERE open AND NOT stale
-        UNION ALL SELECT id FROM found WHERE last_activity_at >= %s
-        UNION ALL SELECT id FROM found
-            WHERE last_activity_at < %s AND NOT EXISTS (SELECT FROM due)
+        UNION ALL SELECT id FROM found WHERE NOT EXISTS (SELECT FROM due)
     ),
     opened AS (
         INSERT INTO {_CONVERSATIONS} (tenant_id, bot_id, chat_id, user_id, started_at,
@@ -121,7 +120,7 @@ def store(
     tenant, bot = message.tenant_id, message.bot_id
     recent = at(message.created_at - TOUCH_EVERY)
     params = [
-        *(bot, chat, user_id, at(fresh_after), recent, recent, now, recent, recent),
+        *(bot, chat, user_id, at(fresh_after), recent, recent, now),
         *(tenant, bot, chat, user_id, now, now),
         *(tenant, bot, message.content, message.sender, message.external_id, message.status),
         *(context, now),
