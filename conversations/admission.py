@@ -145,6 +145,9 @@ _ENTER_SQL = f"""
 # The hot path's other statements, as plain SQL: the ORM's delete alone takes a
 # transaction of its own (three round trips for one statement).
 _FORGET_SQL = f"DELETE FROM {_ADMISSIONS} WHERE message_id = %s"  # noqa: S608
+_LEAVE_SQL = f"""
+    DELETE FROM {_ADMISSIONS} WHERE message_id = %s RETURNING endpoint_id, lease_until
+"""  # noqa: S608 - constant table names, values as parameters
 # Found from the messages' side (msg_pending_idx): a line of thousands whose tasks are on
 # their way has only a few such rows.
 _WAITS_SQL = f"""
@@ -309,8 +312,16 @@ def due_now(message_id: int) -> None:
 
 
 def leave(message_id: int) -> None:
-    """The question failed for good: out of its endpoint's line (if still in it)."""
-    _execute(_FORGET_SQL, [message_id])
+    """The question failed for good, or is never to be asked (over its quota): out of its
+    endpoint's line (if still in it). A slot granted to it goes to the next in line: a
+    claim may find its question out of time, or over its quota, after a slot was granted
+    to it (parked, or with its first task on its way)."""
+    left = _execute(_LEAVE_SQL, [message_id])
+    if left and left[0][1] is not None:
+        key = ModelEndpoint.objects.values_list("key", flat=True).get(pk=left[0][0])
+        with transaction.atomic():
+            endpoint, entries, _ = _line(key)
+            _fill(endpoint, entries, timezone.now())
 
 
 class Lease:

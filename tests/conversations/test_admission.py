@@ -468,6 +468,29 @@ def test_a_question_a_worker_lined_up_before_its_intake_ended_keeps_that_place(t
     assert Admission.objects.get().lease_until is not None
 
 
+def test_a_slot_granted_to_a_question_that_then_leaves_goes_to_the_next(
+    one_slot, woken, django_capture_on_commit_callbacks
+):
+    """Granted while it waited, it is found out of time (or over its quota) at its claim
+    and leaves the line: its slot is not lost until someone reads the line again."""
+    holder = admit(question(one_slot))
+    granted, next_ = (question(one_slot) for _ in range(2))
+    for parked in (granted, next_):
+        taken = claim(parked)
+        waiting = admission.admit(taken, one_slot.endpoint)
+        with pytest.raises(RetryLater):
+            admission.park(taken, one_slot.endpoint, waiting, None)
+    with django_capture_on_commit_callbacks(execute=True):
+        holder.release()
+    assert woken == [granted.pk]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admission.leave(granted.pk)
+
+    assert woken == [granted.pk, next_.pk]
+    assert Admission.objects.get(lease_until__isnull=False).message_id == next_.pk
+
+
 def test_a_question_waiting_its_turn_is_stopped_at_once(wecom_bot, fake_ollama):
     wecom_bot.tenant.max_concurrency = 1
     wecom_bot.tenant.save()
