@@ -12,7 +12,8 @@ granted, the row holds a lease, renewed as tokens come, so that a killed worker'
 frees itself once the lease runs out; not granted, the question goes back to the queue
 until its wake-up (`park`) and waits in the database, holding no worker. The answer that
 frees a slot grants it to the next in line (turns.line_up) and has its task sent (the
-`question_granted` signal: tasks.py, the one module that talks to the broker, sends it).
+`question_granted` signal: tasks.py, the one module that talks to the broker, sends it);
+so does a question that leaves the line holding a slot granted to it (`leave`).
 Every decision is made under a lock on the endpoint's row (SELECT … FOR NO KEY UPDATE on
 PostgreSQL, which leaves alone the intakes' foreign key checks on that row; SQLite has one
 write lock), so the cap holds across worker processes. Taking
@@ -145,6 +146,7 @@ _ENTER_SQL = f"""
 # The hot path's other statements, as plain SQL: the ORM's delete alone takes a
 # transaction of its own (three round trips for one statement).
 _FORGET_SQL = f"DELETE FROM {_ADMISSIONS} WHERE message_id = %s"  # noqa: S608
+# A question out of the line; its lease, if a slot was granted to it, to hand that on.
 _LEAVE_SQL = f"""
     DELETE FROM {_ADMISSIONS} WHERE message_id = %s RETURNING endpoint_id, lease_until
 """  # noqa: S608 - constant table names, values as parameters
@@ -312,16 +314,27 @@ def due_now(message_id: int) -> None:
 
 
 def leave(message_id: int) -> None:
-    """The question failed for good, or is never to be asked (over its quota): out of its
-    endpoint's line (if still in it). A slot granted to it goes to the next in line: a
-    claim may find its question out of time, or over its quota, after a slot was granted
-    to it (parked, or with its first task on its way)."""
+    """The question failed for good, or is never to be asked (over its quota, refused by
+    its tenant's settings): out of its endpoint's line, if still in it. Call it outside
+    a transaction: it takes the endpoint's lock after its own DELETE has committed.
+
+    Its claim may come after a slot was granted to it (while parked, or with its first
+    task on its way): that slot goes to the next in line now, not at the next reading of
+    the line. (A question without a slot that leaves may raise the endpoint's cap, the
+    smallest of the tenants present; that waits for the next reading.) Raises
+    DatabaseError if the question cannot be taken out; a failure to hand its slot on is
+    only logged (the slot is free, and the next reading of the line grants it).
+    """
     left = _execute(_LEAVE_SQL, [message_id])
-    if left and left[0][1] is not None:
+    if not left or left[0][1] is None:
+        return
+    try:
         key = ModelEndpoint.objects.values_list("key", flat=True).get(pk=left[0][0])
         with transaction.atomic():
             endpoint, entries, _ = _line(key)
             _fill(endpoint, entries, timezone.now())
+    except DatabaseError:
+        logger.warning("could not hand on the model slot of message %s", message_id)
 
 
 class Lease:
@@ -540,6 +553,9 @@ def _fill(
     """
     if stale := [e.message_id for e in entries if e.stale]:
         Admission.objects.filter(pk__in=stale).delete()
+        # Nor does a slot still leased to one hold: its worker gave it up with the
+        # question (`leave`, which finds the row gone once this commits).
+        entries = [e for e in entries if not e.stale]
     line = line_up(entries, now, endpoint.served)
     given = line.waiting[: line.free]
     if not given:

@@ -468,27 +468,55 @@ def test_a_question_a_worker_lined_up_before_its_intake_ended_keeps_that_place(t
     assert Admission.objects.get().lease_until is not None
 
 
-def test_a_slot_granted_to_a_question_that_then_leaves_goes_to_the_next(
-    one_slot, woken, django_capture_on_commit_callbacks
-):
-    """Granted while it waited, it is found out of time (or over its quota) at its claim
-    and leaves the line: its slot is not lost until someone reads the line again."""
-    holder = admit(question(one_slot))
-    granted, next_ = (question(one_slot) for _ in range(2))
-    for parked in (granted, next_):
-        taken = claim(parked)
-        waiting = admission.admit(taken, one_slot.endpoint)
+def parked_behind(tenant, holders: int, waiting: int) -> tuple[list[Lease], list[Message]]:
+    """`holders` questions holding slots, and `waiting` parked behind them, in order."""
+    leases = [admit(question(tenant)) for _ in range(holders)]
+    parked = [question(tenant) for _ in range(waiting)]
+    for row in parked:
+        taken = claim(row)
         with pytest.raises(RetryLater):
-            admission.park(taken, one_slot.endpoint, waiting, None)
+            admission.park(taken, tenant.endpoint, admission.admit(taken, tenant.endpoint), None)
+    return leases, parked
+
+
+def test_a_question_granted_a_slot_then_found_out_of_time_hands_the_slot_on(
+    one_slot, woken, fake_platforms, settings, django_capture_on_commit_callbacks
+):
+    """Its claim comes after the grant (it was parked), and it fails: the slot does not
+    wait for someone to read the line again."""
+    [holder], [granted, next_] = parked_behind(one_slot, 1, 2)
     with django_capture_on_commit_callbacks(execute=True):
         holder.release()
     assert woken == [granted.pk]
+    arrived = timezone.now() - timedelta(seconds=settings.IM_ANSWER_BUDGET_SECONDS + 1)
+    Message.objects.filter(pk=granted.pk).update(created_at=arrived)
 
     with django_capture_on_commit_callbacks(execute=True):
-        admission.leave(granted.pk)
+        pipeline.answer(granted.pk)  # its task, sent by the grant
 
+    assert claim_row(granted).status == Message.Status.FAILED
     assert woken == [granted.pk, next_.pk]
     assert Admission.objects.get(lease_until__isnull=False).message_id == next_.pk
+
+
+def test_a_slot_leased_to_a_question_that_failed_meanwhile_is_free_to_others(
+    tenant, woken, django_capture_on_commit_callbacks
+):
+    """Another answer ends between the failed question's outcome and its `leave`: that
+    reading of the line takes the failed question's row away, and must count its slot
+    as free, since `leave` then finds nothing to hand on."""
+    (first, second), (failed, next_, last) = parked_behind(tenant, 2, 3)
+    with django_capture_on_commit_callbacks(execute=True):
+        first.release()
+    Message.objects.filter(pk=failed.pk).update(status=Message.Status.FAILED)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        second.release()
+        admission.leave(failed.pk)
+
+    assert woken == [failed.pk, next_.pk, last.pk]
+    leased = Admission.objects.filter(lease_until__isnull=False)
+    assert set(leased.values_list("message_id", flat=True)) == {next_.pk, last.pk}
 
 
 def test_a_question_waiting_its_turn_is_stopped_at_once(wecom_bot, fake_ollama):
