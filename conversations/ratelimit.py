@@ -78,21 +78,28 @@ def check(tenant: Tenant, user: str, event: str) -> Verdict:
     and the intake can store each message with its verdict in one statement. Without
     limits, nothing is counted.
     """
+    # Hashed, as the platform's texts they are (of any length and characters) would not
+    # always make a valid cache key.
+    who = _digest(user)
     counters = [
-        (f"rl:u:{tenant.pk}:{user}", tenant.user_rate_limit_per_minute),
+        (f"rl:u:{tenant.pk}:{who}", tenant.user_rate_limit_per_minute),
         (f"rl:t:{tenant.pk}", tenant.rate_limit_per_minute),
     ]
     if not any(limit for _, limit in counters):
         return Verdict(limited=False)
     window = int(time.time() // WINDOW_SECONDS)
     counters = [(f"{key}:{window}", limit) for key, limit in counters]
-    # Hashed: a message id is the platform's text (or an API client's), of any length.
-    seen = f"rl:seen:{hashlib.blake2b(event.encode(), digest_size=16).hexdigest()}" if event else ""
+    seen = f"rl:seen:{_digest(event)}" if event else ""
     over, copy = _count_once(seen, counters)
     if not over:
         return Verdict(limited=False)
-    first = not copy and cache.add(f"rl:told:{tenant.pk}:{user}:{window}", 1, WINDOW_SECONDS * 2)
+    first = not copy and cache.add(f"rl:told:{tenant.pk}:{who}:{window}", 1, WINDOW_SECONDS * 2)
     return Verdict(limited=True, notify=first, reason=REASONS[over - 1])
+
+
+def _digest(text: str) -> str:
+    """A user's or a message's id (a platform's or an API client's text) as 32 hex digits."""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 # Why a message was refused, by the number of the counter over its limit.

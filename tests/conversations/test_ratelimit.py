@@ -1,7 +1,10 @@
 """The rate limits on the configured cache (Redis in CI, its script; else Django's
 add/incr): each message counted once, whatever copies of it the platform sends."""
 
+import warnings
+
 import pytest
+from django.core.cache import CacheKeyWarning
 
 from conversations.ratelimit import check
 from tests.factories import TenantFactory
@@ -37,3 +40,16 @@ def test_without_limits_nothing_is_counted(tenant):
         assert not check(tenant, "alice", f"bot:m{n}").limited
     tenant.user_rate_limit_per_minute = 1
     assert not check(tenant, "alice", "bot:m9").limited  # the first one it counts
+
+
+@pytest.mark.parametrize(
+    "user", ["Rate limited", "钉钉 用户", "u" * 300], ids=["space", "cjk", "long"]
+)
+def test_any_user_id_makes_a_valid_cache_key(tenant, user):
+    """A user id is the platform's (or an API client's) text: a space or a length that a
+    cache key may not have must neither warn nor break the count."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheKeyWarning)
+        assert not check(tenant, user, "bot:m1").limited
+        assert check(tenant, user, "bot:m2").limited
+        assert not check(tenant, "someone else", "bot:m3").limited
