@@ -146,9 +146,11 @@ _ENTER_SQL = f"""
 # The hot path's other statements, as plain SQL: the ORM's delete alone takes a
 # transaction of its own (three round trips for one statement).
 _FORGET_SQL = f"DELETE FROM {_ADMISSIONS} WHERE message_id = %s"  # noqa: S608
-# A question out of the line; its lease, if a slot was granted to it, to hand that on.
+# A question out of the line; its endpoint and lease, if a slot was granted to it, to hand
+# that on.
 _LEAVE_SQL = f"""
-    DELETE FROM {_ADMISSIONS} WHERE message_id = %s RETURNING endpoint_id, lease_until
+    DELETE FROM {_ADMISSIONS} WHERE message_id = %s
+    RETURNING (SELECT key FROM {_ENDPOINTS} WHERE id = endpoint_id), lease_until
 """  # noqa: S608 - constant table names, values as parameters
 # Found from the messages' side (msg_pending_idx): a line of thousands whose tasks are on
 # their way has only a few such rows.
@@ -314,8 +316,8 @@ def due_now(message_id: int) -> None:
 
 
 def leave(message_id: int) -> None:
-    """The question failed for good, or is never to be asked (over its quota, refused by
-    its tenant's settings): out of its endpoint's line, if still in it. Call it outside
+    """The question failed for good, was stopped, or is never to be asked (over its quota,
+    refused by its tenant's settings): out of its endpoint's line, if still in it. Call it outside
     a transaction: it takes the endpoint's lock after its own DELETE has committed.
 
     Its claim may come after a slot was granted to it (while parked, or with its first
@@ -329,9 +331,8 @@ def leave(message_id: int) -> None:
     if not left or left[0][1] is None:
         return
     try:
-        key = ModelEndpoint.objects.values_list("key", flat=True).get(pk=left[0][0])
         with transaction.atomic():
-            endpoint, entries, _ = _line(key)
+            endpoint, entries, _ = _line(left[0][0])
             _fill(endpoint, entries, timezone.now())
     except DatabaseError:
         logger.warning("could not hand on the model slot of message %s", message_id)
@@ -553,9 +554,6 @@ def _fill(
     """
     if stale := [e.message_id for e in entries if e.stale]:
         Admission.objects.filter(pk__in=stale).delete()
-        # Nor does a slot still leased to one hold: its worker gave it up with the
-        # question (`leave`, which finds the row gone once this commits).
-        entries = [e for e in entries if not e.stale]
     line = line_up(entries, now, endpoint.served)
     given = line.waiting[: line.free]
     if not given:

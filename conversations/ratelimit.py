@@ -78,8 +78,8 @@ def check(tenant: Tenant, user: str, event: str) -> Verdict:
     and the intake can store each message with its verdict in one statement. Without
     limits, nothing is counted.
     """
-    # Hashed, as the platform's texts they are (of any length and characters) would not
-    # always make a valid cache key.
+    # Hashed: a user's id is the platform's text, of any length and characters, which a
+    # cache key may not be.
     who = _digest(user)
     counters = [
         (f"rl:u:{tenant.pk}:{who}", tenant.user_rate_limit_per_minute),

@@ -80,4 +80,5 @@ def stop(question_id: int, how: str) -> None:
             transaction.on_commit(lambda: tasks.enqueue(reply.pk, Message.Role.ASSISTANT))
         total_ms = ms_between(row.created_at, timezone.now())
         question.succeed(stopped=True, done_reason=STOPPED, total_ms=total_ms)
+    admission.leave(question_id)  # a slot granted to it as it was stopped goes on
     metrics.STOPS.labels(how, "queued").inc()

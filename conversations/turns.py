@@ -48,8 +48,9 @@ class Entry:
     notified_at: datetime | None
 
     def holds(self, now: datetime) -> bool:
-        """It holds a slot: granted, and its lease runs."""
-        return self.lease_until is not None and self.lease_until > now
+        """It holds a slot: granted, its lease runs, and its question is not finished (a
+        question that failed, or was stopped, while its lease ran gave the slot up)."""
+        return not self.stale and self.lease_until is not None and self.lease_until > now
 
     def waits(self, now: datetime) -> bool:
         """It waits for a slot: queued, or held by a live worker that is checking on it.

@@ -103,6 +103,8 @@ def test_the_cap_is_the_smallest_among_the_tenants_present():
         ("granted, its task lost", {"lease": -1}, False, True),
         ("dead worker while it waited", {"status": ANSWERING, "claim": -1}, False, False),
         ("answered", {"status": ANSWERED}, False, False),
+        # Its worker failed or stopped it before it asked the model.
+        ("granted, then finished", {"status": ANSWERED, "lease": 60}, False, False),
     ],
 )
 def test_who_holds_a_slot_and_who_waits_for_one(case, fields, holds, waits):
@@ -495,6 +497,23 @@ def test_a_question_granted_a_slot_then_found_out_of_time_hands_the_slot_on(
         pipeline.answer(granted.pk)  # its task, sent by the grant
 
     assert claim_row(granted).status == Message.Status.FAILED
+    assert woken == [granted.pk, next_.pk]
+    assert Admission.objects.get(lease_until__isnull=False).message_id == next_.pk
+
+
+def test_a_question_stopped_as_it_was_granted_a_slot_hands_the_slot_on(
+    one_slot, woken, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(tasks, "enqueue", lambda *args, **kwargs: None)  # "(stopped)"
+    [holder], [granted, next_] = parked_behind(one_slot, 1, 2)
+    with django_capture_on_commit_callbacks(execute=True):
+        holder.release()
+    assert woken == [granted.pk]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        stops.stop(granted.pk, stop_signal.COMMAND)  # before its task claims it
+
+    assert claim_row(granted).stopped
     assert woken == [granted.pk, next_.pk]
     assert Admission.objects.get(lease_until__isnull=False).message_id == next_.pk
 
