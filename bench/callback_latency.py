@@ -2,7 +2,8 @@
 
 Starts the real product (gunicorn + a Celery worker) against the configured database,
 broker and cache, a fake Ollama that takes FIRST_TOKEN_DELAY seconds to its first token
-and a fake platform API, then sends N signed callbacks and prints the response-time
+and a fake platform API, then sends N signed callbacks, CONCURRENCY in flight, from a load
+generator in a process of its own (bench/loadgen.py), and prints the response-time
 percentiles. The callback must not wait for the model, so p99 should stay far below the
 model's delay. With --questions-held the worker answers nothing meanwhile: what is left
 is the door's own time, as where the workers have machines of their own (here, on two
@@ -21,16 +22,13 @@ import importlib
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-
-import requests
-from requests.adapters import HTTPAdapter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import loadgen  # noqa: E402
 from bench.harness import Product, percentile, summary  # noqa: E402
 
 PLATFORMS = ("wecom", "wecom_bot", "dingtalk", "feishu")
@@ -64,40 +62,44 @@ def main() -> None:
 
 
 def run(product: Product, platform: str, n: int, concurrency: int) -> list[float]:
+    """The acknowledgement times (ms) of `n` callbacks, `concurrency` in flight, sent by
+    the load generator in a process of its own (bench/loadgen.py says why)."""
     builders = importlib.import_module(f"tests.callbacks.{platform}")
     bot = product.make_bot(platform)
+    # As many in flight as measured: every web process's imports, its threads and
+    # their database connections, and the client's connections, made before the clock.
     warm_up = max(WARM_UP, concurrency)
-    requests_ = [
-        builders.message_request(bot, f"question {i}", f"bench-{platform}-{i}")
+    callbacks = [
+        product.encode(builders.message_request(bot, f"question {i}", f"bench-{platform}-{i}"))
         for i in range(n + warm_up)
     ]
-    session = requests.Session()
-    # A kept-alive connection for each callback in flight (requests keeps ten: past
-    # that, each callback would open a connection of its own and throw it away).
-    session.mount("http://", HTTPAdapter(pool_maxsize=max(concurrency, 10)))
+    plan = loadgen.Plan(
+        host="127.0.0.1",
+        port=product.port,
+        requests=callbacks[warm_up:],
+        offsets=[],
+        timeout=30,
+        connections=concurrency,
+        warm_up=callbacks[:warm_up],
+        in_flight=concurrency,
+    )
+    before: list[float] = []
 
-    def timed(request: dict) -> float:
-        request = product.prepare(request)
-        started = time.perf_counter()
-        response = product.send(session, request)
-        elapsed = (time.perf_counter() - started) * 1000
-        if response.status_code != 200:
-            raise RuntimeError(f"{platform}: HTTP {response.status_code} {response.text[:200]}")
-        return elapsed
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        # As many in flight as measured: every web process's imports, its threads and
-        # their database connections, and the client's connections, made before the clock.
-        list(pool.map(timed, requests_[:warm_up]))
+    def when_ready() -> None:
         time.sleep(1)  # let the worker take the warm-up's tasks before measuring
-        web, worker = product.web_cpu_seconds(), product.worker_cpu_seconds()
-        latencies = list(pool.map(timed, requests_[warm_up:]))
-    web = product.web_cpu_seconds() - web
-    worker = product.worker_cpu_seconds() - worker
+        before.extend((product.web_cpu_seconds(), product.worker_cpu_seconds()))
+
+    sent = loadgen.run(plan, when_ready)
+    web = product.web_cpu_seconds() - before[0]
+    worker = product.worker_cpu_seconds() - before[1]
+    if failed := [r.outcome for r in sent.results if r.outcome != "200"]:
+        raise RuntimeError(f"{platform}: {len(failed)} callbacks failed, e.g. {failed[0]}")
     print(f"{platform:10s} web processes' CPU per callback: {web / n * 1000:.2f} ms")
     # Meanwhile: the questions' dispatch, and what the worker did with them so far.
     print(f"{platform:10s} worker processes' CPU per callback: {worker / n * 1000:.2f} ms")
-    return latencies
+    client = sent.cpu_seconds / n * 1000
+    print(f"{platform:10s} the load generator's CPU per callback: {client:.2f} ms")
+    return [r.latency * 1000 for r in sent.results if r.latency is not None]
 
 
 def report(platform: str, latencies: list[float], budget_ms: float) -> bool:

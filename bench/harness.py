@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from bench import cpu
+from bench import cpu, loadgen
 from common.collector import freeze_start_up
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,6 +289,19 @@ class Product:
             data=request.get("data", b""),
             headers=headers,
         ).prepare()
+
+    def encode(self, request: dict) -> bytes:
+        """`prepare`'s request as written to the socket, for bench/loadgen.py."""
+        prepared = self.prepare(request)
+        body = prepared.body or b""
+        headers = {k: v for k, v in prepared.headers.items() if k.lower() != "content-length"}
+        return loadgen.encode(
+            str(prepared.method),
+            prepared.path_url,
+            f"127.0.0.1:{self.port}",
+            headers,
+            body.encode() if isinstance(body, str) else body,
+        )
 
     def send(
         self, session: requests.Session, request: dict | requests.PreparedRequest

@@ -147,9 +147,12 @@ def callbacks(product: Product, bot, senders: list[str]) -> list[bytes]:  # noqa
             bot.credentials,
             wecom_text_xml(QUESTION.format(sender), msg_id=f"{run}-{sender}", sender=sender),
         )
-        target = with_query(bot.callback_path, query)
-        headers = {"Content-Type": "text/xml"}
-        encoded.append(loadgen.encode("POST", target, f"127.0.0.1:{product.port}", headers, body))
+        path = with_query(bot.callback_path, query)
+        encoded.append(
+            product.encode(
+                {"method": "POST", "path": path, "data": body, "content_type": "text/xml"}
+            )
+        )
     return encoded
 
 

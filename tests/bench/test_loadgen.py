@@ -1,12 +1,13 @@
-"""The open-loop generator of bench/ against a real HTTP server: what it reads, what it
-gives up on, and that a slow answer holds back no later request."""
+"""The load generator of bench/ against a real HTTP server: what it reads, what it gives
+up on, that a slow answer holds back no later request of the open loop, and that the
+closed loop keeps the number in flight it was given."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from threading import Thread
+from threading import Lock, Thread
 
 import pytest
 
@@ -20,8 +21,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers["Content-Length"]))
         self.server.paths.append(self.path)
         self.server.arrivals.append(time.monotonic())
+        with self.server.lock:
+            self.server.in_flight += 1
+            self.server.most_in_flight = max(self.server.most_in_flight, self.server.in_flight)
+        try:
+            self._answer()
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def _answer(self) -> None:
         if self.path == "/slow":
             time.sleep(1.0)
+        if self.path.startswith("/wait"):
+            time.sleep(0.05)
         if self.path == "/chunked":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -46,13 +59,22 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.paths, httpd.arrivals = [], []
+    httpd.lock, httpd.in_flight, httpd.most_in_flight = Lock(), 0, 0
     Thread(target=httpd.serve_forever, daemon=True).start()
     yield httpd
     httpd.shutdown()
     httpd.server_close()
 
 
-def _plan(server, paths: list[str], offsets: list[float], *, timeout: float = 5.0, warm_up=()):
+def _plan(
+    server,
+    paths: list[str],
+    offsets: list[float],
+    *,
+    timeout: float = 5.0,
+    warm_up=(),
+    in_flight: int = 0,
+):
     port = server.server_address[1]
 
     def request(path: str) -> bytes:
@@ -66,6 +88,7 @@ def _plan(server, paths: list[str], offsets: list[float], *, timeout: float = 5.
         timeout=timeout,
         connections=2,
         warm_up=[request(p) for p in warm_up],
+        in_flight=in_flight,
     )
 
 
@@ -109,6 +132,19 @@ def test_due_times_are_on_the_clock_every_process_shares(server):
         went = run.start + offset + result.late
         assert went <= arrived < went + 0.05
         assert result.latency >= arrived - (run.start + offset)
+
+
+def test_a_closed_loop_keeps_as_many_in_flight_as_it_was_given(server):
+    paths = [f"/wait/{i}" for i in range(12)]
+    plan = _plan(server, paths, [], warm_up=["/ok"] * 3, in_flight=3)
+
+    run = loadgen.run(plan, lambda: None)
+
+    assert server.most_in_flight == 3  # never more, and as many as given
+    assert sorted(server.paths) == sorted(["/ok"] * 3 + paths)  # each sent once
+    assert [r.outcome for r in run.results] == ["200"] * 12
+    # Each timed from its sending: the server's 50 ms, not a wait behind the others.
+    assert all(0.05 <= r.latency < 0.5 and r.late < 0.01 for r in run.results)
 
 
 def test_arrivals_are_evenly_spaced_or_poisson_at_the_rate():
