@@ -92,7 +92,7 @@ def run(product: Product, platform: str, n: int, concurrency: int) -> list[float
     sent = loadgen.run(plan, when_ready)
     web = product.web_cpu_seconds() - before[0]
     worker = product.worker_cpu_seconds() - before[1]
-    if failed := [r.outcome for r in sent.results if r.outcome != "200"]:
+    if failed := [r.outcome for r in sent.warm_up + sent.results if r.outcome != "200"]:
         raise RuntimeError(f"{platform}: {len(failed)} callbacks failed, e.g. {failed[0]}")
     print(f"{platform:10s} web processes' CPU per callback: {web / n * 1000:.2f} ms")
     # Meanwhile: the questions' dispatch, and what the worker did with them so far.

@@ -7,13 +7,14 @@ while the server is slow and so hides the slowness it causes: coordinated omissi
 the open loop each request has its due time, and its latency runs from that time, not
 from when it went out, so a generator that falls behind makes the figures worse, never
 better; each result says how late its request went out. The closed loop is for what it
-measures honestly: how long a request waits with N others in flight.
+measures honestly: how long a request takes with N in flight.
 
 It runs in a process of its own (`run`): the benchmark's fakes are threads in the
-benchmark's process and would share its interpreter lock (timed from there, in threads
-of the `requests` library, 20 callbacks in flight cost 0.8 ms of the benchmark's CPU a
-callback, against 0.1 ms here, and added about 9 ms to the median). Requests come to it
-whole, already signed and encrypted, so that its CPU goes to sending.
+benchmark's process and would share its interpreter lock (timed from there, by threads
+of the `requests` library, 20 callbacks in flight read about 9 ms slower at the median,
+and that process, client and fakes, spent 0.8 ms of CPU a callback; this generator
+spends 0.1 ms). Requests come to it whole, already signed and encrypted, so that its
+CPU goes to sending.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class Result:
     """One request: `late` seconds from its due time to going out; `latency` seconds from
     its due time to the last byte of its response, None when it got none; `outcome` the
     response's status ("200"), "timeout", or the name of the connection's error. In a
-    closed loop a request is due when it goes out."""
+    closed loop a request is due when it goes out: `late` is 0, and `latency` runs from
+    its sending (a connection opened for it included)."""
 
     late: float
     latency: float | None
@@ -63,14 +65,16 @@ class Result:
 
 @dataclass(frozen=True)
 class Run:
-    """The results in the plan's order; when (time.monotonic, the same clock in every
-    process) the first request was due; the generator's own CPU seconds while sending;
-    and how many connections it opened in all (the warm-up's included)."""
+    """The results in the plan's order, and the warm-up's; when (time.monotonic, the same
+    clock in every process) the first request was due (in a closed loop, when it went
+    out); the generator's own CPU seconds while sending; and how many connections it
+    opened in all (the warm-up's included)."""
 
     results: list[Result]
     start: float
     cpu_seconds: float
     connections: int
+    warm_up: list[Result]
 
 
 def arrivals(count: int, rate: float, seed: int | None = None) -> list[float]:
@@ -118,13 +122,13 @@ def _serve(pipe: Connection, plan: Plan) -> None:
 
 async def _generate(pipe: Connection, plan: Plan) -> Run:
     pool = _Pool(plan.host, plan.port)
-    await _send(pool, plan, plan.warm_up, time.monotonic())
+    warm_up = await _send(pool, plan, plan.warm_up, time.monotonic())
     pipe.send(READY)
     await asyncio.to_thread(pipe.recv)  # GO
     await pool.fill(plan.connections)
-    cpu, start = time.process_time(), time.monotonic() + LEAD
+    cpu, start = time.process_time(), time.monotonic() + (0 if plan.in_flight else LEAD)
     results = await _send(pool, plan, plan.requests, start)
-    return Run(results, start, time.process_time() - cpu, pool.opened)
+    return Run(results, start, time.process_time() - cpu, pool.opened, warm_up)
 
 
 async def _send(pool: _Pool, plan: Plan, requests: list[bytes], start: float) -> list[Result]:

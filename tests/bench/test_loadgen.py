@@ -136,15 +136,21 @@ def test_due_times_are_on_the_clock_every_process_shares(server):
 
 def test_a_closed_loop_keeps_as_many_in_flight_as_it_was_given(server):
     paths = [f"/wait/{i}" for i in range(12)]
-    plan = _plan(server, paths, [], warm_up=["/ok"] * 3, in_flight=3)
+    paths[7] = "/busy"
+    plan = _plan(server, paths, [], warm_up=["/ok", "/busy", "/ok"], in_flight=3)
 
-    run = loadgen.run(plan, lambda: None)
+    def ready() -> None:
+        server.most_in_flight = 0
+
+    run = loadgen.run(plan, ready)
 
     assert server.most_in_flight == 3  # never more, and as many as given
-    assert sorted(server.paths) == sorted(["/ok"] * 3 + paths)  # each sent once
-    assert [r.outcome for r in run.results] == ["200"] * 12
+    assert sorted(server.paths) == sorted(["/ok", "/busy", "/ok", *paths])  # each sent once
+    assert [r.outcome for r in run.warm_up] == ["200", "503", "200"]
+    assert [r.outcome for r in run.results] == ["200"] * 7 + ["503"] + ["200"] * 4  # in order
     # Each timed from its sending: the server's 50 ms, not a wait behind the others.
-    assert all(0.05 <= r.latency < 0.5 and r.late < 0.01 for r in run.results)
+    waits = [r for path, r in zip(paths, run.results, strict=True) if path.startswith("/wait")]
+    assert all(0.05 <= r.latency < 0.5 and r.late < 0.01 for r in waits)
 
 
 def test_arrivals_are_evenly_spaced_or_poisson_at_the_rate():
