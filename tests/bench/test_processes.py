@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,19 +55,31 @@ def test_a_tree_counts_its_own_cpu_and_its_reaped_childrens():
         burner.wait()
 
 
+# A parent and its child, both this interpreter (so named alike, whatever started pytest:
+# `python -m pytest` or the `pytest` script).
+FAMILY = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+print(child.pid, flush=True)
+time.sleep(30)
+"""
+
+
 def test_roots_named_finds_the_top_of_a_family_of_processes():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    parent = subprocess.Popen([sys.executable, "-c", FAMILY], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
     try:
         table = cpu.processes()
-        name = table[os.getpid()].name
+        name = table[parent.pid].name
         roots = cpu.roots_named(table, name)
 
-        assert table[child.pid].name == name and child.pid not in roots  # its parent: us
-        assert (os.getpid() in roots) == (table[os.getppid()].name != name)
+        assert table[child].name == name and child not in roots  # its parent is named alike
+        assert (parent.pid in roots) == (table[os.getpid()].name != name)
         assert cpu.roots_named(table, "no-such-process") == []
     finally:
-        child.kill()
-        child.wait()
+        os.kill(child, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
 
 
 def test_the_socket_listening_on_a_port_is_found_among_its_owners_sockets():
