@@ -78,17 +78,17 @@ def check(tenant: Tenant, user: str, event: str) -> Verdict:
     and the intake can store each message with its verdict in one statement. Without
     limits, nothing is counted.
     """
+    per_user, per_tenant = tenant.user_rate_limit_per_minute, tenant.rate_limit_per_minute
+    if not per_user and not per_tenant:
+        return Verdict(limited=False)
     # Hashed: a user's id is the platform's text, of any length and characters, which a
     # cache key may not be.
     who = _digest(user)
-    counters = [
-        (f"rl:u:{tenant.pk}:{who}", tenant.user_rate_limit_per_minute),
-        (f"rl:t:{tenant.pk}", tenant.rate_limit_per_minute),
-    ]
-    if not any(limit for _, limit in counters):
-        return Verdict(limited=False)
     window = int(time.time() // WINDOW_SECONDS)
-    counters = [(f"{key}:{window}", limit) for key, limit in counters]
+    counters = [
+        (f"rl:u:{tenant.pk}:{who}:{window}", per_user),
+        (f"rl:t:{tenant.pk}:{window}", per_tenant),
+    ]
     seen = f"rl:seen:{_digest(event)}" if event else ""
     over, copy = _count_once(seen, counters)
     if not over:
